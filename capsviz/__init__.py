@@ -1,0 +1,11 @@
+"""CapsViz: Sabour, Frosst & Hinton's CapsNet (NIPS 2017) in PyTorch, and what the dashboard shows of it."""
+from .capsules import dynamic_routing, squash
+from .data import DataError, load_mnist
+from .losses import capsule_loss, margin_loss, reconstruction_loss
+from .model import CapsNet, CapsNetConfig, CapsNetOutput
+from .runs import Run, RunError, list_runs, load_run
+
+__all__ = [
+    "CapsNet", "CapsNetConfig", "CapsNetOutput", "DataError", "Run", "RunError", "capsule_loss",
+    "dynamic_routing", "list_runs", "load_mnist", "load_run", "margin_loss", "reconstruction_loss", "squash",
+]

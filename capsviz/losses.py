@@ -1,0 +1,45 @@
+"""The paper's losses (section 3 and 4.1): margin loss plus a down-weighted reconstruction loss."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+M_PLUS, M_MINUS, LAMBDA = 0.9, 0.1, 0.5
+RECON_WEIGHT = 0.0005  # scales the SUM of squared pixel errors, so it does not dominate the margin loss
+
+
+def margin_loss(lengths: torch.Tensor, labels: torch.Tensor, *, m_plus: float = M_PLUS,
+                m_minus: float = M_MINUS, lam: float = LAMBDA) -> torch.Tensor:
+    """Eq. 4: T_k max(0, m+ - |v_k|)^2 + lambda (1 - T_k) max(0, |v_k| - m-)^2, summed over classes
+    k, averaged over the batch. lengths: (B, K); labels: (B,) class indices."""
+    lengths = lengths.float()
+    present = F.one_hot(labels, lengths.shape[1]).float()  # (B, K)
+    loss = present * F.relu(m_plus - lengths) ** 2 + lam * (1.0 - present) * F.relu(lengths - m_minus) ** 2
+    return loss.sum(dim=1).mean()
+
+
+def reconstruction_loss(reconstruction: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Sum of squared pixel differences per image, averaged over the batch (unweighted)."""
+    diff = reconstruction.float().flatten(1) - images.float().flatten(1)
+    return (diff * diff).sum(dim=1).mean()
+
+
+@dataclass
+class LossParts:
+    total: torch.Tensor
+    margin: torch.Tensor
+    reconstruction: torch.Tensor  # unweighted sum of squared errors per image; 0 when switched off
+
+
+def capsule_loss(output, images: torch.Tensor, labels: torch.Tensor, *, recon_weight: float = RECON_WEIGHT) -> LossParts:
+    """Total loss = margin + recon_weight x reconstruction. recon_weight 0 switches reconstruction
+    off (Table 1's rows without it); the reconstruction error is still reported when available."""
+    margin = margin_loss(output.lengths, labels)
+    if output.reconstruction is None:
+        recon = margin.new_zeros(())
+    else:
+        recon = reconstruction_loss(output.reconstruction, images)
+    total = margin + recon_weight * recon if recon_weight > 0 else margin
+    return LossParts(total=total, margin=margin, reconstruction=recon)

