@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -117,11 +116,13 @@ def read_history(run_dir: Path) -> pd.DataFrame:
         history = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise RunError(f"{path}: unreadable CSV ({str(error).splitlines()[0]})") from None
-    missing = [column for column in ("epoch", "test_error") if column not in history.columns]
+    required = ["epoch", "test_error", "timestamp"]
+    missing = [column for column in required if column not in history.columns]
     if missing:
         raise RunError(f"{path}: missing columns {missing}")
-    numeric = history.drop(columns=["timestamp"], errors="ignore")
-    if numeric.apply(pd.to_numeric, errors="coerce").isna().all(axis=1).any() or history["epoch"].isna().any():
+    # a cut-off row lacks its last fields (timestamp); a damaged one has non-numbers where numbers go
+    numbers = history[["epoch", "test_error"]].apply(pd.to_numeric, errors="coerce")
+    if numbers.isna().any(axis=None) or history["timestamp"].isna().any():
         raise RunError(f"{path}: truncated or malformed row")
     return history
 
@@ -190,6 +191,3 @@ def list_runs(root: str | Path | None = None) -> list[Path]:
         return []
     return sorted(path.parent for path in root.rglob(RUN_JSON))
 
-
-def is_finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)

