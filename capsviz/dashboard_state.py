@@ -1,0 +1,153 @@
+"""The dashboard's Streamlit glue, shared by its pages: where the runs are, reading them through
+Streamlit's caches (keyed on the files' modification times, so a run still training shows its
+new epochs), and the MNIST test set. Everything that computes or plots lives in analysis.py and
+figures.py; this module only caches and reports errors."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from .analysis import DigitCodes, RunRecord, encode_digits, read_run_record
+from .data import DataError, load_mnist
+from .model import CapsNet
+from .runs import HISTORY_CSV, RUN_JSON, WEIGHTS, RunError, default_runs_root, list_runs, load_weights
+
+RUNS_ROOT_KEY = "runs_root"
+TRAIN_COMMAND = "python -m trainer.run --routings 3"
+CHUNK = 500  # test digits encoded per cached chunk: scans of any length reuse the chunks before them
+
+
+def runs_root() -> Path:
+    """The sidebar's setting when there is one, else $CAPSVIZ_RUNS, else checkpoints/."""
+    chosen = st.session_state.get(RUNS_ROOT_KEY)
+    return Path(chosen).expanduser() if chosen else default_runs_root()
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime in ns, size): changes whenever the trainer replaces the file (atomically)."""
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
+def run_stamp(path: Path) -> tuple:
+    return tuple(file_stamp(path / name) for name in (RUN_JSON, HISTORY_CSV, WEIGHTS))
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _read_record(path: str, root: str, stamp: tuple) -> RunRecord | str:
+    """A RunRecord, or the one-line error of a broken run; `stamp` keys the cache on the files."""
+    try:
+        return read_run_record(path, root=root)
+    except RunError as error:
+        return str(error)
+
+
+@dataclass(frozen=True)
+class Runs:
+    root: Path
+    records: list[RunRecord]
+    errors: list[str]  # one line per broken run directory
+
+    def by_name(self) -> dict[str, RunRecord]:
+        return {record.name: record for record in self.records}
+
+    @property
+    def with_weights(self) -> list[RunRecord]:
+        return [record for record in self.records if record.has_weights]
+
+
+def load_runs(root: Path | None = None) -> Runs:
+    root = root or runs_root()
+    records, errors = [], []
+    for path in list_runs(root):
+        result = _read_record(str(path), str(root), run_stamp(path))
+        (errors if isinstance(result, str) else records).append(result)
+    return Runs(root=root, records=records, errors=errors)
+
+
+def show_run_errors(runs: Runs) -> None:
+    for error in runs.errors:
+        st.error(f"Broken run skipped: {error}", icon=":material/error:")
+
+
+@st.cache_resource(show_spinner="Loading weights…", max_entries=4)
+def _load_model(path: str, stamp: tuple | None) -> CapsNet:
+    return load_weights(Path(path) / WEIGHTS)
+
+
+def model_for(record: RunRecord) -> CapsNet:
+    """The run's CapsNet in eval mode, cached per path and weights file version. Raises RunError."""
+    assert record.path is not None and record.has_weights, f"{record.name}: no weights to load"
+    return _load_model(record.path, file_stamp(Path(record.path) / WEIGHTS))
+
+
+@st.cache_data(show_spinner="Loading the MNIST test set…")
+def test_set() -> tuple[np.ndarray, np.ndarray]:
+    """MNIST's 10,000 test digits (uint8 (N, 28, 28), int64 labels)."""
+    return load_mnist("test")
+
+
+def test_set_or_error() -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        return test_set()
+    except DataError as error:
+        st.error(f"MNIST test set unavailable: {error}", icon=":material/error:")
+        return None
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _codes(path: str, stamp: tuple | None, start: int, stop: int) -> DigitCodes:
+    model = _load_model(path, stamp)
+    images, _ = test_set()
+    return encode_digits(model, images[start:stop])
+
+
+def digit_codes(record: RunRecord, start: int, stop: int) -> DigitCodes:
+    """Capsule lengths and poses of test digits start..stop-1 under the run's model (cached)."""
+    model_for(record)  # raises RunError for broken weights before anything is cached
+    return _codes(record.path, file_stamp(Path(record.path) / WEIGHTS), start, stop)
+
+
+def scan_codes(record: RunRecord, count: int, *, progress_text: str = "Encoding test digits") -> DigitCodes:
+    """The first `count` test digits encoded, chunk by chunk with a progress bar when it takes a while."""
+    model_for(record)
+    stamp = file_stamp(Path(record.path) / WEIGHTS)
+    starts = list(range(0, count, CHUNK))
+    bar = st.progress(0.0, text=progress_text) if count > CHUNK else None
+    parts = []
+    for done, start in enumerate(starts):
+        parts.append(_codes(record.path, stamp, start, min(start + CHUNK, count)))
+        if bar is not None:
+            bar.progress((done + 1) / len(starts), text=f"{progress_text}: {min(start + CHUNK, count)} / {count}")
+    if bar is not None:
+        bar.empty()
+    return DigitCodes(np.concatenate([part.lengths for part in parts]), np.concatenate([part.poses for part in parts]))
+
+
+def choose_model_run(runs: Runs, *, key: str, where=None) -> RunRecord | None:
+    """The run selector of the model pages (in `where`, a column, when given): only runs with
+    weights. Says why in the main area when there are none."""
+    candidates = runs.with_weights
+    if not candidates:
+        if runs.records:
+            st.info("None of the runs has weights (model.pt) yet. Runs with only a history are on the "
+                    "Routing curves page.", icon=":material/info:")
+        else:
+            no_runs_message(runs.root)
+        return None
+    names = [record.name for record in candidates]
+    name = (where or st).selectbox("Run", names, key=key, help="Runs with saved weights (model.pt)")
+    return next(record for record in candidates if record.name == name)
+
+
+def no_runs_message(root: Path) -> None:
+    where = f"`{root}`" if root.exists() else f"`{root}` (it does not exist)"
+    st.info(f"No runs in {where}. Train one with\n\n```\n{TRAIN_COMMAND}\n```\n\n"
+            f"(a full epoch takes a while on a CPU; add `--epochs 1 --subset 2000` for a quick look), or point "
+            f"the sidebar's *Runs directory* at a folder of runs.", icon=":material/rocket_launch:")

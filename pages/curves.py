@@ -1,0 +1,93 @@
+"""Routing curves: runs overlaid per metric, TensorBoard style, with Keras histories by upload."""
+import streamlit as st
+
+from capsviz.analysis import (DEFAULT_PANELS, PANELS, SOURCE_KERAS, X_EPOCH, X_WALL, RunRecord, combined_csv,
+                              curve_summary_table)
+from capsviz.dashboard_state import load_runs, no_runs_message, show_run_errors
+from capsviz.figures import curves_figure, run_colors
+from capsviz.keras import KerasCsvError, read_keras_history
+
+REFRESH_SECONDS = 10  # how often the charts reread the files while a chosen run is still training
+
+st.title("Routing curves")
+st.caption("Training histories overlaid per metric. Runs still training refresh on their own.")
+
+runs = load_runs()
+show_run_errors(runs)
+
+with st.expander("Import Keras histories (CSVLogger files)", icon=":material/upload_file:"):
+    uploads = st.file_uploader("Keras CSVLogger histories", type=["csv"], accept_multiple_files=True, key="keras_uploads",
+                               help="Columns such as epoch, encoder_acc, val_encoder_acc, loss, val_loss, "
+                                    "decoder_loss (see capsviz/keras.py for the mapping).")
+    keras_seconds = st.number_input("Seconds per epoch of the Keras runs (optional, for the wall-time axis)",
+                                    min_value=0.0, value=0.0, step=10.0, key="keras_seconds",
+                                    help="CSVLogger records no timings. The seed project reports 285 s (routing 2) "
+                                         "and 448 s (routing 3) per epoch on a Colab GPU.")
+    st.caption("Keras' `val_*` columns are taken as the test set (the seed project validated on MNIST's test set). "
+               "Decoder losses keep Keras' scale: compare their shapes, not their values.")
+imported = []
+for upload in uploads or []:
+    try:
+        history = read_keras_history(upload.getvalue(), name=upload.name, seconds_per_epoch=keras_seconds or None)
+    except KerasCsvError as error:
+        st.error(f"Keras import failed: {error}", icon=":material/error:")
+        continue
+    imported.append(RunRecord(name=f"keras: {upload.name}", info={"status": "imported"}, history=history,
+                              source=SOURCE_KERAS))
+
+available = [record.name for record in runs.records] + [record.name for record in imported]
+if not available:
+    no_runs_message(runs.root)
+    st.stop()
+
+choices = st.columns(2)
+chosen = choices[0].multiselect("Runs", available, default=available[:8], key="curve_runs")
+panels = choices[1].multiselect("Metrics", list(PANELS), default=list(DEFAULT_PANELS), key="curve_panels")
+controls = st.columns([3, 2, 1, 3], vertical_alignment="bottom")
+smoothing = controls[0].slider("Smoothing (EMA weight)", 0.0, 0.99, 0.0, 0.01, key="curve_smoothing",
+                               help="TensorBoard's smoothing: 0 shows the raw values; raw curves stay faint behind.")
+x_axis = controls[1].segmented_control("x axis", [X_EPOCH, X_WALL], default=X_EPOCH, key="curve_x") or X_EPOCH
+log_y = controls[2].toggle("Log y", key="curve_log")
+
+if not chosen or not panels:
+    st.info("Choose at least one run and one metric.", icon=":material/info:")
+    st.stop()
+
+colors = run_colors(available)  # by position among all runs, so colours do not move as runs are (de)selected
+any_running = any(record.is_running for record in runs.records if record.name in chosen)
+
+
+@st.fragment(run_every=REFRESH_SECONDS if any_running else None)
+def charts(imported: list[RunRecord]) -> None:
+    # Reread inside the fragment, so that the timed reruns pick up new epochs (the cache is keyed on
+    # the files' modification times, so nothing is parsed again unless a file changed).
+    current = {record.name: record for record in load_runs().records + imported}
+    records = [current[name] for name in chosen if name in current]
+    histories = {record.name: record.history for record in records}
+    # One colour key for all charts (they have no legends of their own); train dashed, test solid.
+    key = " &nbsp;&nbsp; ".join(
+        f"<span style='color:{colors[record.name]}; font-size:1.3em'>●</span> {record.name}"
+        + (" <small>(training)</small>" if record.is_running else "") for record in records)
+    st.markdown(key + " &nbsp;&nbsp; <small>— dashed: train, solid: test</small>", unsafe_allow_html=True)
+    grid = st.columns(2)
+    for position, title in enumerate(panels):
+        figure = curves_figure(histories, panel=PANELS[title], x_axis=x_axis, smoothing=smoothing, log_y=log_y,
+                               colors=colors)
+        grid[position % 2].plotly_chart(figure, width="stretch", key=f"curve_{title}")
+    st.subheader("Summary")
+    st.dataframe(curve_summary_table(records), hide_index=True, width="stretch", column_config={
+        "Final test error (%)": st.column_config.NumberColumn(format="%.2f"),
+        "Best test error (%)": st.column_config.NumberColumn(format="%.2f"),
+        "Final train loss": st.column_config.NumberColumn(format="%.4f"),
+        "Final test loss": st.column_config.NumberColumn(format="%.4f"),
+        "Seconds / epoch": st.column_config.NumberColumn(format="%.0f"),
+        "Wall time (min)": st.column_config.NumberColumn(format="%.1f"),
+    })
+    live = [record.name for record in records if record.is_running]
+    note = f" Refreshing every {REFRESH_SECONDS} s while training: {', '.join(live)}." if live else ""
+    st.download_button("Download the combined CSV", combined_csv(histories), file_name="capsviz-histories.csv",
+                       mime="text/csv", icon=":material/download:", help="One row per run and epoch, a `run` column first.")
+    st.caption(f"Smoothing applies to the lines only; stars and the table use raw values.{note}")
+
+
+charts(imported)

@@ -1,0 +1,56 @@
+"""Home: every run at a glance, the paper's Table 1 for reference, and a guide to the pages."""
+import streamlit as st
+
+from capsviz.analysis import paper_table1, run_summary_table
+from capsviz.dashboard_state import load_runs, no_runs_message, show_run_errors
+
+st.title("CapsViz")
+st.caption("Sabour, Frosst & Hinton, *Dynamic Routing Between Capsules* (NIPS 2017), reimplemented in PyTorch: "
+           "training runs compared, and the paper's figures made interactive.")
+
+runs = load_runs()
+show_run_errors(runs)
+
+NUMBER = st.column_config.NumberColumn
+st.subheader("Runs")
+if not runs.records:
+    no_runs_message(runs.root)
+else:
+    st.dataframe(
+        run_summary_table(runs.records), hide_index=True, width="stretch",
+        column_config={
+            "Run": st.column_config.TextColumn("Run", pinned=True),
+            "Routings": NUMBER("Routing", help="Routing iterations"),
+            "Reconstruction": st.column_config.TextColumn("Recon.", help="Trained with the reconstruction loss"),
+            "Epochs": st.column_config.TextColumn("Epochs", help="Epochs done / planned"),
+            "Final test error (%)": NUMBER("Final (%)", format="%.2f", help="Test error after the last epoch"),
+            "Best test error (%)": NUMBER("Best (%)", format="%.2f", help="Lowest test error of any epoch"),
+            "Best epoch": NUMBER("at epoch", help="The epoch of the best test error (from 1)"),
+            "Paper (%)": NUMBER("Paper (%)", format="%.2f", help="Table 1's MNIST error for this routing and "
+                                "reconstruction setting"),
+            "Parameters": NUMBER("Params", format="compact", help="Trainable parameters, decoder included"),
+            "Device": st.column_config.TextColumn("Device"),
+            "Seconds / epoch": NUMBER("s / epoch", format="%.0f", help="Mean training seconds per epoch"),
+            "Weights": st.column_config.CheckboxColumn("Weights", help="model.pt saved: the run is on the model pages"),
+        },
+    )
+    st.caption(f"From `{runs.root}`. Test errors are on MNIST's test set (or the part of it a run was evaluated "
+               f"on with `--test-subset`).")
+
+paper_column, guide_column = st.columns([3, 2], gap="large")
+with paper_column:
+    st.subheader("Paper, Table 1")
+    st.dataframe(paper_table1(), hide_index=True, width="stretch")
+    st.caption("Test error (%); MNIST as mean ± std of 3 trials. No open reimplementation is known to reach 0.25%.")
+
+with guide_column:
+    st.subheader("Pages")
+    st.page_link("pages/curves.py", label="Routing curves", icon=":material/show_chart:")
+    st.caption("Overlay runs' losses, accuracy, test error, learning rate and epoch time; smooth, log scale, "
+           "epoch or wall-time axis; import Keras CSVLogger histories; download the combined CSV.")
+    st.page_link("pages/dimensions.py", label="Capsule dimensions", icon=":material/tune:")
+    st.caption("Pick a test digit, see its 10 capsule lengths, drag the 16 dimensions of a capsule and watch "
+           "the decoder redraw it; the paper's Figure 4 grid for the digit.")
+    st.page_link("pages/reconstructions.py", label="Reconstructions", icon=":material/grid_view:")
+    st.caption("Test digits beside their reconstructions as in Figure 3, labelled (l, p, r); misclassified "
+           "digits only; reconstruct from the label's or the prediction's capsule.")

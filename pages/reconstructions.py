@@ -1,0 +1,77 @@
+"""Reconstructions: test digits beside their reconstructions, labelled (l, p, r) as in Figure 3."""
+import numpy as np
+import streamlit as st
+
+from capsviz.analysis import TARGET_LABEL, TARGET_PREDICTION, misclassified, reconstruct_digits
+from capsviz.dashboard_state import (choose_model_run, digit_codes, load_runs, model_for, scan_codes, show_run_errors,
+                                     test_set_or_error)
+from capsviz.figures import reconstruction_grid_figure
+from capsviz.runs import RunError
+
+SHOW_ALL, SHOW_MISCLASSIFIED = "All digits", "Misclassified only"
+SOURCES = {"True label": (TARGET_LABEL,), "Prediction": (TARGET_PREDICTION,), "Both": (TARGET_LABEL, TARGET_PREDICTION)}
+SEARCH_SIZES = (500, 1000, 2000, 5000, 10000)
+
+st.title("Reconstructions")
+st.caption("Each test digit beside what the decoder draws from one digit capsule, the others masked: (l, p, r) = "
+           "label, prediction, reconstruction target, as in Figure 3. The paper shows failures twice, decoded from "
+           "the label's capsule and from the prediction's: choose *Both*.")
+
+runs = load_runs()
+show_run_errors(runs)
+controls = st.columns([3, 2, 3, 2, 2], vertical_alignment="bottom")
+record = choose_model_run(runs, key="reconstructions_run", where=controls[0])
+if record is None:
+    st.stop()
+try:
+    model = model_for(record)
+except RunError as error:
+    st.error(f"Cannot load this run's model: {error}", icon=":material/error:")
+    st.stop()
+test_data = test_set_or_error()
+if test_data is None:
+    st.stop()
+images, labels = test_data
+
+show = controls[1].segmented_control("Show", [SHOW_ALL, SHOW_MISCLASSIFIED], default=SHOW_ALL, key="recon_show") or SHOW_ALL
+source = controls[2].segmented_control("Reconstruct from", list(SOURCES), default="True label", key="recon_source") or "True label"
+count = controls[3].number_input("Digits shown", 1, 120, 24, step=6, key="recon_count")
+if show == SHOW_ALL:
+    start = int(controls[4].number_input("First test index", 0, len(images) - 1, 0, step=int(count), key="recon_start"))
+    stop = min(start + int(count), len(images))
+    codes = digit_codes(record, start, stop)
+    indices = np.arange(start, stop)
+else:
+    searched = controls[4].select_slider("Test digits searched", SEARCH_SIZES, value=1000, key="recon_search",
+                                         help="Encoding takes a while on a CPU the first time; results are cached.")
+    all_codes = scan_codes(record, searched, progress_text="Searching for misclassified digits")
+    wrong = misclassified(labels, all_codes)
+    st.caption(f"{len(wrong)} of the first {searched} test digits are misclassified "
+               f"({100 * len(wrong) / searched:.2f}% error); showing {min(len(wrong), int(count))}.")
+    positions = wrong[: int(count)]
+    codes = all_codes.take(positions)
+    indices = positions  # the scan starts at test index 0
+
+if len(indices) == 0:
+    st.success("No misclassified digit among those searched.", icon=":material/check_circle:")
+    st.stop()
+
+sets = [reconstruct_digits(model, images[indices], labels[indices], codes,
+                           target=target, indices=indices) for target in SOURCES[source]]
+st.plotly_chart(reconstruction_grid_figure(sets, columns=8 if len(sets) == 1 else 6), width="stretch",
+                key="reconstruction_grid")
+
+st.subheader("Reconstruction error per digit")
+table = sets[0].table.rename(columns={"error": f"error ({sets[0].target})", "target": f"target ({sets[0].target})"})
+for extra in sets[1:]:
+    table[f"target ({extra.target})"] = extra.table["target"].to_numpy()
+    table[f"error ({extra.target})"] = extra.table["error"].to_numpy()
+metrics = st.columns(len(sets) + 1)
+metrics[0].metric("Misclassified shown", f"{int((~table['correct']).sum())} / {len(table)}")
+for column, entry in zip(metrics[1:], sets):
+    column.metric(f"Mean error, from the {entry.target}", f"{entry.table['error'].mean():.2f}",
+                  help="Sum of squared pixel errors per digit, the unweighted reconstruction term of the loss.")
+st.dataframe(table, hide_index=True, width="stretch", column_config={
+    "length": st.column_config.ProgressColumn("predicted capsule length", min_value=0.0, max_value=1.0, format="%.3f"),
+    **{column: st.column_config.NumberColumn(format="%.2f") for column in table.columns if column.startswith("error")},
+})
