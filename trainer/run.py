@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -127,6 +128,10 @@ def plan(argv) -> tuple[TrainConfig, Path, bool]:
     return config, run_dir, args.resume
 
 
+def stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     try:
         config, run_dir, resume = plan(argv)
@@ -147,6 +152,7 @@ def main(argv=None) -> int:
         print(f"resuming {run_dir} after epoch {len(trainer.history)}")
     print(f"training {run_dir}: {config.routings} routing(s), {len(train[0])} images, device {device.type}, "
           f"{'fast path' if config.fast else 'plain fp32'}, {trainer.model.parameter_count():,} parameters", flush=True)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` stops cleanly too, like Ctrl-C
     try:
         summary = trainer.fit()
     except KeyboardInterrupt:

@@ -1,0 +1,57 @@
+"""The runs that ship in checkpoints/: complete, and their weights give the error their run.json reports."""
+import pytest
+import torch
+
+from capsviz import list_runs, load_mnist, load_run
+from capsviz.runs import default_runs_root
+from trainer.loop import TrainConfig, select, validate
+
+SHIPPED = ["mnist-r1", "mnist-r2", "mnist-r3"]
+WEIGHTS_BUDGET = 36 * 2 ** 20
+
+
+def shipped(name):
+    path = default_runs_root() / name
+    if not (path / "run.json").exists():
+        pytest.fail(f"{path} is not shipped")
+    return load_run(path)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_run_is_complete(name):
+    run = shipped(name)
+    assert run.status == "finished"
+    assert run.config["subset"] is None and run.config["test_subset"] is None, "full MNIST"
+    assert run.config["recon"] and run.config["routings"] == int(name[-1])
+    assert len(run.history) == run.info["epochs_done"] == run.config["epochs"]
+    assert run.info["environment"]["git_commit"], "code version recorded"
+    assert run.info["wall_seconds"] > 0
+
+
+def test_shipped_runs_share_settings_apart_from_routings():
+    configs = [dict(shipped(name).config, routings=None) for name in SHIPPED]
+    assert configs[0] == configs[1] == configs[2]
+
+
+def test_shipped_weights_fit_the_budget():
+    sizes = [path / "model.pt" for path in list_runs(default_runs_root()) if (path / "model.pt").exists()]
+    assert sizes, "at least one shipped run has weights"
+    assert sum(p.stat().st_size for p in sizes) <= WEIGHTS_BUDGET
+
+
+def test_shipped_r3_meets_the_error_target():
+    assert shipped("mnist-r3").info["final_test_error"] <= 0.50
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_reproduce_reported_error(name):
+    run = shipped(name)
+    if not run.has_weights:
+        pytest.skip(f"{name} ships its history only (weights budget)")
+    config = TrainConfig(**{k: v for k, v in run.config.items() if k in TrainConfig.__dataclass_fields__})
+    images, labels = select(*load_mnist("test"), None)
+    with torch.inference_mode():
+        stats = validate(run.model, images, labels, config, torch.device("cpu"))
+    error = 100 * (1 - stats.acc)
+    # the run measured its fp32 weights; float16 on disk may flip a digit or two of 10,000
+    assert error == pytest.approx(run.info["final_test_error"], abs=0.05)
