@@ -10,7 +10,7 @@ from capsviz.runs import RunError
 
 SHOW_ALL, SHOW_MISCLASSIFIED = "All digits", "Misclassified only"
 SOURCES = {"True label": (TARGET_LABEL,), "Prediction": (TARGET_PREDICTION,), "Both": (TARGET_LABEL, TARGET_PREDICTION)}
-SEARCH_SIZES = (500, 1000, 2000, 5000, 10000)
+SEARCH_SIZES = (200, 500, 1000, 2000, 5000, 10000)
 
 st.title("Reconstructions")
 st.caption("Each test digit beside what the decoder draws from one digit capsule, the others masked: (l, p, r) = "

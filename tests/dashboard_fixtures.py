@@ -1,0 +1,96 @@
+"""Fixtures of the dashboard tests: runs roots built once per test session around conftest's
+tiny real run (a history-only run, a run still training, and broken variants beside it).
+
+Test modules import the fixtures they use from here (`from dashboard_fixtures import ...`); the
+roots are cached in this module so that modules sharing them build them once.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from capsviz import runs
+
+KERAS_HISTORIES = Path(__file__).resolve().parent / "keras_histories"  # the seed project's two CSVLogger files
+_built: dict[str, Path] = {}
+
+
+def synthetic_rows(epochs: int, *, routings: int, recon: bool = True) -> list[dict]:
+    """A plausible history: test error falling from ~2% towards 0.3%, with its best before the end."""
+    rows, wall = [], 0.0
+    for epoch in range(1, epochs + 1):
+        error = 0.3 + 1.7 * math.exp(-epoch / 2) + (0.05 if epoch == epochs else 0.0)
+        seconds = 100.0 + 20 * routings
+        wall += seconds + 5
+        rows.append({
+            "epoch": epoch, "train_loss": 0.05 * math.exp(-epoch / 3) + 0.004, "train_margin_loss": 0.04 * math.exp(-epoch / 3),
+            "train_recon_loss": 30 * math.exp(-epoch / 4) + 10 if recon else math.nan, "train_acc": 1 - 0.02 * math.exp(-epoch / 3),
+            "test_loss": 0.04 * math.exp(-epoch / 3) + 0.005, "test_margin_loss": 0.035 * math.exp(-epoch / 3),
+            "test_recon_loss": 28 * math.exp(-epoch / 4) + 11 if recon else math.nan, "test_acc": 1 - error / 100,
+            "test_error": error, "lr": 0.001 * 0.9 ** (epoch - 1), "epoch_seconds": seconds,
+            "images_per_second": 60000 / seconds, "eval_seconds": 5.0, "wall_seconds": wall,
+            "timestamp": "2026-01-01T00:00:00+00:00",
+        })
+    return rows
+
+
+def write_synthetic_run(run_dir: Path, template: Path, *, epochs: int, routings: int, status: str,
+                        weights: bool) -> Path:
+    """A run directory like the trainer's, with a made-up history (and the template's weights)."""
+    run_dir.mkdir(parents=True)
+    info = json.loads((template / runs.RUN_JSON).read_text())
+    info.pop("format", None)
+    rows = synthetic_rows(epochs, routings=routings)
+    info.update(name=run_dir.name, status=status, **runs.summarize(rows))
+    info["config"] = {**info["config"], "routings": routings, "epochs": epochs + (2 if status == "running" else 0)}
+    runs.write_history(run_dir, rows)
+    runs.write_run_json(run_dir, info)
+    if weights:
+        shutil.copy(template / runs.WEIGHTS, run_dir / runs.WEIGHTS)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def runs_root(tiny_run: Path, tmp_path_factory) -> Path:
+    """A healthy runs root: tiny-r1 (real, with weights), r3-curves (history only) and r3-live
+    (a synthetic run still training, with weights)."""
+    if "healthy" not in _built:
+        root = tmp_path_factory.mktemp("dashboard-runs")
+        shutil.copytree(tiny_run, root / "tiny-r1", ignore=shutil.ignore_patterns(runs.STATE))
+        write_synthetic_run(root / "r3-curves", tiny_run, epochs=6, routings=3, status="finished", weights=False)
+        write_synthetic_run(root / "r3-live", tiny_run, epochs=4, routings=3, status="running", weights=True)
+        _built["healthy"] = root
+    return _built["healthy"]
+
+
+@pytest.fixture(scope="session")
+def broken_root(tiny_run: Path, tmp_path_factory) -> Path:
+    """A runs root of damaged runs beside one good one: invalid run.json, a truncated history.csv,
+    corrupt weights (listed, but its model cannot load), and a run that has written only run.json."""
+    if "broken" not in _built:
+        root = tmp_path_factory.mktemp("dashboard-broken")
+        shutil.copytree(tiny_run, root / "good", ignore=shutil.ignore_patterns(runs.STATE))
+        bad_json = shutil.copytree(root / "good", root / "bad-json")
+        (bad_json / runs.RUN_JSON).write_text('{"name": "bad-json", "config": {', encoding="utf-8")
+        truncated = write_synthetic_run(root / "truncated-csv", tiny_run, epochs=3, routings=1, status="finished",
+                                        weights=False)
+        text = (truncated / runs.HISTORY_CSV).read_text()
+        (truncated / runs.HISTORY_CSV).write_text(text[: len(text) - 40])  # the last row cut off mid-line
+        corrupt = shutil.copytree(root / "good", root / "corrupt-weights")
+        (corrupt / runs.WEIGHTS).write_bytes((corrupt / runs.WEIGHTS).read_bytes()[:1000])
+        started = root / "just-started"
+        started.mkdir()
+        shutil.copy(root / "good" / runs.RUN_JSON, started / runs.RUN_JSON)  # no history.csv, no model.pt yet
+        _built["broken"] = root
+    return _built["broken"]
+
+
+@pytest.fixture()
+def empty_root(tmp_path) -> Path:
+    root = tmp_path / "no-runs-yet"
+    root.mkdir()
+    return root

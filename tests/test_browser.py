@@ -1,0 +1,145 @@
+"""End to end in a real browser: `streamlit run dashboard.py` on a free localhost port, driven by
+Playwright with Debian's chromium. Opens every page, moves a capsule dimension slider, checks
+that the reconstruction changed and that no page shows an exception; screenshots go to
+test-artifacts/ (gitignored).
+
+Needs /usr/bin/chromium (`apt-get install -y chromium`; Playwright cannot download browsers
+here). Without it the test is skipped, unless CI is set: then it fails, since CI must run it.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from dashboard_fixtures import runs_root  # noqa: F401 (fixture)
+
+from capsviz.runs import RUNS_ROOT_ENV
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+PAGES = {"home": "", "curves": "curves", "dimensions": "dimensions", "reconstructions": "reconstructions"}
+TITLES = {"home": "CapsViz", "curves": "Routing curves", "dimensions": "Capsule dimensions",
+          "reconstructions": "Reconstructions"}
+TIMEOUT_MS = 60_000  # generous: a cold page loads a model and MNIST on 2 busy cores
+
+
+def require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing and CI is set: install it with `apt-get install -y chromium`")
+    pytest.skip(f"{CHROMIUM} is missing (install it with `apt-get install -y chromium`; set CI to make this fail)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(runs_root) -> str:
+    require_chromium()
+    port = free_port()
+    env = {**os.environ, RUNS_ROOT_ENV: str(runs_root)}
+    log = (ARTIFACTS / "streamlit.log")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with open(log, "w") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, f"streamlit exited with {server.returncode}: see {log}"
+            assert time.monotonic() < deadline, f"streamlit did not answer on {url} within 60 s: see {log}"
+            time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def wait_until_idle(page) -> None:
+    """Streamlit marks the app element with the script's state; wait for a finished run."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=TIMEOUT_MS)
+
+
+def open_page(page, url: str, name: str) -> None:
+    page.goto(f"{url}/{PAGES[name]}")
+    page.get_by_role("heading", name=TITLES[name], exact=True).wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+
+
+def assert_no_exception(page, name: str) -> None:
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, f"{name}: the page shows an exception: {exceptions.first.inner_text()[:500]}"
+
+
+def reconstruction_pixels(page) -> str:
+    chart = page.locator(".st-key-edited_reconstruction .js-plotly-plot")
+    chart.wait_for(timeout=TIMEOUT_MS)
+    return chart.evaluate("element => JSON.stringify(element._fullData[0].z)")
+
+
+def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboard_url, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 1800})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    for name in PAGES:
+        open_page(page, dashboard_url, name)
+        if name != "home":
+            page.locator(".js-plotly-plot").first.wait_for(timeout=TIMEOUT_MS)
+        assert_no_exception(page, name)
+        page.screenshot(path=ARTIFACTS / f"browser-{name}.png", full_page=True)
+
+    open_page(page, dashboard_url, "dimensions")
+    before = reconstruction_pixels(page)
+    assert len(json.loads(before)) == 28
+    thumb = page.locator(".st-key-capsule_dim_0 input[type='range']")  # the slider's keyboard handle
+    thumb.focus()
+    for _ in range(5):  # 5 steps of 0.05: +0.25, the end of Figure 4's range
+        thumb.press("ArrowRight")
+    page.wait_for_function(
+        "before => { const chart = document.querySelector('.st-key-edited_reconstruction .js-plotly-plot');"
+        " return chart && chart._fullData && JSON.stringify(chart._fullData[0].z) !== before; }",
+        arg=before, timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert float(thumb.input_value()) == pytest.approx(0.25)
+    assert reconstruction_pixels(page) != before, "moving a capsule slider must redraw the reconstruction"
+    assert "d1 +0.25" in page.locator(".st-key-edited_reconstruction").inner_text()
+    assert_no_exception(page, "dimensions after the slider moved")
+    page.screenshot(path=ARTIFACTS / "browser-dimensions-slider-moved.png", full_page=True)
+    assert not errors, f"JavaScript errors in the page: {errors}"
+    page.close()

@@ -1,0 +1,186 @@
+"""Every dashboard page through Streamlit's AppTest, on runs the tests make (conftest's tiny real
+run, plus synthetic and broken runs beside it): pages render without exceptions, a dimension
+slider redraws the reconstruction, and empty and broken runs roots are handled."""
+from pathlib import Path
+
+import pytest
+from dashboard_fixtures import KERAS_HISTORIES, broken_root, empty_root, runs_root  # noqa: F401 (fixtures)
+from streamlit.testing.v1 import AppTest
+
+from capsviz.dashboard_state import TRAIN_COMMAND
+from capsviz.runs import RUNS_ROOT_ENV
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
+PAGES = ["pages/home.py", "pages/curves.py", "pages/dimensions.py", "pages/reconstructions.py"]
+
+
+def open_app(root: Path, monkeypatch, page: str | None = None) -> AppTest:
+    monkeypatch.setenv(RUNS_ROOT_ENV, str(root))
+    app = AppTest.from_file(str(DASHBOARD), default_timeout=120).run()
+    if page:
+        app.switch_page(page).run()
+    assert_no_exception(app)
+    return app
+
+
+def assert_no_exception(app: AppTest) -> None:
+    assert not app.exception, f"the page raised: {[exception.value for exception in app.exception]}"
+
+
+def chart_spec(app: AppTest, key: str) -> str:
+    return app.get_by_key(key).proto.spec
+
+
+def error_lines(app: AppTest) -> list[str]:
+    return [error.value for error in app.error]
+
+
+# ---- each page with healthy runs ------------------------------------------------------------------
+
+def test_home_lists_runs_beside_table1(runs_root, monkeypatch):
+    app = open_app(runs_root, monkeypatch)
+    runs_table, paper_table = app.dataframe[0].value, app.dataframe[1].value
+    assert runs_table["Run"].tolist() == ["r3-curves", "r3-live", "tiny-r1"]
+    assert runs_table.set_index("Run").loc["tiny-r1", "Routings"] == 1
+    assert runs_table.set_index("Run").loc["r3-live", "Status"] == "running"
+    assert paper_table["MNIST (%)"].tolist()[-1] == "0.25 ± 0.005"
+    assert not app.error
+    assert "3 run(s) · 1 training" in app.sidebar.caption[0].value
+
+
+def test_curves_page_overlays_runs_with_controls(runs_root, monkeypatch):
+    app = open_app(runs_root, monkeypatch, "pages/curves.py")
+    assert app.multiselect(key="curve_runs").value == ["r3-curves", "r3-live", "tiny-r1"], (
+        "a run with a history but no weights is on the curves page")
+    assert len(app.get("plotly_chart")) == 3, "one chart per default metric"
+    before = chart_spec(app, "curve_Test error")
+    app.slider(key="curve_smoothing").set_value(0.6)
+    app.toggle(key="curve_log").set_value(True)
+    app.segmented_control(key="curve_x").set_value("wall time")
+    app.multiselect(key="curve_panels").select("Learning rate").select("Epoch time").run()
+    assert_no_exception(app)
+    assert len(app.get("plotly_chart")) == 5
+    after = chart_spec(app, "curve_Test error")
+    assert after != before and '"type":"log"' in after and "wall time" in after
+    summary = app.dataframe[0].value
+    assert summary.set_index("Run").loc["r3-curves", "Epochs"] == 6
+    assert app.get("download_button"), "the combined CSV is offered"
+
+
+def test_curves_page_imports_keras_histories_and_rejects_a_bad_one(runs_root, monkeypatch):
+    app = open_app(runs_root, monkeypatch, "pages/curves.py")
+    app.file_uploader(key="keras_uploads").set_value([
+        ("CSV_Num3.csv", (KERAS_HISTORIES / "CSV_Num3.csv").read_bytes(), "text/csv"),
+        ("notes.csv", b"step,loss\n1,0.5\n", "text/csv"),
+    ]).run()
+    assert_no_exception(app)
+    assert "keras: CSV_Num3.csv" in app.multiselect(key="curve_runs").options
+    [error] = error_lines(app)
+    assert "notes.csv" in error and "no 'epoch' column" in error and "\n" not in error
+    app.multiselect(key="curve_runs").set_value(["tiny-r1", "keras: CSV_Num3.csv"]).run()
+    assert_no_exception(app)
+    summary = app.dataframe[0].value.set_index("Run")
+    assert summary.loc["keras: CSV_Num3.csv", "Final test error (%)"] == pytest.approx(0.54)
+    assert summary.loc["keras: CSV_Num3.csv", "Epochs"] == 50
+
+
+def test_dimension_slider_changes_the_reconstruction_and_reset_restores_it(runs_root, monkeypatch):
+    app = open_app(runs_root, monkeypatch, "pages/dimensions.py")
+    assert sorted(slider.key for slider in app.slider) == sorted(f"capsule_dim_{d}" for d in range(16))
+    slider = app.slider(key="capsule_dim_3")
+    assert (slider.min, slider.max, slider.step) == (-0.25, 0.25, 0.05), "Figure 4's range and step"
+    original, unedited = chart_spec(app, "edited_reconstruction"), chart_spec(app, "unedited_reconstruction")
+    assert "Figure 4" in chart_spec(app, "figure4")
+    app.slider(key="capsule_dim_3").set_value(0.25).run()
+    assert_no_exception(app)
+    edited = chart_spec(app, "edited_reconstruction")
+    assert edited != original, "moving a dimension slider must redraw the reconstruction"
+    assert "d4 +0.25" in edited
+    assert chart_spec(app, "unedited_reconstruction") == unedited
+    app.button(key="reset_offsets").click().run()
+    assert_no_exception(app)
+    assert app.slider(key="capsule_dim_3").value == 0.0
+    assert chart_spec(app, "edited_reconstruction") == original
+
+
+def test_dimension_page_picks_digits_by_class_and_at_random_and_widens_the_range(runs_root, monkeypatch):
+    app = open_app(runs_root, monkeypatch, "pages/dimensions.py")
+    app.segmented_control(key="digit_mode").set_value("class").run()
+    app.selectbox(key="digit_class").set_value(3).run()
+    assert_no_exception(app)
+    assert "label 3" in chart_spec(app, "input_digit")
+    app.segmented_control(key="digit_mode").set_value("random").run()
+    first = chart_spec(app, "input_digit")
+    app.button[0].click().run()  # draw another digit
+    assert_no_exception(app)
+    assert chart_spec(app, "input_digit") != first
+    app.selectbox(key="capsule_range").set_value(1.0).run()
+    assert_no_exception(app)
+    assert app.slider(key="capsule_dim_0").max == 1.0
+    assert "+1.00" in chart_spec(app, "figure4")
+
+
+def test_reconstructions_page_grid_filter_and_targets(runs_root, monkeypatch):
+    app = open_app(runs_root, monkeypatch, "pages/reconstructions.py")
+    assert app.selectbox(key="reconstructions_run").options == ["r3-live", "tiny-r1"], (
+        "only runs with weights are offered on the model pages")
+    assert "Figure 3" in chart_spec(app, "reconstruction_grid")
+    table = app.dataframe[0].value
+    assert len(table) == 24 and table["index"].tolist() == list(range(24))
+    app.segmented_control(key="recon_source").set_value("Both").run()
+    assert_no_exception(app)
+    assert {"error (label)", "error (prediction)"} <= set(app.dataframe[0].value.columns)
+    app.segmented_control(key="recon_show").set_value("Misclassified only").run()
+    app.select_slider(key="recon_search").set_value(200).run()
+    assert_no_exception(app)
+    assert any("of the first 200 test digits are misclassified" in caption.value for caption in app.caption)
+    table = app.dataframe[0].value
+    assert len(table) > 0 and not table["correct"].any() and table["index"].max() < 200
+
+
+# ---- empty and broken runs roots ------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", PAGES)
+def test_empty_runs_root_says_how_to_train(empty_root, monkeypatch, page):
+    app = open_app(empty_root, monkeypatch, page)
+    assert any(TRAIN_COMMAND in info.value for info in app.info), "the empty state gives the command to train"
+    assert not app.error
+
+
+def test_broken_runs_are_one_error_line_each_and_the_rest_works(broken_root, monkeypatch):
+    app = open_app(broken_root, monkeypatch)
+    errors = error_lines(app)
+    assert len(errors) == 2 and all("\n" not in error for error in errors)
+    assert any("bad-json" in error and "run.json: not valid JSON" in error for error in errors)
+    assert any("truncated-csv" in error and "history.csv: truncated or malformed row" in error for error in errors)
+    assert app.dataframe[0].value["Run"].tolist() == ["corrupt-weights", "good", "just-started"]
+
+    app.switch_page("pages/curves.py").run()
+    assert_no_exception(app)
+    assert len(error_lines(app)) == 2 and app.get("plotly_chart")
+
+    app.switch_page("pages/dimensions.py").run()
+    assert_no_exception(app)
+    assert app.selectbox(key="dimensions_run").value == "corrupt-weights"
+    [load_error] = [error for error in error_lines(app) if "Cannot load" in error]
+    assert "model.pt: corrupt weights" in load_error
+    app.selectbox(key="dimensions_run").set_value("good").run()
+    assert_no_exception(app)
+    assert len(error_lines(app)) == 2 and len(app.slider) == 16, "the good run still works"
+
+    app.switch_page("pages/reconstructions.py").run()
+    assert_no_exception(app)
+
+
+def test_runs_directory_from_the_sidebar(empty_root, runs_root, monkeypatch):
+    app = open_app(empty_root, monkeypatch)
+    assert not app.dataframe[0].value["Setup"].empty  # only the paper's table: no runs
+    app.sidebar.text_input(key="runs_root").set_value(str(runs_root)).run()
+    assert_no_exception(app)
+    assert app.dataframe[0].value["Run"].tolist() == ["r3-curves", "r3-live", "tiny-r1"]
+    # AppTest drops the entry script's sidebar from its tree after a rerun (a real browser keeps
+    # it: see test_browser.py), so the second change goes through the widget's session state.
+    app.session_state["runs_root"] = str(runs_root / "nowhere")
+    app.run()
+    assert_no_exception(app)
+    assert any("it does not exist" in info.value for info in app.info)
