@@ -183,7 +183,7 @@ def curve_summary_table(records: Sequence[RunRecord]) -> pd.DataFrame:
             return _number_or_none(float(last[column])) if last is not None and column in history else None
 
         rows.append({
-            "Run": record.name, "Source": record.source, "Status": record.status, "Routings": record.routings,
+            "Run": record.name, "Status": record.status, "Routings": record.routings,
             "Epochs": len(history),
             "Final test error (%)": last_value("test_error"),
             "Best test error (%)": best[1] if best else None, "Best epoch": best[0] if best else None,

@@ -92,6 +92,10 @@ def curves_figure(histories: Mapping[str, pd.DataFrame], *, panel: Panel, x_axis
         xaxis_title=x_title, yaxis_title=panel.y_title,
     )
     figure.update_yaxes(type="log" if log_y else "linear")
+    if x_axis == X_EPOCH:
+        last_epoch = max((float(h["epoch"].max()) for h in histories.values() if len(h)), default=0.0)
+        if last_epoch <= 15:  # whole epochs only; past 15 Plotly's own ticks are whole numbers anyway
+            figure.update_xaxes(dtick=1, tick0=0)
     return figure
 
 
@@ -107,14 +111,16 @@ def capsule_lengths_figure(lengths: np.ndarray, *, label: int | None = None, hei
         text=[f"{value:.2f}" for value in lengths], textposition="outside", cliponaxis=False,
         hovertemplate="class %{x}<br>length %{y:.4f}<extra></extra>",
     ))
-    for level, text in ((MARGIN_PLUS, "m+ 0.9"), (MARGIN_MINUS, "m- 0.1")):
-        figure.add_hline(y=level, line=dict(dash="dot", width=1, color="gray"), annotation_text=text,
-                         annotation_position="top right", annotation_font_size=10)
+    for level in (MARGIN_PLUS, MARGIN_MINUS):
+        figure.add_hline(y=level, line=dict(dash="dot", width=1, color="gray"))
     label_text = f" · label {label} (outlined)" if label is not None else ""
     figure.update_layout(
         title=dict(text="Digit capsule lengths", subtitle=dict(text=f"prediction {prediction} (filled){label_text}")),
         height=height, margin=dict(l=10, r=10, t=60, b=10), showlegend=False,
-        xaxis=dict(title="class", type="category"), yaxis=dict(range=[0, 1.1], title="length ‖v‖"),
+        xaxis=dict(title="class", type="category"),
+        # the margin loss's targets as labelled ticks rather than annotations, which would collide with the bars' text
+        yaxis=dict(range=[0, 1.12], title="length ‖v‖", tickvals=[0, MARGIN_MINUS, 0.5, MARGIN_PLUS],
+                   ticktext=["0", "m⁻ 0.1", "0.5", "m⁺ 0.9"]),
     )
     return figure
 

@@ -75,13 +75,17 @@ def charts(imported: list[RunRecord]) -> None:
                                colors=colors)
         grid[position % 2].plotly_chart(figure, width="stretch", key=f"curve_{title}")
     st.subheader("Summary")
+    number = st.column_config.NumberColumn
     st.dataframe(curve_summary_table(records), hide_index=True, width="stretch", column_config={
-        "Final test error (%)": st.column_config.NumberColumn(format="%.2f"),
-        "Best test error (%)": st.column_config.NumberColumn(format="%.2f"),
-        "Final train loss": st.column_config.NumberColumn(format="%.4f"),
-        "Final test loss": st.column_config.NumberColumn(format="%.4f"),
-        "Seconds / epoch": st.column_config.NumberColumn(format="%.0f"),
-        "Wall time (min)": st.column_config.NumberColumn(format="%.1f"),
+        "Run": st.column_config.TextColumn(pinned=True),
+        "Routings": number("Routing"),
+        "Final test error (%)": number("Final error (%)", format="%.2f"),
+        "Best test error (%)": number("Best error (%)", format="%.2f"),
+        "Best epoch": number("at epoch"),
+        "Final train loss": number("Train loss", format="%.4f", help="Training loss of the last epoch"),
+        "Final test loss": number("Test loss", format="%.4f", help="Test loss of the last epoch"),
+        "Seconds / epoch": number("s / epoch", format="%.0f", help="Mean training seconds per epoch"),
+        "Wall time (min)": number("Wall (min)", format="%.1f", help="Training and evaluation time so far"),
     })
     live = [record.name for record in records if record.is_running]
     note = f" Refreshing every {REFRESH_SECONDS} s while training: {', '.join(live)}." if live else ""

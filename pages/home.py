@@ -12,12 +12,24 @@ runs = load_runs()
 show_run_errors(runs)
 
 NUMBER = st.column_config.NumberColumn
+PAPER_BEST = 0.25  # Table 1: routing 3 with reconstruction
 st.subheader("Runs")
 if not runs.records:
     no_runs_message(runs.root)
 else:
+    table = run_summary_table(runs.records)
+    figures = st.columns(4)
+    figures[0].metric("Runs", len(table), border=True)
+    figures[1].metric("Training now", int((table["Status"] == "running").sum()), border=True)
+    best = table.dropna(subset=["Best test error (%)"]).sort_values("Best test error (%)")
+    if len(best):
+        figures[2].metric(f"Best test error ({best['Run'].iloc[0]})", f"{best['Best test error (%)'].iloc[0]:.2f}%",
+                          delta=f"{best['Best test error (%)'].iloc[0] - PAPER_BEST:+.2f} vs the paper's {PAPER_BEST}%",
+                          delta_color="inverse", border=True)
+    hours = sum(record.info.get("wall_seconds") or 0 for record in runs.records) / 3600
+    figures[3].metric("Training time, all runs", f"{hours:.1f} h", border=True)
     st.dataframe(
-        run_summary_table(runs.records), hide_index=True, width="stretch",
+        table, hide_index=True, width="stretch",
         column_config={
             "Run": st.column_config.TextColumn("Run", pinned=True),
             "Routings": NUMBER("Routing", help="Routing iterations"),

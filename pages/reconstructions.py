@@ -8,7 +8,7 @@ from capsviz.dashboard_state import (choose_model_run, digit_codes, load_runs, m
 from capsviz.figures import reconstruction_grid_figure
 from capsviz.runs import RunError
 
-SHOW_ALL, SHOW_MISCLASSIFIED = "All digits", "Misclassified only"
+SHOW_ALL, SHOW_MISCLASSIFIED = "All", "Misclassified"
 SOURCES = {"True label": (TARGET_LABEL,), "Prediction": (TARGET_PREDICTION,), "Both": (TARGET_LABEL, TARGET_PREDICTION)}
 SEARCH_SIZES = (200, 500, 1000, 2000, 5000, 10000)
 
@@ -19,7 +19,7 @@ st.caption("Each test digit beside what the decoder draws from one digit capsule
 
 runs = load_runs()
 show_run_errors(runs)
-controls = st.columns([3, 2, 3, 2, 2], vertical_alignment="bottom")
+controls = st.columns([3, 3, 3, 2, 2], vertical_alignment="bottom")
 record = choose_model_run(runs, key="reconstructions_run", where=controls[0])
 if record is None:
     st.stop()

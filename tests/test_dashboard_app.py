@@ -130,7 +130,7 @@ def test_reconstructions_page_grid_filter_and_targets(runs_root, monkeypatch):
     app.segmented_control(key="recon_source").set_value("Both").run()
     assert_no_exception(app)
     assert {"error (label)", "error (prediction)"} <= set(app.dataframe[0].value.columns)
-    app.segmented_control(key="recon_show").set_value("Misclassified only").run()
+    app.segmented_control(key="recon_show").set_value("Misclassified").run()
     app.select_slider(key="recon_search").set_value(200).run()
     assert_no_exception(app)
     assert any("of the first 200 test digits are misclassified" in caption.value for caption in app.caption)

@@ -1,0 +1,186 @@
+"""Benchmark the dashboard: how long each page takes to render, and how long a capsule slider
+change takes to redraw the reconstruction. Prints figures; asserts nothing.
+
+    python scripts/bench_dashboard.py                      # the runs in checkpoints/ (or $CAPSVIZ_RUNS)
+    python scripts/bench_dashboard.py --runs DIR --repeats 5 --no-browser
+
+Three measurements:
+  1. Page render, server side (Streamlit's AppTest runs the page script in this process): cold,
+     with Streamlit's caches cleared (weights and MNIST loaded, digits encoded), and warm.
+  2. Slider redraw, server side: the capsule editor is a fragment, so a slider change reruns only
+     it; it times itself (decode + its four figures, serialised) and shows "Redrawn in N ms". Read
+     from AppTest after each change, and the whole-page rerun AppTest does for comparison.
+  3. In headless chromium (when /usr/bin/chromium exists): page load until the script is idle and
+     the charts are drawn, and slider key press until the new reconstruction is on screen,
+     together with the server time the page reports for that redraw.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from capsviz.runs import RUNS_ROOT_ENV, default_runs_root, list_runs  # noqa: E402
+
+PAGES = {"home": "pages/home.py", "curves": "pages/curves.py", "dimensions": "pages/dimensions.py",
+         "reconstructions": "pages/reconstructions.py"}
+URL_PATHS = {"home": "", "curves": "curves", "dimensions": "dimensions", "reconstructions": "reconstructions"}
+CHROMIUM = Path("/usr/bin/chromium")
+REDRAWN = re.compile(r"Redrawn in (\d+) ms on the server")
+
+
+def summary(values: list[float], unit: str, scale: float = 1.0, digits: int = 1) -> str:
+    values = [value * scale for value in values]
+    return (f"median {statistics.median(values):7.{digits}f} {unit}   min {min(values):7.{digits}f}   "
+            f"max {max(values):7.{digits}f}   (n={len(values)})")
+
+
+def server_side(repeats: int) -> None:
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    def fresh_app():
+        return AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=300)
+
+    print("1. Page render, server side (AppTest)")
+    fresh_app().run()  # imports and Streamlit's own first-run setup are not the dashboard's cost
+    for name, page in PAGES.items():
+        app = fresh_app()
+        if page != PAGES["home"]:
+            app.run().switch_page(page)  # the home page is light: it only lists the runs
+        st.cache_data.clear()
+        st.cache_resource.clear()
+        start = time.perf_counter()
+        app.run()
+        cold = time.perf_counter() - start
+        assert not app.exception, f"{name}: {[exception.value for exception in app.exception]}"
+        warm = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            app.run()
+            warm.append(time.perf_counter() - start)
+        print(f"   {name:16s} cold {cold:6.2f} s   warm {summary(warm, 's', digits=2)}")
+
+    print("2. Slider redraw, server side")
+    app = fresh_app().run()
+    app.switch_page(PAGES["dimensions"]).run()
+    if not app.slider:
+        print("   no run with weights: skipped")
+        return
+    fragment_ms, page_seconds = [], []
+    values = [0.05, 0.1, 0.15, 0.2, 0.25, -0.25, -0.1, 0.0] * max(1, repeats // 4)
+    for step, value in enumerate(values):
+        app.slider(key=f"capsule_dim_{step % 16}").set_value(value)
+        start = time.perf_counter()
+        app.run()
+        page_seconds.append(time.perf_counter() - start)
+        captions = [caption.value for caption in app.caption if REDRAWN.search(caption.value)]
+        fragment_ms.append(float(REDRAWN.search(captions[0]).group(1)))
+    print(f"   fragment (what a slider change reruns)   {summary(fragment_ms, 'ms')}")
+    print(f"   whole page rerun, for comparison         {summary(page_seconds, 'ms', 1000)}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def in_browser(runs_root: Path, repeats: int) -> None:
+    from playwright.sync_api import sync_playwright
+
+    print("3. In headless chromium")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true", "--server.port",
+         str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, env={**os.environ, RUNS_ROOT_ENV: str(runs_root)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.3)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--no-first-run", "--disable-sync"])
+            page = browser.new_page(viewport={"width": 1440, "height": 1800})
+            idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+            for visit in ("first visit (cold caches)", "second visit (warm)"):
+                timings = []
+                for name, path in URL_PATHS.items():
+                    start = time.perf_counter()
+                    page.goto(f"{url}/{path}")
+                    page.wait_for_selector("h1", timeout=300_000)
+                    page.wait_for_selector(idle, timeout=300_000)
+                    if name != "home" and page.locator(".js-plotly-plot").count():
+                        page.locator(".js-plotly-plot").last.wait_for(timeout=300_000)
+                    timings.append(f"{name} {time.perf_counter() - start:.2f} s")
+                print(f"   page load, {visit}: " + ", ".join(timings))
+            page.goto(f"{url}/dimensions")
+            chart = page.locator(".st-key-edited_reconstruction .js-plotly-plot")
+            chart.wait_for(timeout=300_000)
+            page.wait_for_selector(idle, timeout=300_000)
+            thumb = page.locator(".st-key-capsule_dim_0 input[type='range']")
+            end_to_end, reported = [], []
+            for press in range(2 * repeats):
+                before = chart.evaluate("element => JSON.stringify(element._fullData[0].z)")
+                thumb.focus()
+                start = time.perf_counter()
+                thumb.press("ArrowRight" if (press // 5) % 2 == 0 else "ArrowLeft")
+                page.wait_for_function(
+                    "before => { const chart = document.querySelector('.st-key-edited_reconstruction .js-plotly-plot');"
+                    " return chart && JSON.stringify(chart._fullData[0].z) !== before; }", arg=before, timeout=60_000)
+                end_to_end.append(time.perf_counter() - start)
+                page.wait_for_selector(idle, timeout=60_000)
+                match = REDRAWN.search(page.locator("body").inner_text())
+                if match:
+                    reported.append(float(match.group(1)))
+            print(f"   slider press -> new reconstruction on screen   {summary(end_to_end, 'ms', 1000)}")
+            if reported:
+                print(f"   server time the page reported for it          {summary(reported, 'ms')}")
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, help="runs directory (default checkpoints/ or $CAPSVIZ_RUNS)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats of each warm measurement (default 5)")
+    parser.add_argument("--no-browser", action="store_true", help="skip the headless chromium measurements")
+    args = parser.parse_args()
+    runs_root = (args.runs or default_runs_root()).resolve()
+    os.environ[RUNS_ROOT_ENV] = str(runs_root)
+    import torch
+
+    names = ", ".join(path.name for path in list_runs(runs_root)) or "none"
+    print(f"runs root {runs_root}: {names}")
+    print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load average "
+          f"{', '.join(f'{load:.1f}' for load in os.getloadavg())}")
+    server_side(args.repeats)
+    if args.no_browser:
+        return
+    if not CHROMIUM.exists():
+        print(f"3. skipped: {CHROMIUM} is missing (apt-get install -y chromium)")
+        return
+    in_browser(runs_root, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
