@@ -20,6 +20,19 @@ TRAIN_COMMAND = "python -m trainer.run --routings 3"
 CHUNK = 500  # test digits encoded per cached chunk: scans of any length reuse the chunks before them
 
 
+def ensure_entry_script() -> None:
+    """Call first in every page. A fresh Streamlit server whose first request is a page's URL (a
+    bookmark, a reload after a restart) runs that page file by itself, the old pages/-directory
+    way, until some run calls st.navigation: the page would lack dashboard.py's navigation, wide
+    layout and sidebar setting. Then switch Streamlit to st.navigation and rerun: the rerun runs
+    dashboard.py, which opens this same page (the two modes name a page by the same URL path)."""
+    from streamlit.runtime.pages_manager import PagesManager  # no public API says which mode is on
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def runs_root() -> Path:
     """The sidebar's setting when there is one, else $CAPSVIZ_RUNS, else checkpoints/."""
     chosen = st.session_state.get(RUNS_ROOT_KEY)

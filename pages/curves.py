@@ -3,9 +3,11 @@ import streamlit as st
 
 from capsviz.analysis import (DEFAULT_PANELS, PANELS, SOURCE_KERAS, X_EPOCH, X_WALL, RunRecord, combined_csv,
                               curve_summary_table)
-from capsviz.dashboard_state import load_runs, no_runs_message, show_run_errors
+from capsviz.dashboard_state import ensure_entry_script, load_runs, no_runs_message, show_run_errors
 from capsviz.figures import curves_figure, run_colors
 from capsviz.keras import KerasCsvError, read_keras_history
+
+ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
 REFRESH_SECONDS = 10  # how often the charts reread the files while a chosen run is still training
 

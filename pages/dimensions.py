@@ -7,9 +7,12 @@ import streamlit as st
 
 from capsviz.analysis import (PICK_CLASS, PICK_INDEX, PICK_RANDOM, decode_with_offsets, perturbation_grid,
                               perturbation_offsets, pick_digit)
-from capsviz.dashboard_state import choose_model_run, digit_codes, load_runs, model_for, show_run_errors, test_set_or_error
+from capsviz.dashboard_state import (choose_model_run, digit_codes, ensure_entry_script, load_runs, model_for,
+                                     show_run_errors, test_set_or_error)
 from capsviz.figures import capsule_lengths_figure, capsule_vector_figure, digit_figure, perturbation_figure
 from capsviz.runs import RunError
+
+ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
 STEP = 0.05  # the paper's interval between perturbations
 RANGES = (0.25, 0.5, 1.0)  # slider range choices, +-; the paper's is 0.25

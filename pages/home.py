@@ -2,7 +2,9 @@
 import streamlit as st
 
 from capsviz.analysis import paper_table1, run_summary_table
-from capsviz.dashboard_state import load_runs, no_runs_message, show_run_errors
+from capsviz.dashboard_state import ensure_entry_script, load_runs, no_runs_message, show_run_errors
+
+ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
 st.title("CapsViz")
 st.caption("Sabour, Frosst & Hinton, *Dynamic Routing Between Capsules* (NIPS 2017), reimplemented in PyTorch: "

@@ -3,10 +3,12 @@ import numpy as np
 import streamlit as st
 
 from capsviz.analysis import TARGET_LABEL, TARGET_PREDICTION, misclassified, reconstruct_digits
-from capsviz.dashboard_state import (choose_model_run, digit_codes, load_runs, model_for, scan_codes, show_run_errors,
-                                     test_set_or_error)
+from capsviz.dashboard_state import (choose_model_run, digit_codes, ensure_entry_script, load_runs, model_for,
+                                     scan_codes, show_run_errors, test_set_or_error)
 from capsviz.figures import reconstruction_grid_figure
 from capsviz.runs import RunError
+
+ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
 SHOW_ALL, SHOW_MISCLASSIFIED = "All", "Misclassified"
 SOURCES = {"True label": (TARGET_LABEL,), "Prediction": (TARGET_PREDICTION,), "Both": (TARGET_LABEL, TARGET_PREDICTION)}

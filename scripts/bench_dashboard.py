@@ -132,7 +132,7 @@ def in_browser(runs_root: Path, repeats: int) -> None:
                     timings.append(f"{name} {time.perf_counter() - start:.2f} s")
                 print(f"   page load, {visit}: " + ", ".join(timings))
             page.goto(f"{url}/dimensions")
-            chart = page.locator(".st-key-edited_reconstruction .js-plotly-plot")
+            chart = page.locator(".st-key-edited_reconstruction .js-plotly-plot").last
             chart.wait_for(timeout=300_000)
             page.wait_for_selector(idle, timeout=300_000)
             thumb = page.locator(".st-key-capsule_dim_0 input[type='range']")
@@ -143,8 +143,10 @@ def in_browser(runs_root: Path, repeats: int) -> None:
                 start = time.perf_counter()
                 thumb.press("ArrowRight" if (press // 5) % 2 == 0 else "ArrowLeft")
                 page.wait_for_function(
-                    "before => { const chart = document.querySelector('.st-key-edited_reconstruction .js-plotly-plot');"
-                    " return chart && JSON.stringify(chart._fullData[0].z) !== before; }", arg=before, timeout=60_000)
+                    "before => { const charts = document.querySelectorAll('.st-key-edited_reconstruction .js-plotly-plot');"
+                    " const chart = charts[charts.length - 1];"
+                    " return chart && chart._fullData && JSON.stringify(chart._fullData[0].z) !== before; }",
+                    arg=before, timeout=60_000)
                 end_to_end.append(time.perf_counter() - start)
                 page.wait_for_selector(idle, timeout=60_000)
                 match = REDRAWN.search(page.locator("body").inner_text())

@@ -107,16 +107,27 @@ def assert_no_exception(page, name: str) -> None:
     assert exceptions.count() == 0, f"{name}: the page shows an exception: {exceptions.first.inner_text()[:500]}"
 
 
+# While a fragment reruns, Streamlit can briefly hold the outgoing chart beside the incoming one:
+# the last one in the document is the current one.
+CURRENT_RECONSTRUCTION = "[...document.querySelectorAll('.st-key-edited_reconstruction')].pop()"
+
+
 def reconstruction_pixels(page) -> str:
-    chart = page.locator(".st-key-edited_reconstruction .js-plotly-plot")
+    chart = page.locator(".st-key-edited_reconstruction .js-plotly-plot").last
     chart.wait_for(timeout=TIMEOUT_MS)
     return chart.evaluate("element => JSON.stringify(element._fullData[0].z)")
 
 
-def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboard_url, browser):
+def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboard_url, browser, runs_root):
     page = browser.new_page(viewport={"width": 1440, "height": 1800})
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # First request to a fresh server is a deep link: it must still get dashboard.py's navigation and
+    # sidebar, not Streamlit's bare pages/-directory page.
+    open_page(page, dashboard_url, "reconstructions")
+    navigation = page.locator('[data-testid="stSidebarNav"]').inner_text()
+    assert "Capsule dimensions" in navigation and "dashboard" not in navigation, navigation
+    assert page.locator(".st-key-runs_root input").input_value() == str(runs_root)
     for name in PAGES:
         open_page(page, dashboard_url, name)
         if name != "home":
@@ -131,14 +142,15 @@ def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboa
     thumb.focus()
     for _ in range(5):  # 5 steps of 0.05: +0.25, the end of Figure 4's range
         thumb.press("ArrowRight")
+    # Each key press reruns the editor; wait for the rerun of the last one (its offsets in the title).
     page.wait_for_function(
-        "before => { const chart = document.querySelector('.st-key-edited_reconstruction .js-plotly-plot');"
-        " return chart && chart._fullData && JSON.stringify(chart._fullData[0].z) !== before; }",
+        f"before => {{ const box = {CURRENT_RECONSTRUCTION}; const chart = box && box.querySelector('.js-plotly-plot');"
+        " return chart && chart._fullData && box.innerText.includes('d1 +0.25')"
+        " && JSON.stringify(chart._fullData[0].z) !== before; }",
         arg=before, timeout=TIMEOUT_MS)
     wait_until_idle(page)
     assert float(thumb.input_value()) == pytest.approx(0.25)
     assert reconstruction_pixels(page) != before, "moving a capsule slider must redraw the reconstruction"
-    assert "d1 +0.25" in page.locator(".st-key-edited_reconstruction").inner_text()
     assert_no_exception(page, "dimensions after the slider moved")
     page.screenshot(path=ARTIFACTS / "browser-dimensions-slider-moved.png", full_page=True)
     assert not errors, f"JavaScript errors in the page: {errors}"
