@@ -79,13 +79,13 @@ def charts(imported: list[RunRecord]) -> None:
     st.subheader("Summary")
     number = st.column_config.NumberColumn
     st.dataframe(curve_summary_table(records), hide_index=True, width="stretch", column_config={
-        "Run": st.column_config.TextColumn(pinned=True),
+        "Run": st.column_config.TextColumn(pinned=True, width="medium"),
         "Routings": number("Routing"),
         "Final test error (%)": number("Final error (%)", format="%.2f"),
         "Best test error (%)": number("Best error (%)", format="%.2f"),
         "Best epoch": number("at epoch"),
-        "Final train loss": number("Train loss", format="%.4f", help="Training loss of the last epoch"),
-        "Final test loss": number("Test loss", format="%.4f", help="Test loss of the last epoch"),
+        "Final train loss": number("Train loss", format="%.3g", help="Training loss of the last epoch"),
+        "Final test loss": number("Test loss", format="%.3g", help="Test loss of the last epoch"),
         "Seconds / epoch": number("s / epoch", format="%.0f", help="Mean training seconds per epoch"),
         "Wall time (min)": number("Wall (min)", format="%.1f", help="Training and evaluation time so far"),
     })

@@ -11,7 +11,7 @@ from capsviz.runs import RunError
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
 SHOW_ALL, SHOW_MISCLASSIFIED = "All", "Misclassified"
-SOURCES = {"True label": (TARGET_LABEL,), "Prediction": (TARGET_PREDICTION,), "Both": (TARGET_LABEL, TARGET_PREDICTION)}
+SOURCES = {"Label": (TARGET_LABEL,), "Prediction": (TARGET_PREDICTION,), "Both": (TARGET_LABEL, TARGET_PREDICTION)}
 SEARCH_SIZES = (200, 500, 1000, 2000, 5000, 10000)
 
 st.title("Reconstructions")
@@ -21,7 +21,7 @@ st.caption("Each test digit beside what the decoder draws from one digit capsule
 
 runs = load_runs()
 show_run_errors(runs)
-controls = st.columns([3, 3, 3, 2, 2], vertical_alignment="bottom")
+controls = st.columns([3, 3, 4, 2, 3], vertical_alignment="bottom")
 record = choose_model_run(runs, key="reconstructions_run", where=controls[0])
 if record is None:
     st.stop()
@@ -36,7 +36,9 @@ if test_data is None:
 images, labels = test_data
 
 show = controls[1].segmented_control("Show", [SHOW_ALL, SHOW_MISCLASSIFIED], default=SHOW_ALL, key="recon_show") or SHOW_ALL
-source = controls[2].segmented_control("Reconstruct from", list(SOURCES), default="True label", key="recon_source") or "True label"
+source = controls[2].segmented_control("Reconstruct from", list(SOURCES), default="Label", key="recon_source",
+                                       help="The capsule the decoder is given: the true label's (as in training) or the "
+                                            "prediction's (as at test time); Both shows them side by side.") or "Label"
 count = controls[3].number_input("Digits shown", 1, 120, 24, step=6, key="recon_count")
 if show == SHOW_ALL:
     start = int(controls[4].number_input("First test index", 0, len(images) - 1, 0, step=int(count), key="recon_start"))
