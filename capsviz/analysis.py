@@ -108,20 +108,33 @@ def read_run_record(path: str | Path, *, root: str | Path | None = None) -> RunR
     return RunRecord(name=name, info=run.info, history=run.history, path=str(path), has_weights=run.has_weights)
 
 
+def numeric_column(history: pd.DataFrame, column: str) -> pd.Series:
+    """A history column as floats (empty cells NaN); all NaN when the history lacks the column
+    (an imported Keras history has no timings)."""
+    if column not in history:
+        return pd.Series(np.nan, index=history.index, dtype="float64")
+    return pd.to_numeric(history[column], errors="coerce")
+
+
 def best_test_error(history: pd.DataFrame) -> tuple[int, float] | None:
-    """(epoch, test error in %) of the lowest test error, or None for an empty history."""
-    errors = pd.to_numeric(history.get("test_error"), errors="coerce") if "test_error" in history else None
-    if errors is None or errors.notna().sum() == 0:
+    """(epoch, test error in %) of the lowest test error (the first, if several epochs tie), or None
+    for a history without test errors."""
+    errors = numeric_column(history, "test_error")
+    if errors.isna().all():
         return None
-    position = int(errors.to_numpy().argsort(kind="stable")[0])  # NaNs sort last; first minimum wins
+    position = int(np.nanargmin(errors.to_numpy()))
     return int(history["epoch"].iloc[position]), float(errors.iloc[position])
 
 
 def mean_epoch_seconds(history: pd.DataFrame) -> float | None:
-    seconds = pd.to_numeric(history.get("epoch_seconds"), errors="coerce") if "epoch_seconds" in history else None
-    if seconds is None or seconds.notna().sum() == 0:
-        return None
-    return float(seconds.mean())
+    seconds = numeric_column(history, "epoch_seconds")
+    return None if seconds.isna().all() else float(seconds.mean())
+
+
+def last_value(history: pd.DataFrame, column: str) -> float | None:
+    """The column's value at the last epoch, None when there is none."""
+    values = numeric_column(history, column)
+    return _number_or_none(float(values.iloc[-1])) if len(values) else None
 
 
 def _number_or_none(value) -> float | None:
@@ -147,7 +160,7 @@ def run_summary_row(record: RunRecord) -> dict:
     best = best_test_error(history)
     epochs_total = record.config.get("epochs")
     epochs_done = int(history["epoch"].iloc[-1]) if len(history) else int(info.get("epochs_done") or 0)
-    final_error = float(history["test_error"].iloc[-1]) if len(history) else _number_or_none(info.get("final_test_error"))
+    final_error = last_value(history, "test_error") if len(history) else _number_or_none(info.get("final_test_error"))
     reconstruction = record.reconstruction
     return {
         "Run": record.name,
@@ -175,19 +188,14 @@ def curve_summary_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     rows = []
     for record in records:
         history = record.history
-        last = history.iloc[-1] if len(history) else None
         best = best_test_error(history)
-        wall = _number_or_none(last["wall_seconds"]) if last is not None and "wall_seconds" in history else None
-
-        def last_value(column, last=last):
-            return _number_or_none(float(last[column])) if last is not None and column in history else None
-
+        wall = last_value(history, "wall_seconds")
         rows.append({
             "Run": record.name, "Status": record.status, "Routings": record.routings,
             "Epochs": len(history),
-            "Final test error (%)": last_value("test_error"),
+            "Final test error (%)": last_value(history, "test_error"),
             "Best test error (%)": best[1] if best else None, "Best epoch": best[0] if best else None,
-            "Final train loss": last_value("train_loss"), "Final test loss": last_value("test_loss"),
+            "Final train loss": last_value(history, "train_loss"), "Final test loss": last_value(history, "test_loss"),
             "Seconds / epoch": mean_epoch_seconds(history),
             "Wall time (min)": wall / 60 if wall is not None else None,
         })

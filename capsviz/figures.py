@@ -13,7 +13,8 @@ import plotly.colors
 import plotly.graph_objects as go
 from PIL import Image
 
-from .analysis import TARGET_LABEL, X_EPOCH, X_WALL, Panel, Reconstructions, best_test_error, ema, wall_time_unit
+from .analysis import (TARGET_LABEL, X_EPOCH, X_WALL, Panel, Reconstructions, best_test_error, ema, numeric_column,
+                       wall_time_unit)
 
 PALETTE = plotly.colors.qualitative.D3
 TRAIN_DASH = "dash"
@@ -28,8 +29,8 @@ def run_colors(names: Sequence[str]) -> dict[str, str]:
 def _x_values(history: pd.DataFrame, x_axis: str, divisor: float) -> pd.Series | None:
     if x_axis == X_EPOCH:
         return history["epoch"]
-    wall = pd.to_numeric(history.get("wall_seconds"), errors="coerce") if "wall_seconds" in history else None
-    if wall is None or wall.isna().all():
+    wall = numeric_column(history, "wall_seconds")
+    if wall.isna().all():
         return None  # e.g. a Keras import with no timings: it cannot be placed on a time axis
     return wall / divisor
 
@@ -42,9 +43,8 @@ def curves_figure(histories: Mapping[str, pd.DataFrame], *, panel: Panel, x_axis
     panel each run's best (raw) test error marked with a star."""
     assert x_axis in (X_EPOCH, X_WALL), f"x_axis must be {X_EPOCH!r} or {X_WALL!r}, got {x_axis!r}"
     colors = dict(colors or run_colors(list(histories)))
-    longest = max((float(pd.to_numeric(h.get("wall_seconds"), errors="coerce").max())
-                   for h in histories.values() if "wall_seconds" in h and len(h)), default=0.0)
-    divisor, unit = wall_time_unit(longest if longest == longest else 0.0)  # NaN when no run has timings
+    longest = max((numeric_column(history, "wall_seconds").max() for history in histories.values()), default=np.nan)
+    divisor, unit = wall_time_unit(float(longest) if longest == longest else 0.0)  # NaN: no run has timings
     x_title = "epoch" if x_axis == X_EPOCH else f"wall time ({unit})"
     figure = go.Figure()
     skipped = []
@@ -56,9 +56,9 @@ def curves_figure(histories: Mapping[str, pd.DataFrame], *, panel: Panel, x_axis
         color = colors.get(name, PALETTE[0])
         drawn = False
         for column in panel.columns:
-            if column not in history or pd.to_numeric(history[column], errors="coerce").isna().all():
+            values = numeric_column(history, column)
+            if values.isna().all():
                 continue
-            values = pd.to_numeric(history[column], errors="coerce")
             split = "train" if column.startswith("train_") else "test" if column.startswith("test_") else ""
             dash = TRAIN_DASH if split == "train" else "solid"
             label = f"{name} · {split}" if split and len(panel.columns) > 1 else name
@@ -68,7 +68,7 @@ def curves_figure(histories: Mapping[str, pd.DataFrame], *, panel: Panel, x_axis
             figure.add_trace(go.Scatter(
                 x=x, y=ema(values, weight=smoothing) if smoothing > 0 else values, mode="lines+markers",
                 marker=dict(size=4), line=dict(color=color, width=2, dash=dash), name=label, legendgroup=name,
-                customdata=history["epoch"], hovertemplate=f"%{{y:.4g}} (epoch %{{customdata}})",
+                customdata=history["epoch"], hovertemplate="%{y:.4g} (epoch %{customdata})",
             ))
             drawn = True
         best = best_test_error(history) if "test_error" in panel.columns else None
