@@ -94,6 +94,11 @@ class RunRecord:
         return self.status == "running"
 
 
+def keras_record(name: str, history: pd.DataFrame) -> RunRecord:
+    """An imported Keras history as a run of the curves page (no weights, no run.json)."""
+    return RunRecord(name=f"keras: {name}", info={"status": "imported"}, history=history, source=SOURCE_KERAS)
+
+
 def read_run_record(path: str | Path, *, root: str | Path | None = None) -> RunRecord:
     """Read a run directory into a RunRecord, named by its path relative to `root` (so that runs in
     nested folders keep distinct names). Raises capsviz.RunError for a broken run.json or history."""
@@ -409,6 +414,19 @@ def reconstruct_digits(model: CapsNet, images_u8: np.ndarray, labels: np.ndarray
         "correct": truth == predictions, "length": codes.lengths[np.arange(count), predictions], "error": errors,
     })
     return Reconstructions(table=table, images=inputs, reconstructions=reconstructions, target=target)
+
+
+def reconstruction_table(sets: Sequence[Reconstructions]) -> pd.DataFrame:
+    """The per-digit table of one or more reconstruction sets of the same digits: the digit's
+    columns once, then each set's target and error, suffixed with which capsule was decoded."""
+    assert sets, "no reconstructions"
+    first = sets[0]
+    table = first.table.drop(columns=["target", "error"])
+    for entry in sets:
+        assert entry.table["index"].tolist() == first.table["index"].tolist(), "sets must hold the same digits"
+        table[f"target ({entry.target})"] = entry.table["target"].to_numpy()
+        table[f"error ({entry.target})"] = entry.table["error"].to_numpy()
+    return table
 
 
 def misclassified(labels: np.ndarray, codes: DigitCodes) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Routing curves: runs overlaid per metric, TensorBoard style, with Keras histories by upload."""
 import streamlit as st
 
-from capsviz.analysis import (DEFAULT_PANELS, PANELS, SOURCE_KERAS, X_EPOCH, X_WALL, RunRecord, combined_csv,
-                              curve_summary_table)
+from capsviz.analysis import (DEFAULT_PANELS, PANELS, X_EPOCH, X_WALL, RunRecord, combined_csv, curve_summary_table,
+                              keras_record)
 from capsviz.dashboard_state import ensure_entry_script, load_runs, no_runs_message, show_run_errors
 from capsviz.figures import curves_figure, run_colors
 from capsviz.keras import KerasCsvError, read_keras_history
@@ -34,8 +34,7 @@ for upload in uploads or []:
     except KerasCsvError as error:
         st.error(f"Keras import failed: {error}", icon=":material/error:")
         continue
-    imported.append(RunRecord(name=f"keras: {upload.name}", info={"status": "imported"}, history=history,
-                              source=SOURCE_KERAS))
+    imported.append(keras_record(upload.name, history))
 
 available = [record.name for record in runs.records] + [record.name for record in imported]
 if not available:

@@ -2,7 +2,7 @@
 import numpy as np
 import streamlit as st
 
-from capsviz.analysis import TARGET_LABEL, TARGET_PREDICTION, misclassified, reconstruct_digits
+from capsviz.analysis import TARGET_LABEL, TARGET_PREDICTION, misclassified, reconstruct_digits, reconstruction_table
 from capsviz.dashboard_state import (choose_model_run, digit_codes, ensure_entry_script, load_runs, model_for,
                                      scan_codes, show_run_errors, test_set_or_error)
 from capsviz.figures import reconstruction_grid_figure
@@ -66,10 +66,7 @@ st.plotly_chart(reconstruction_grid_figure(sets, columns=8 if len(sets) == 1 els
                 key="reconstruction_grid")
 
 st.subheader("Reconstruction error per digit")
-table = sets[0].table.rename(columns={"error": f"error ({sets[0].target})", "target": f"target ({sets[0].target})"})
-for extra in sets[1:]:
-    table[f"target ({extra.target})"] = extra.table["target"].to_numpy()
-    table[f"error ({extra.target})"] = extra.table["error"].to_numpy()
+table = reconstruction_table(sets)
 metrics = st.columns(len(sets) + 1)
 metrics[0].metric("Misclassified shown", f"{int((~table['correct']).sum())} / {len(table)}")
 for column, entry in zip(metrics[1:], sets):

@@ -12,7 +12,8 @@ from capsviz.analysis import (PICK_CLASS, PICK_INDEX, PICK_RANDOM, TARGET_LABEL,
                               best_test_error, combined_csv, combined_history, curve_summary_table, decode_poses,
                               decode_with_offsets, ema, encode_digits, misclassified, paper_error, paper_table1,
                               perturbation_grid, perturbation_offsets, pick_digit, read_run_record,
-                              reconstruct_digits, run_summary_row, run_summary_table, wall_time_unit)
+                              reconstruct_digits, reconstruction_table, run_summary_row, run_summary_table,
+                              wall_time_unit)
 from capsviz.keras import KerasCsvError, read_keras_history
 from capsviz.runs import HISTORY_COLUMNS
 
@@ -138,6 +139,10 @@ def test_reconstruct_digits_from_label_and_prediction(model, digits):
     np.testing.assert_allclose(table["error"], expected_error, rtol=1e-5)
     np.testing.assert_allclose(from_label.reconstructions[0], decode_poses(model, codes.poses[:1], int(labels[0]))[0],
                                atol=1e-6)
+    both = reconstruction_table([from_label, from_prediction])
+    assert list(both.columns) == ["index", "label", "prediction", "correct", "length", "target (label)", "error (label)",
+                                  "target (prediction)", "error (prediction)"]
+    np.testing.assert_array_equal(both["error (prediction)"], from_prediction.table["error"])
     wrong = ~table["correct"].to_numpy()
     assert wrong.any(), "an untrained model should get some of these wrong"
     # decoding another capsule draws another image (an untrained decoder draws nearly the same grey)
