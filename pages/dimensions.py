@@ -98,42 +98,46 @@ header[0].subheader(f"Edit capsule {capsule}", help="Each slider ADDS its offset
                     "the other capsules are masked to zero and the decoder redraws the digit.")
 
 
+sliders_column, pictures_column = st.columns([3, 2], gap="large")
+with pictures_column:
+    edited_slot = st.container()  # the fragment draws the edited reconstruction here
+    # What does not depend on the sliders stays outside the fragment, so a slider change skips it.
+    small = st.columns(2)
+    small[0].plotly_chart(digit_figure(decode_with_offsets(model, poses, capsule, np.zeros(dimensions)), height=210,
+                                       title="Unedited", subtitle=f"decoded from capsule {capsule}"),
+                          width="stretch", key="unedited_reconstruction")
+    small[1].plotly_chart(digit_figure(images[index] / 255.0, title="Input", subtitle=f"test digit #{index}", height=210),
+                          width="stretch", key="input_again")
+
+
 @st.fragment
 def editor() -> None:
-    # A fragment: moving a slider reruns only this function (decoder + four small figures), not the page.
+    # A fragment: moving a slider reruns only this function (the decoder and two small figures).
     started = time.perf_counter()
-    sliders, pictures = st.columns([3, 2], gap="large")
     offsets = np.zeros(dimensions, dtype=np.float32)
-    with sliders:
-        slider_columns = st.columns(4)
-        for dimension in range(dimensions):
-            key = slider_key(dimension)
-            st.session_state.setdefault(key, 0.0)
-            offsets[dimension] = slider_columns[dimension % 4].slider(
-                f"dim {dimension + 1}", -float(limit), float(limit), step=STEP, key=key, format="%+.2f")
-        reset_column, timing_column = st.columns([1, 2], vertical_alignment="center")
-        reset_column.button("Reset all to 0", on_click=reset_offsets, args=(dimensions,), icon=":material/restart_alt:",
-                            key="reset_offsets")
-        timing = timing_column.empty()
-        st.plotly_chart(capsule_vector_figure(poses[capsule], offsets, digit_class=capsule), width="stretch",
-                        key="capsule_vector")
+    slider_columns = st.columns(4)
+    for dimension in range(dimensions):
+        key = slider_key(dimension)
+        st.session_state.setdefault(key, 0.0)
+        offsets[dimension] = slider_columns[dimension % 4].slider(
+            f"dim {dimension + 1}", -float(limit), float(limit), step=STEP, key=key, format="%+.2f")
+    reset_column, timing_column = st.columns([1, 2], vertical_alignment="center")
+    reset_column.button("Reset all to 0", on_click=reset_offsets, args=(dimensions,), icon=":material/restart_alt:",
+                        key="reset_offsets")
+    timing = timing_column.empty()
     edited = decode_with_offsets(model, poses, capsule, offsets)
-    unedited = decode_with_offsets(model, poses, capsule, np.zeros_like(offsets))
     changed = ", ".join(f"d{d + 1} {offset:+.2f}" for d, offset in enumerate(offsets) if offset) or "none"
-    with pictures:
-        st.plotly_chart(digit_figure(edited, title="Edited reconstruction", subtitle=f"offsets: {changed}", height=360),
-                        width="stretch", key="edited_reconstruction")
-        small = st.columns(2)
-        small[0].plotly_chart(digit_figure(unedited, title="Unedited", subtitle=f"decoded from capsule {capsule}",
-                                           height=210), width="stretch", key="unedited_reconstruction")
-        small[1].plotly_chart(digit_figure(images[index] / 255.0, title="Input", subtitle=f"test digit #{index}",
-                                           height=210), width="stretch", key="input_again")
+    edited_slot.plotly_chart(digit_figure(edited, title="Edited reconstruction", subtitle=f"offsets: {changed}",
+                                          height=360), width="stretch", key="edited_reconstruction")
+    st.plotly_chart(capsule_vector_figure(poses[capsule], offsets, digit_class=capsule), width="stretch",
+                    key="capsule_vector")
     # Shown so that the redraw's cost is visible (and measured by scripts/bench_dashboard.py).
     timing.caption(f"Redrawn in {1000 * (time.perf_counter() - started):.0f} ms on the server", help=(
-        "Decoding the edited capsule and building the four figures of this panel."))
+        "Decoding the edited capsule and building this panel's two figures: what a slider change costs the server."))
 
 
-editor()
+with sliders_column:
+    editor()
 
 offsets = perturbation_offsets(limit=limit, step=limit / 5)  # always 11 columns, as in the paper
 grid = perturbation_grid(model, poses, capsule, offsets=offsets)
