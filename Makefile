@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install data dashboard test chromium bench train
+.PHONY: install data dashboard test chromium bench bench-dashboard train
 
 $(STAMP): requirements.txt requirements-data.txt
 	python3 -m venv $(VENV)
@@ -31,6 +31,9 @@ test: data chromium
 
 bench: data
 	$(PY) -m trainer.bench
+
+bench-dashboard: data
+	$(PY) scripts/bench_dashboard.py
 
 train: data
 	$(PY) -m trainer.run --routings 3
