@@ -100,7 +100,10 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     weights_a = torch.load(straight / "model.pt", weights_only=True)["state_dict"]
     weights_b = torch.load(killed / "model.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
-    assert json.loads((killed / "run.json").read_text())["status"] == "finished"
+    info = json.loads((killed / "run.json").read_text())
+    assert info["status"] == "finished"
+    assert [r["after_epoch"] for r in info["resumes"]] in ([1], [2]), "the resume is recorded"
+    assert info["environment"]["torch"] == torch.__version__
 
 
 def test_ctrl_c_marks_run_interrupted(tmp_path):

@@ -180,7 +180,8 @@ class Trainer:
         self.history: list[dict] = []
         self.wall_seconds = 0.0
         self.started_at = now()
-        self.environment = environment(device)  # once: the code version is the one that started training
+        self.environment = environment(device)  # where and with which code version training started
+        self.resumes: list[dict] = []  # the environment of each later --resume
 
     # -- persistence --
     def restore(self) -> None:
@@ -192,13 +193,15 @@ class Trainer:
         self.history = list(state["history"])
         self.wall_seconds = float(state["wall_seconds"])
         self.started_at = state["started_at"]
+        self.resumes = [*state.get("resumes", []), {**self.environment, "after_epoch": state["epoch"], "at": now()}]
+        self.environment = state.get("environment", self.environment)
         assert len(self.history) == state["epoch"], f"{self.run_dir / runs.STATE}: history and epoch disagree"
 
     def run_info(self, status: str, **extra) -> dict:
         return {"name": self.run_dir.name, "status": status, "config": self.config.to_dict(),
                 "model": self.model.config.to_dict(), "parameters": self.model.parameter_count(),
                 "parameters_without_decoder": self.model.parameter_count(decoder=False),
-                "environment": self.environment, "started_at": self.started_at, "updated_at": now(),
+                "environment": self.environment, "resumes": self.resumes, "started_at": self.started_at, "updated_at": now(),
                 "wall_seconds": round(self.wall_seconds, 3), **runs.summarize(self.history), **extra}
 
     def write_status(self, status: str, **extra) -> None:
@@ -210,7 +213,7 @@ class Trainer:
             "epoch": len(self.history), "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "generator": self.generator.get_state(), "history": self.history, "wall_seconds": self.wall_seconds,
-            "started_at": self.started_at,
+            "started_at": self.started_at, "environment": self.environment, "resumes": self.resumes,
         })
         runs.write_weights(self.run_dir, self.model)
         runs.write_history(self.run_dir, self.history)
