@@ -152,7 +152,8 @@ def git_commit() -> str | None:
 
 
 def environment(device: torch.device) -> dict:
-    env = {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+    env = {"torch": str(torch.__version__),  # TorchVersion would not load with weights_only
+           "python": platform.python_version(), "platform": platform.platform(),
            "device": device.type, "threads": torch.get_num_threads(), "git_commit": git_commit(),
            "processor": platform.processor() or platform.machine()}
     if device.type == "cuda":
