@@ -159,6 +159,23 @@ def choose_model_run(runs: Runs, *, key: str, where=None) -> RunRecord | None:
     return next(record for record in candidates if record.name == name)
 
 
+def model_page_inputs(runs: Runs, *, key: str, where) -> tuple[RunRecord, CapsNet, np.ndarray, np.ndarray]:
+    """What the model pages start from: the run chosen in `where`, its model and the MNIST test set.
+    Stops the page, after one error line, when any of them cannot be had."""
+    record = choose_model_run(runs, key=key, where=where)
+    if record is None:
+        st.stop()
+    try:
+        model = model_for(record)
+    except RunError as error:
+        st.error(f"Cannot load this run's model: {error}", icon=":material/error:")
+        st.stop()
+    test_data = test_set_or_error()
+    if test_data is None:
+        st.stop()
+    return (record, model, *test_data)
+
+
 def no_runs_message(root: Path) -> None:
     where = f"`{root}`" if root.exists() else f"`{root}` (it does not exist)"
     st.info(f"No runs in {where}. Train one with\n\n```\n{TRAIN_COMMAND}\n```\n\n"

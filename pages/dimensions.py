@@ -7,10 +7,9 @@ import streamlit as st
 
 from capsviz.analysis import (PICK_CLASS, PICK_INDEX, PICK_RANDOM, decode_with_offsets, perturbation_grid,
                               perturbation_offsets, pick_digit)
-from capsviz.dashboard_state import (choose_model_run, digit_codes, ensure_entry_script, load_runs, model_for,
-                                     show_run_errors, test_set_or_error)
+from capsviz.dashboard_state import (digit_codes, ensure_entry_script, load_runs, model_page_inputs,
+                                     show_run_errors)
 from capsviz.figures import capsule_lengths_figure, capsule_vector_figure, digit_figure, perturbation_figure
-from capsviz.runs import RunError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
@@ -48,18 +47,7 @@ st.caption("Each digit capsule is a 16-D vector: its length is the class probabi
 runs = load_runs()
 show_run_errors(runs)
 picker = st.columns([3, 3, 2, 2], vertical_alignment="bottom")
-record = choose_model_run(runs, key="dimensions_run", where=picker[0])
-if record is None:
-    st.stop()
-try:
-    model = model_for(record)
-except RunError as error:
-    st.error(f"Cannot load this run's model: {error}", icon=":material/error:")
-    st.stop()
-test_data = test_set_or_error()
-if test_data is None:
-    st.stop()
-images, labels = test_data
+record, model, images, labels = model_page_inputs(runs, key="dimensions_run", where=picker[0])
 dimensions = model.config.digit_dim
 
 mode = picker[1].segmented_control("Pick a test digit", list(PICK_LABELS), format_func=PICK_LABELS.get,

@@ -3,10 +3,9 @@ import numpy as np
 import streamlit as st
 
 from capsviz.analysis import TARGET_LABEL, TARGET_PREDICTION, misclassified, reconstruct_digits, reconstruction_table
-from capsviz.dashboard_state import (choose_model_run, digit_codes, ensure_entry_script, load_runs, model_for,
-                                     scan_codes, show_run_errors, test_set_or_error)
+from capsviz.dashboard_state import (digit_codes, ensure_entry_script, load_runs, model_page_inputs,
+                                     scan_codes, show_run_errors)
 from capsviz.figures import reconstruction_grid_figure
-from capsviz.runs import RunError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
@@ -22,18 +21,7 @@ st.caption("Each test digit beside what the decoder draws from one digit capsule
 runs = load_runs()
 show_run_errors(runs)
 controls = st.columns([3, 3, 4, 2, 3], vertical_alignment="bottom")
-record = choose_model_run(runs, key="reconstructions_run", where=controls[0])
-if record is None:
-    st.stop()
-try:
-    model = model_for(record)
-except RunError as error:
-    st.error(f"Cannot load this run's model: {error}", icon=":material/error:")
-    st.stop()
-test_data = test_set_or_error()
-if test_data is None:
-    st.stop()
-images, labels = test_data
+record, model, images, labels = model_page_inputs(runs, key="reconstructions_run", where=controls[0])
 
 show = controls[1].segmented_control("Show", [SHOW_ALL, SHOW_MISCLASSIFIED], default=SHOW_ALL, key="recon_show") or SHOW_ALL
 source = controls[2].segmented_control("Reconstruct from", list(SOURCES), default="Label", key="recon_source",

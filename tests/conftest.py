@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["dashboard_fixtures"]  # the dashboard tests' fixtures, available to every test module
 
 
 def run_trainer(*args: str, timeout: float = 300, **popen) -> subprocess.CompletedProcess:

@@ -1,7 +1,7 @@
 """Fixtures of the dashboard tests: runs roots built once per test session around conftest's
 tiny real run (a history-only run, a run still training, and broken variants beside it).
 
-Test modules import the fixtures they use from here (`from dashboard_fixtures import ...`); the
+conftest.py registers this module as a plugin, so every test module can ask for its fixtures; the
 roots are cached in this module so that modules sharing them build them once.
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from dashboard_fixtures import KERAS_HISTORIES, runs_root, synthetic_rows  # noqa: F401 (fixture)
+from dashboard_fixtures import KERAS_HISTORIES, synthetic_rows
 
 from capsviz import CapsNet, RunError
 from capsviz.analysis import (PICK_CLASS, PICK_INDEX, PICK_RANDOM, TARGET_LABEL, TARGET_PREDICTION, DigitCodes,

@@ -16,7 +16,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from dashboard_fixtures import runs_root  # noqa: F401 (fixture)
 
 from capsviz.runs import RUNS_ROOT_ENV
 

@@ -4,7 +4,7 @@ slider redraws the reconstruction, and empty and broken runs roots are handled."
 from pathlib import Path
 
 import pytest
-from dashboard_fixtures import KERAS_HISTORIES, broken_root, empty_root, runs_root  # noqa: F401 (fixtures)
+from dashboard_fixtures import KERAS_HISTORIES
 from streamlit.testing.v1 import AppTest
 
 from capsviz.dashboard_state import TRAIN_COMMAND
