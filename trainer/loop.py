@@ -66,6 +66,19 @@ class EpochStats:
     images: int
     seconds: float
 
+    @classmethod
+    def from_totals(cls, totals: torch.Tensor, *, count: int, seconds: float, recon: bool) -> "EpochStats":
+        """totals: the batch_totals() summed over an epoch's batches."""
+        loss, margin, recon_loss, correct = (totals / count).tolist()
+        return cls(loss=loss, margin_loss=margin, recon_loss=recon_loss if recon else math.nan, acc=correct,
+                   images=count, seconds=seconds)
+
+
+def batch_totals(parts, correct: torch.Tensor, size: int) -> torch.Tensor:
+    """(loss, margin, recon) x batch size and the correct count: summed over batches, divided by the count."""
+    return torch.stack([parts.total.detach() * size, parts.margin.detach() * size,
+                        parts.reconstruction.detach() * size, correct.double()])
+
 
 def batches(count: int, batch_size: int, order: torch.Tensor | None = None):
     indices = order if order is not None else torch.arange(count)
@@ -101,8 +114,7 @@ def train_one_epoch(model: CapsNet, optimizer, images: torch.Tensor, labels: tor
         size = len(index)
         with torch.no_grad():
             correct = (output.lengths.argmax(1) == targets).sum()
-            totals += torch.stack([parts.total.detach() * size, parts.margin.detach() * size,
-                                   parts.reconstruction.detach() * size, correct.double()])
+            totals += batch_totals(parts, correct, size)
         bar.update(size)
         if step % 10 == 0 and not bar.disable:
             bar.set_postfix(loss=f"{totals[0].item() / bar.n:.4f}")
@@ -110,9 +122,7 @@ def train_one_epoch(model: CapsNet, optimizer, images: torch.Tensor, labels: tor
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    loss, margin, recon, correct = (totals / count).tolist()
-    return EpochStats(loss=loss, margin_loss=margin, recon_loss=recon if config.recon else math.nan,
-                      acc=correct, images=count, seconds=seconds)
+    return EpochStats.from_totals(totals, count=count, seconds=seconds, recon=config.recon)
 
 
 @torch.no_grad()
@@ -132,11 +142,9 @@ def validate(model: CapsNet, images: torch.Tensor, labels: torch.Tensor, config:
             parts = capsule_loss(output, inputs, targets, recon_weight=recon_weight)
         size = len(index)
         correct = (output.lengths.argmax(1) == targets).sum()
-        totals += torch.stack([parts.total * size, parts.margin * size, parts.reconstruction * size, correct.double()])
+        totals += batch_totals(parts, correct, size)
     seconds = time.perf_counter() - start
-    loss, margin, recon, correct = (totals / count).tolist()
-    return EpochStats(loss=loss, margin_loss=margin, recon_loss=recon if config.recon else math.nan,
-                      acc=correct, images=count, seconds=seconds)
+    return EpochStats.from_totals(totals, count=count, seconds=seconds, recon=config.recon)
 
 
 def git_commit() -> str | None:
