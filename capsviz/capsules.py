@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .spectral import spectral_conv2d
+
 # Added under the square root of |s|^2: keeps the gradient of squash finite at s = 0
 # (a bare sqrt has an infinite derivative there, a known source of NaN losses in public ports).
 SQUASH_EPS = 1e-8
@@ -88,9 +90,16 @@ class PrimaryCaps(nn.Module):
         super().__init__()
         self.types, self.dim = types, dim
         self.conv = nn.Conv2d(in_channels, types * dim, kernel_size, stride=stride)
+        # When set (the CPU fast path, see capsviz.speed), the convolution is computed through the DFT in
+        # this dtype: same weights, same function, about a third of the arithmetic (capsviz.spectral).
+        self.spectral_dtype: torch.dtype | None = None
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        out = self.conv(features)  # (B, 32*8, 6, 6)
+        if self.spectral_dtype is not None:
+            out = spectral_conv2d(features, self.conv.weight, self.conv.bias, stride=self.conv.stride[0],
+                                  dtype=self.spectral_dtype)
+        else:
+            out = self.conv(features)  # (B, 32*8, 6, 6)
         batch, _, height, width = out.shape
         # channel c belongs to capsule type c // dim; capsules ordered (type, row, column)
         out = out.reshape(batch, self.types, self.dim, height * width)
