@@ -72,7 +72,10 @@ def dynamic_routing(
             couplings.append(coupling)
         if not last or trace:
             # agreement u_hat_{j|i} . v_j; the last iteration's update is only needed for the trace
-            agreement = (u @ v.unsqueeze(-1)).squeeze(-1)  # (B, 10, 1152)
+            # written v^T u_hat^T (a row times a transposed matrix) rather than u_hat v: the same
+            # numbers, but CPU BLAS streams it about 3x faster (matrix-vector products with rows of 16
+            # are a slow case), and this is the one read of u_hat that routing does twice per pass
+            agreement = (v.unsqueeze(2) @ u.mT).squeeze(2)  # (B, 10, 1, 16) @ (B, 10, 16, 1152) -> (B, 10, 1152)
             logits = logits + agreement
             if trace:
                 logit_history.append(logits)

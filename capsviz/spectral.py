@@ -33,6 +33,8 @@ import math
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
+
 
 class Transforms(NamedTuple):
     """Real DFT matrices for an H x W circular correlation over the half spectrum (rfft2 layout).
@@ -101,12 +103,17 @@ def _analyse_transposed(spectrum: torch.Tensor, rows: torch.Tensor, columns: tor
 class _SpectralConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, stride, dtype):
-        batch, channels, height, width = x.shape
+        batch, channels, full_height, full_width = x.shape
         out_channels, _, size, _ = weight.shape
+        out_h, out_w = (full_height - size) // stride + 1, (full_width - size) // stride + 1
+        # Only the rows and columns that some output reads go into the DFT: when the stride does not
+        # divide the size, the last ones are never read (row 19 of 20 for MNIST), and a smaller grid
+        # means fewer frequencies, so fewer products (19 x 10 instead of 20 x 11 for MNIST).
+        height, width = (out_h - 1) * stride + size, (out_w - 1) * stride + size
         dft = transforms(height, width, size, stride, dtype, str(x.device))
-        out_h, out_w = (height - size) // stride + 1, (width - size) // stride + 1
 
-        signals = x.to(dtype).permute(2, 3, 0, 1).reshape(height, width, batch * channels)  # (H, W, B*C)
+        signals = x[:, :, :height, :width].to(dtype).permute(2, 3, 0, 1)
+        signals = signals.reshape(height, width, batch * channels)  # (H, W, B*C)
         xf = _analyse(signals, dft.rows, dft.columns).view(-1, batch, channels)  # (3F, B, C)
         # taps first, so that the transform comes out laid out (3F, O, C) for the products (a cheap copy
         # when the weight is channels_last, as the fast path makes it)
@@ -118,15 +125,16 @@ class _SpectralConv(torch.autograd.Function):
         if bias is not None:
             y = y + bias.to(dtype)
         ctx.save_for_backward(xf, wf)
-        ctx.meta = (x.dtype, weight.dtype, height, width, size, stride, dtype, bias is not None)
+        ctx.meta = (x.dtype, weight.dtype, full_height, full_width, size, stride, dtype, bias is not None)
         return y.permute(1, 2, 0).view(batch, out_channels, out_h, out_w)
 
     @staticmethod
     def backward(ctx, grad_out):
         xf, wf = ctx.saved_tensors
-        x_dtype, w_dtype, height, width, size, stride, dtype, has_bias = ctx.meta
-        dft = transforms(height, width, size, stride, dtype, str(grad_out.device))
+        x_dtype, w_dtype, full_height, full_width, size, stride, dtype, has_bias = ctx.meta
         batch, out_channels, out_h, out_w = grad_out.shape
+        height, width = (out_h - 1) * stride + size, (out_w - 1) * stride + size
+        dft = transforms(height, width, size, stride, dtype, str(grad_out.device))
         channels = xf.shape[2]
         grad_y = grad_out.to(dtype).permute(2, 3, 0, 1).reshape(out_h * out_w, batch * out_channels)
         grad_products = (dft.synthesis.T @ grad_y).view(-1, batch, out_channels)  # (3F, B, O)
@@ -134,8 +142,10 @@ class _SpectralConv(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_xf = torch.bmm(grad_products, wf)  # (3F, B, C)
             signals = _analyse_transposed(grad_xf, dft.rows, dft.columns)  # (H, W, B*C)
-            # back to (B, C, H, W) in channels_last memory, what the convolution before wants
-            grad_x = signals.view(height, width, batch, channels).permute(2, 0, 1, 3).contiguous()
+            # back to (B, C, H, W) in channels_last memory, what the convolution before wants; the rows
+            # and columns left out of the grid get zeros (the pad is the copy that the permute needs anyway)
+            grad_x = signals.view(height, width, batch, channels).permute(2, 0, 1, 3)
+            grad_x = F.pad(grad_x, (0, 0, 0, full_width - width, 0, full_height - height)).contiguous()
             grad_x = grad_x.permute(0, 3, 1, 2).to(x_dtype)
         if ctx.needs_input_grad[1]:
             grad_wf = torch.bmm(grad_products.mT, xf)  # (3F, O, C)

@@ -18,7 +18,7 @@ from capsviz import runs
 from capsviz.data import random_shift
 from capsviz.losses import RECON_WEIGHT, capsule_loss
 from capsviz.model import CapsNet, CapsNetConfig
-from capsviz.speed import precision_context, prepare_images, prepare_model
+from capsviz.speed import optimizer_options, precision_context, prepare_images, prepare_model
 
 EVAL_BATCH_SIZE = 500
 
@@ -184,7 +184,8 @@ class Trainer:
         self.test_images, self.test_labels = (torch.as_tensor(a).to(device) for a in test_data)
         torch.manual_seed(config.seed)
         self.model = prepare_model(CapsNet(config.model_config()), device, config.fast)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
+                                          **optimizer_options(device, config.fast))
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.history: list[dict] = []
@@ -198,6 +199,8 @@ class Trainer:
         state = runs.read_state(self.run_dir)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # the saved groups carry the kernel choice of their run
+            group.update(optimizer_options(self.device, self.config.fast))
         self.schedule.load_state_dict(state["schedule"])
         self.generator.set_state(state["generator"])
         self.history = list(state["history"])
