@@ -120,8 +120,11 @@ def machine(device_name: str) -> dict:
     from capsviz.speed import resolve_device
 
     device = resolve_device(device_name)
+    from trainer.loop import git_commit
+
     info = {"device": device.type, "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count()}
+            "platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+            "git_commit": git_commit()}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -141,12 +144,13 @@ def main(argv=None) -> int:
     parser.add_argument("--routings", type=lambda t: [int(x) for x in t.split(",")], default=[1, 2, 3],
                         help="comma-separated routing counts (default 1,2,3)")
     parser.add_argument("--batch-size", type=int, default=100, help="training batch size (default 100)")
-    parser.add_argument("--steps", type=int, default=8, help="timed training steps per measurement (default 8)")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps per measurement (default 20)")
     parser.add_argument("--accuracy", action="store_true", help="also train both paths on a subset and compare test errors")
     parser.add_argument("--subset", type=int, default=5000, help="training images for --accuracy (default 5000)")
     parser.add_argument("--test-subset", type=int, default=2000, help="test images for --accuracy (default 2000)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs for --accuracy (default 3)")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per path for --accuracy (default 2)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes (default bench/results)")
     parser.add_argument("--worker", choices=["fast", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--accuracy-seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -194,10 +198,10 @@ def main(argv=None) -> int:
         print(f"test error after {args.epochs} epochs on {args.subset} images (3 routings, {args.test_subset} test "
               f"images), seeds 0..{args.seeds - 1}: fast {errors['fast']}, plain {errors['plain']}")
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}-{report['machine']['device']}.json"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    out = args.results_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{report['machine']['device']}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    print(f"wrote {out}")
     return 0
 
 
