@@ -1,0 +1,28 @@
+"""The benchmark command runs both paths and writes what it printed, with the machine, as JSON."""
+import json
+
+import pytest
+
+from trainer.bench import main
+
+
+def test_bench_writes_both_paths_their_ratio_and_the_machine(tmp_path, capsys):
+    assert main(["--device", "cpu", "--routings", "1", "--steps", "1", "--results-dir", str(tmp_path)]) == 0
+    [written] = tmp_path.glob("*-cpu.json")
+    report = json.loads(written.read_text())
+    [row] = report["throughput"]
+    assert row["routings"] == 1
+    for key in ("train_fast", "train_plain", "eval_fast", "eval_plain"):
+        assert row[key] > 0, key
+    assert row["train_ratio"] == pytest.approx(row["train_fast"] / row["train_plain"])
+    assert row["epoch_seconds_fast"] == pytest.approx(60_000 / row["train_fast"] + 10_000 / row["eval_fast"])
+    assert report["machine"]["device"] == "cpu" and report["machine"]["cpus"] >= 1
+    assert 0 < report["inference"]["decode_ms"] < report["inference"]["forward_ms"]
+    printed = capsys.readouterr().out
+    assert f"{row['train_fast']:.1f}" in printed and str(written) in printed
+
+
+def test_bench_refuses_an_unknown_device_before_measuring(tmp_path, capsys):
+    assert main(["--device", "tpu", "--results-dir", str(tmp_path)]) == 2
+    assert "--device tpu: unknown device" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
