@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from .capsules import PrimaryCaps
+from .capsules import DigitCaps, PrimaryCaps
 
 _allocator_tuned = False
 
@@ -67,6 +67,9 @@ def prepare_model(model: torch.nn.Module, device: torch.device, fast: bool) -> t
     for module in model.modules():
         if isinstance(module, PrimaryCaps):
             module.spectral_dtype = spectral_dtype
+        if isinstance(module, DigitCaps):
+            # same numbers; a backward that skips the u_hat-sized temporaries (capsviz.routing)
+            module.fused_backward = fast
     if fast:
         tune_allocator()
         if device.type == "cuda":

@@ -1,0 +1,181 @@
+"""Squash and routing by agreement (paper, eq. 1 and Procedure 1), and the fast path's DigitCaps backward.
+
+`dynamic_routing` is the reference: plain tensor code that autograd differentiates, and the one that
+records a trace for the dashboard. `routed_with_fused_backward` computes the same u_hat and the same
+routing, with a backward written by hand. Why: autograd's backward of routing builds a u_hat-sized
+(B, 10, 1152, 16) float32 tensor (74 MB at batch 100) for every use of u_hat, two per iteration when the
+inner iterations carry gradient, as a batched outer product, and adds them up; then it transposes the sum
+to the layout of the matrix product that made u_hat. That work is memory-bound. Every one of those
+gradients is a sum of outer products over (i, d) for each (b, j),
+
+    dL/du_hat[b, j, i, :] = sum_m  P_m[b, j, i] Q_m[b, j, :],
+
+with P_m a coupling or an agreement gradient and Q_m a gradient of s or a v, so the hand-written backward
+collects the small factors and builds the whole gradient once, straight in the layout the transform's
+backward reads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+# Added under the square root of |s|^2: keeps the gradient of squash finite at s = 0
+# (a bare sqrt has an infinite derivative there, a known source of NaN losses in public ports).
+SQUASH_EPS = 1e-8
+
+
+def squash(s: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """v = |s|^2 / (1 + |s|^2) * s / |s|  (paper, eq. 1), written as s * |s| / (1 + |s|^2).
+
+    The length of v is below 1 and its direction is that of s. At s = 0 the output is 0 and the
+    gradient is finite thanks to SQUASH_EPS.
+    """
+    squared_norm = (s * s).sum(dim=dim, keepdim=True)
+    norm = torch.sqrt(squared_norm + SQUASH_EPS)
+    return s * (norm / (1.0 + squared_norm))
+
+
+@dataclass
+class RoutingTrace:
+    """What dynamic routing did, one entry per iteration.
+
+    coupling: (B, iterations, n_in, n_out) coupling coefficients c_ij used in each iteration.
+    logits:   (B, iterations, n_in, n_out) routing logits b_ij after each iteration's update.
+    """
+
+    coupling: torch.Tensor
+    logits: torch.Tensor
+
+
+class RoutingStep(NamedTuple):
+    coupling: torch.Tensor  # (B, n_out, n_in) c used in this iteration
+    s: torch.Tensor  # (B, n_out, D) weighted sum of the predictions
+    v: torch.Tensor  # (B, n_out, D) squash(s)
+    logits: torch.Tensor | None  # (B, n_out, n_in) after this iteration's update; None when not updated
+
+
+def routing_iterations(u_hat: torch.Tensor, *, iterations: int, detach_inner: bool = False,
+                       update_last: bool = False) -> Iterator[RoutingStep]:
+    """Procedure 1, one step per iteration. u_hat: (B, n_out, n_in, D). The last iteration's logit update
+    only matters to a trace, so it is made only with `update_last`."""
+    assert iterations >= 1, f"routing needs at least one iteration, got {iterations}"
+    batch, n_out, n_in, _ = u_hat.shape
+    logits = u_hat.new_zeros(batch, n_out, n_in)  # (B, 10, 1152)
+    u_hat_inner = u_hat.detach() if detach_inner else u_hat
+    for iteration in range(iterations):
+        last = iteration == iterations - 1
+        u = u_hat if last else u_hat_inner
+        coupling = F.softmax(logits, dim=1)  # over output capsules j: sums to 1 for each i
+        s = (coupling.unsqueeze(2) @ u).squeeze(2)  # (B, 10, 1, 1152) @ (B, 10, 1152, 16) -> (B, 10, 16)
+        v = squash(s)
+        updated = None
+        if not last or update_last:
+            # written v^T u_hat^T (a row times a transposed matrix) rather than u_hat v: the same
+            # numbers, but CPU BLAS streams it about 3x faster (matrix-vector products with rows of 16
+            # are a slow case), and this is the one read of u_hat that routing does twice per pass
+            agreement = (v.unsqueeze(2) @ u.mT).squeeze(2)  # (B, 10, 1, 16) @ (B, 10, 16, 1152) -> (B, 10, 1152)
+            logits = updated = logits + agreement
+        yield RoutingStep(coupling, s, v, updated)
+
+
+def dynamic_routing(
+    u_hat: torch.Tensor, *, iterations: int, detach_inner: bool = False, trace: bool = False
+) -> tuple[torch.Tensor, RoutingTrace | None]:
+    """Routing by agreement (paper, Procedure 1).
+
+    u_hat: (B, n_out, n_in, D) prediction vectors u_hat_{j|i}. Laid out with the output capsule
+    before the input capsule so that both the weighted sum over i and the agreement are batched
+    matrix products, with no (B, n_in, n_out, D) temporaries.
+    Returns v: (B, n_out, D), and the trace when asked for.
+
+    The logits b start at zero for every example on every call (not a parameter, not shared across
+    the batch) and the softmax runs over the OUTPUT capsules j, as the paper specifies.
+    detach_inner: when True, the iterations before the last see u_hat without gradient (what
+    several PyTorch ports do); the paper is silent and the official code lets gradients through.
+    """
+    steps = list(routing_iterations(u_hat, iterations=iterations, detach_inner=detach_inner, update_last=trace))
+    v = steps[-1].v
+    if not trace:
+        return v, None
+    # stored as (B, iterations, n_in, n_out): input capsules first, as in the paper's c_ij
+    to_ij = lambda ts: torch.stack(ts, dim=1).transpose(2, 3).detach()  # noqa: E731
+    return v, RoutingTrace(coupling=to_ij([step.coupling for step in steps]),
+                           logits=to_ij([step.logits for step in steps]))
+
+
+def predictions(u: torch.Tensor, weight: torch.Tensor, out_capsules: int) -> torch.Tensor:
+    """u_hat_{j|i} = W_ij u_i.  u: (B, n_in, D_in), weight: (n_in, D_in, n_out * D_out)
+    -> u_hat: (B, n_out, n_in, D_out)."""
+    n_in, batch = weight.shape[0], u.shape[0]
+    u_hat = torch.bmm(u.transpose(0, 1), weight)  # (1152, B, 8) @ (1152, 8, 160) -> (1152, B, 160)
+    u_hat = u_hat.view(n_in, batch, out_capsules, -1)
+    return u_hat.permute(1, 2, 0, 3).contiguous()  # (B, 10, 1152, 16)
+
+
+def _squash_backward(s: torch.Tensor, grad_v: torch.Tensor) -> torch.Tensor:
+    with torch.enable_grad():  # (B, 10, 16): small enough to let autograd differentiate squash itself
+        s = s.detach().requires_grad_()
+        (grad_s,) = torch.autograd.grad(squash(s), s, grad_v)
+    return grad_s
+
+
+class _FusedRouting(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, weight, out_capsules, iterations, detach_inner):
+        u_hat = predictions(u, weight, out_capsules)  # (B, 10, 1152, 16)
+        steps = list(routing_iterations(u_hat, iterations=iterations))  # no graph is built in here
+        ctx.save_for_backward(u, weight, u_hat)
+        ctx.steps, ctx.detach_inner = steps, detach_inner
+        return steps[-1].v
+
+    @staticmethod
+    def backward(ctx, grad_v):
+        u, weight, u_hat = ctx.saved_tensors
+        steps, detach_inner = ctx.steps, ctx.detach_inner
+        batch, n_out, n_in, dim = u_hat.shape
+        rows = u_hat.view(batch * n_out, n_in, dim)  # (B*10, 1152, 16)
+        factors: list[tuple[torch.Tensor, torch.Tensor]] = []  # (P_m (B, 10, 1152), Q_m (B, 10, 16))
+        grad_logits = None  # dL/db of the iteration after the current one
+        for t in reversed(range(len(steps))):
+            coupling, s, v, _ = steps[t]
+            if grad_logits is not None:
+                # b_{t+1} = b_t + a_t with a_t = u_hat . v_t, so dL/da_t = dL/db_{t+1}
+                grad_agreement = grad_logits
+                grad_v = torch.bmm(grad_agreement.reshape(batch * n_out, 1, n_in), rows).view(batch, n_out, dim)
+                factors.append((grad_agreement, v))
+            grad_s = _squash_backward(s, grad_v)
+            factors.append((coupling, grad_s))
+            if detach_inner or t == 0:  # detached: c of the last iteration carries no gradient; c_0 is uniform
+                break
+            grad_coupling = torch.bmm(grad_s.view(batch * n_out, 1, dim), rows.mT).view(batch, n_out, n_in)
+            # softmax over j; b_t also reaches b_{t+1} unchanged
+            grad_here = coupling * (grad_coupling - (coupling * grad_coupling).sum(dim=1, keepdim=True))
+            grad_logits = grad_here if grad_logits is None else grad_here + grad_logits
+
+        # dL/du_hat in the layout the transform's product wrote: (1152, B, 10, 16)
+        if len(factors) == 1:
+            p, q = factors[0]
+            grad_u_hat = torch.empty(n_in, batch, n_out, dim, dtype=u_hat.dtype, device=u_hat.device)
+            torch.mul(p.permute(2, 0, 1).unsqueeze(-1), q.unsqueeze(0), out=grad_u_hat)
+        else:
+            p = torch.stack([p for p, _ in factors], dim=-1).view(batch * n_out, n_in, -1)  # (B*10, 1152, M)
+            q = torch.stack([q for _, q in factors], dim=-2).view(batch * n_out, -1, dim)  # (B*10, M, 16)
+            grad_u_hat = torch.bmm(p, q).view(batch, n_out, n_in, dim).permute(2, 0, 1, 3).contiguous()
+        grad_u_hat = grad_u_hat.view(n_in, batch, n_out * dim)  # (1152, B, 160)
+        grad_u = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_u = torch.bmm(grad_u_hat, weight.mT).transpose(0, 1)  # (1152, B, 8) -> (B, 1152, 8)
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.bmm(u.transpose(0, 1).mT, grad_u_hat)  # (1152, 8, B) @ (1152, B, 160)
+        return grad_u, grad_weight, None, None, None
+
+
+def routed_with_fused_backward(u: torch.Tensor, weight: torch.Tensor, *, out_capsules: int, iterations: int,
+                               detach_inner: bool) -> torch.Tensor:
+    """v = dynamic_routing(predictions(u, weight, out_capsules), ...)[0], with the backward of the module
+    doc. u: (B, n_in, D_in) float32, weight: (n_in, D_in, n_out * D_out) -> v: (B, n_out, D_out)."""
+    assert u.dtype == weight.dtype, f"u and weight must share a dtype, got {u.dtype} and {weight.dtype}"
+    return _FusedRouting.apply(u, weight, out_capsules, iterations, detach_inner)
