@@ -1,5 +1,5 @@
 """CapsViz: Sabour, Frosst & Hinton's CapsNet (NIPS 2017) in PyTorch, and what the dashboard shows of it."""
-from .capsules import dynamic_routing, squash
+from .routing import dynamic_routing, squash
 from .data import DataError, load_mnist
 from .losses import capsule_loss, margin_loss, reconstruction_loss
 from .model import CapsNet, CapsNetConfig, CapsNetOutput

@@ -8,10 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .routing import RoutingTrace, dynamic_routing, predictions, routed_with_fused_backward, squash
+from .routing import dynamic_routing, predictions, routed_with_fused_backward, squash
 from .spectral import spectral_conv2d
-
-__all__ = ["DigitCaps", "PrimaryCaps", "RoutingTrace", "dynamic_routing", "squash"]
 
 
 class PrimaryCaps(nn.Module):

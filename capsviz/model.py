@@ -24,7 +24,7 @@ class CapsNetConfig:
     primary_dim: int = 8
     digit_dim: int = 16
     decoder_hidden: tuple[int, int] = (512, 1024)
-    # Not decided by the paper: see capsules.dynamic_routing.
+    # Not decided by the paper: see routing.dynamic_routing.
     detach_inner_routing: bool = False
 
     def __post_init__(self):

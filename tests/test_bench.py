@@ -7,11 +7,15 @@ from trainer.bench import main
 
 
 def test_bench_writes_both_paths_their_ratio_and_the_machine(tmp_path, capsys):
-    assert main(["--device", "cpu", "--routings", "1", "--steps", "1", "--results-dir", str(tmp_path)]) == 0
+    assert main(["--device", "cpu", "--routings", "1", "--steps", "1", "--repeats", "2",
+                 "--results-dir", str(tmp_path)]) == 0
     [written] = tmp_path.glob("*-cpu.json")
     report = json.loads(written.read_text())
     [row] = report["throughput"]
-    assert row["routings"] == 1
+    assert row["routings"] == 1 and report["repeats"] == 2
+    for path in ("fast", "plain"):
+        low, high = row[f"train_{path}_range"]
+        assert low <= row[f"train_{path}"] <= high
     for key in ("train_fast", "train_plain", "eval_fast", "eval_plain"):
         assert row[key] > 0, key
     assert row["train_ratio"] == pytest.approx(row["train_fast"] / row["train_plain"])
@@ -22,7 +26,14 @@ def test_bench_writes_both_paths_their_ratio_and_the_machine(tmp_path, capsys):
     assert f"{row['train_fast']:.1f}" in printed and str(written) in printed
 
 
-def test_bench_refuses_an_unknown_device_before_measuring(tmp_path, capsys):
-    assert main(["--device", "tpu", "--results-dir", str(tmp_path)]) == 2
-    assert "--device tpu: unknown device" in capsys.readouterr().err
+@pytest.mark.parametrize("arguments, message", [
+    (["--device", "tpu"], "--device tpu: unknown device (use auto, cpu, cuda or mps)"),
+    (["--repeats", "0"], "--repeats must be at least 1, got 0"),
+    (["--steps", "-3"], "--steps must be at least 1, got -3"),
+    (["--routings", "3,11"], "--routings must lie in 1..10, got 3,11"),
+])
+def test_bench_refuses_bad_values_in_one_line_before_measuring(tmp_path, capsys, arguments, message):
+    assert main([*arguments, "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {message}"
     assert not any(tmp_path.iterdir())

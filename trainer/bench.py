@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -30,8 +31,12 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, steps: int) -> dict:
-    """Images/s for training steps and evaluation batches of the real model on real MNIST digits."""
+def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, steps: int, repeats: int) -> dict:
+    """Images/s for training steps and evaluation batches of the real model on real MNIST digits.
+
+    Each figure is the median of `repeats` timed windows (`steps` training batches, or 4 evaluation
+    batches of 500), with the slowest and fastest window beside it: a shared or virtual machine slows
+    single windows now and then, and the median is what a long run sees."""
     from capsviz import load_mnist
     from capsviz.speed import resolve_device
     from trainer.loop import EVAL_BATCH_SIZE, TrainConfig, Trainer, select, train_one_epoch, validate
@@ -40,23 +45,29 @@ def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, 
     images, labels = load_mnist("train")
     results = {}
     for r in routings:
-        train_count, eval_count = batch * steps, EVAL_BATCH_SIZE * max(2, steps // 2)
         config = TrainConfig(routings=r, batch_size=batch, fast=fast, device=device_name)
-        trainer = Trainer(config, ROOT / "bench" / "unused", device, select(images, labels, train_count),
-                          select(images, labels, eval_count), log=lambda message: None)
+        trainer = Trainer(config, ROOT / "bench" / "unused", device, select(images, labels, batch * steps),
+                          select(images, labels, 4 * EVAL_BATCH_SIZE), log=lambda message: None)
         warm = select(images[:2 * batch], labels[:2 * batch], None)
         train_one_epoch(trainer.model, trainer.optimizer, warm[0].to(device), warm[1].to(device), config,
                         trainer.generator, device)  # warm-up: allocator, oneDNN / cuDNN kernel choice
-        synchronize(device)
-        train = train_one_epoch(trainer.model, trainer.optimizer, trainer.train_images, trainer.train_labels,
-                                config, trainer.generator, device)
         validate(trainer.model, trainer.test_images[:EVAL_BATCH_SIZE], trainer.test_labels[:EVAL_BATCH_SIZE],
                  config, device)
-        evaluation = validate(trainer.model, trainer.test_images, trainer.test_labels, config, device)
-        results[r] = {"train_images_per_second": train.images / train.seconds,
-                      "eval_images_per_second": evaluation.images / evaluation.seconds}
-        print(f"  {'fast' if fast else 'plain'} r{r}: train {results[r]['train_images_per_second']:.1f} img/s, "
-              f"eval {results[r]['eval_images_per_second']:.1f} img/s", file=sys.stderr, flush=True)
+        synchronize(device)
+        train, evaluation = [], []
+        for _ in range(repeats):
+            stats = train_one_epoch(trainer.model, trainer.optimizer, trainer.train_images, trainer.train_labels,
+                                    config, trainer.generator, device)
+            train.append(stats.images / stats.seconds)
+        for _ in range(repeats):
+            stats = validate(trainer.model, trainer.test_images, trainer.test_labels, config, device)
+            evaluation.append(stats.images / stats.seconds)
+        results[r] = {"train_images_per_second": statistics.median(train), "train_range": [min(train), max(train)],
+                      "eval_images_per_second": statistics.median(evaluation),
+                      "eval_range": [min(evaluation), max(evaluation)]}
+        print(f"  {'fast' if fast else 'plain'} r{r}: train {results[r]['train_images_per_second']:.1f} img/s "
+              f"({min(train):.0f}-{max(train):.0f}), eval {results[r]['eval_images_per_second']:.1f} img/s "
+              f"({min(evaluation):.0f}-{max(evaluation):.0f})", file=sys.stderr, flush=True)
     return results
 
 
@@ -104,7 +115,7 @@ def worker(args) -> None:
     if args.accuracy_seed is not None:
         result = measure_accuracy(fast, args.accuracy_seed, args.subset, args.test_subset, args.epochs, args.device)
     else:
-        result = measure_path(fast, args.routings, args.device, args.batch_size, args.steps)
+        result = measure_path(fast, args.routings, args.device, args.batch_size, args.steps, args.repeats)
     print(json.dumps(result))
 
 
@@ -144,7 +155,8 @@ def main(argv=None) -> int:
     parser.add_argument("--routings", type=lambda t: [int(x) for x in t.split(",")], default=[1, 2, 3],
                         help="comma-separated routing counts (default 1,2,3)")
     parser.add_argument("--batch-size", type=int, default=100, help="training batch size (default 100)")
-    parser.add_argument("--steps", type=int, default=20, help="timed training steps per measurement (default 20)")
+    parser.add_argument("--steps", type=int, default=10, help="training batches per timed window (default 10)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed windows per figure; the median is reported (default 5)")
     parser.add_argument("--accuracy", action="store_true", help="also train both paths on a subset and compare test errors")
     parser.add_argument("--subset", type=int, default=5000, help="training images for --accuracy (default 5000)")
     parser.add_argument("--test-subset", type=int, default=2000, help="test images for --accuracy (default 2000)")
@@ -161,14 +173,20 @@ def main(argv=None) -> int:
     from capsviz.speed import resolve_device
     try:
         resolve_device(args.device)
+        for name in ("batch_size", "steps", "repeats", "subset", "test_subset", "epochs", "seeds"):
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+        if not all(1 <= r <= 10 for r in args.routings):
+            raise ValueError(f"--routings must lie in 1..10, got {','.join(map(str, args.routings))}")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     common = ["--device", args.device, "--routings", ",".join(map(str, args.routings)),
-              "--batch-size", str(args.batch_size), "--steps", str(args.steps)]
-    print(f"measuring on {args.device}: batch {args.batch_size}, {args.steps} training steps per figure", flush=True)
+              "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats)]
+    print(f"measuring on {args.device}: batch {args.batch_size}, median of {args.repeats} windows of {args.steps} "
+          f"training batches per figure", flush=True)
     paths = {path: spawn(path, common) for path in ("fast", "plain")}
-    report = {"machine": machine(args.device), "batch_size": args.batch_size, "steps": args.steps,
+    report = {"machine": machine(args.device), "batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "throughput": [], "inference": measure_inference()}
     print(f"\n{'routings':>8} | {'train fast':>10} | {'train plain':>11} | {'ratio':>5} | {'eval fast':>9} | "
           f"{'eval plain':>10} | {'ratio':>5} | {'s/epoch fast':>12}")
@@ -176,7 +194,9 @@ def main(argv=None) -> int:
         fast, plain = paths["fast"][str(r)], paths["plain"][str(r)]
         row = {"routings": r,
                "train_fast": fast["train_images_per_second"], "train_plain": plain["train_images_per_second"],
-               "eval_fast": fast["eval_images_per_second"], "eval_plain": plain["eval_images_per_second"]}
+               "eval_fast": fast["eval_images_per_second"], "eval_plain": plain["eval_images_per_second"],
+               "train_fast_range": fast["train_range"], "train_plain_range": plain["train_range"],
+               "eval_fast_range": fast["eval_range"], "eval_plain_range": plain["eval_range"]}
         row["train_ratio"] = row["train_fast"] / row["train_plain"]
         row["eval_ratio"] = row["eval_fast"] / row["eval_plain"]
         row["epoch_seconds_fast"] = 60_000 / row["train_fast"] + 10_000 / row["eval_fast"]
@@ -184,7 +204,7 @@ def main(argv=None) -> int:
         print(f"{r:>8} | {row['train_fast']:>10.1f} | {row['train_plain']:>11.1f} | {row['train_ratio']:>5.2f} | "
               f"{row['eval_fast']:>9.1f} | {row['eval_plain']:>10.1f} | {row['eval_ratio']:>5.2f} | "
               f"{row['epoch_seconds_fast']:>12.0f}")
-    print(f"(images/s; s/epoch = 60k training images + 10k test images)\n"
+    print(f"(images/s, median of {args.repeats} windows; s/epoch = 60k training images + 10k test images)\n"
           f"inference on CPU, fp32, median: decode one capsule vector {report['inference']['decode_ms']:.2f} ms, "
           f"forward one digit {report['inference']['forward_ms']:.2f} ms")
 

@@ -41,7 +41,7 @@ class TrainConfig:
     subset: int | None = None  # first N training images
     test_subset: int | None = None  # first N test images (quick runs only: errors are then not MNIST's)
     fast: bool = True  # bf16 autocast + channels_last + allocator tuning; see capsviz.speed
-    inner_routing_grad: bool = False  # see capsviz.capsules.dynamic_routing
+    inner_routing_grad: bool = False  # see capsviz.routing.dynamic_routing
     data_dir: str | None = None
     device: str = "auto"
     model: dict = field(default_factory=dict)  # CapsNetConfig overrides, e.g. input_size
