@@ -155,7 +155,9 @@ class _FusedRouting(torch.autograd.Function):
             grad_here = coupling * (grad_coupling - (coupling * grad_coupling).sum(dim=1, keepdim=True))
             grad_logits = grad_here if grad_logits is None else grad_here + grad_logits
 
-        # dL/du_hat in the layout the transform's product wrote: (1152, B, 10, 16)
+        # dL/du_hat in the layout the transform's product wrote: (1152, B, 10, 16). One factor pair (inner
+        # iterations detached, the default): a broadcast product writes it there directly. Several: one
+        # batched product sums them, then one transpose.
         if len(factors) == 1:
             p, q = factors[0]
             grad_u_hat = torch.empty(n_in, batch, n_out, dim, dtype=u_hat.dtype, device=u_hat.device)

@@ -120,3 +120,25 @@ def test_ctrl_c_marks_run_interrupted(tmp_path):
     # and it can be continued to the end
     assert run_trainer("--resume", "--out", str(out)).returncode == 0
     assert json.loads((out / "run.json").read_text())["epochs_done"] == 3
+
+
+def test_resume_switches_adams_kernel_with_the_path(tmp_path):
+    """A saved optimizer carries its run's kernel choice; a resume that turns the fast path on or off
+    must train with the kernel of the path it runs (fused Adam on the CPU fast path)."""
+    from dataclasses import replace
+
+    from capsviz import load_mnist
+    from trainer.loop import TrainConfig, Trainer, select
+
+    cpu = torch.device("cpu")
+    data = select(*load_mnist("train"), 100), select(*load_mnist("test"), 50)
+    plain = TrainConfig(routings=1, epochs=1, subset=100, test_subset=50, fast=False, device="cpu")
+    first = Trainer(plain, tmp_path / "run", cpu, *data, log=lambda message: None)
+    first.fit()
+    assert first.optimizer.param_groups[0]["fused"] is None
+
+    resumed = Trainer(replace(plain, fast=True, epochs=2), tmp_path / "run", cpu, *data, log=lambda message: None)
+    resumed.restore()
+    assert resumed.optimizer.param_groups[0]["fused"] is True
+    resumed.fit()
+    assert len(resumed.history) == 2 and all(torch.isfinite(p).all() for p in resumed.model.parameters())
