@@ -129,15 +129,14 @@ class _SpectralConv(torch.autograd.Function):
         if bias is not None:
             y = y + bias.to(dtype)
         ctx.save_for_backward(xf, wf)
-        ctx.meta = (x.dtype, weight.dtype, full_height, full_width, size, stride, dtype, bias is not None)
+        ctx.meta = (x.dtype, weight.dtype, full_height, full_width, height, width, size, stride, dtype, bias is not None)
         return y.permute(1, 2, 0).view(batch, out_channels, out_h, out_w)
 
     @staticmethod
     def backward(ctx, grad_out):
         xf, wf = ctx.saved_tensors
-        x_dtype, w_dtype, full_height, full_width, size, stride, dtype, has_bias = ctx.meta
+        x_dtype, w_dtype, full_height, full_width, height, width, size, stride, dtype, has_bias = ctx.meta
         batch, out_channels, out_h, out_w = grad_out.shape
-        height, width = (out_h - 1) * stride + size, (out_w - 1) * stride + size
         dft = transforms(height, width, size, stride, dtype, str(grad_out.device))
         channels = xf.shape[2]
         grad_y = grad_out.to(dtype).permute(2, 3, 0, 1).reshape(out_h * out_w, batch * out_channels)
