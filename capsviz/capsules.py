@@ -43,8 +43,7 @@ class DigitCaps(nn.Module):
                  routings: int, detach_inner: bool = False):
         super().__init__()
         assert 1 <= routings <= 10, f"routings must be in 1..10, got {routings}"
-        self.in_capsules, self.out_capsules, self.out_dim = in_capsules, out_capsules, out_dim
-        self.routings, self.detach_inner = routings, detach_inner
+        self.out_capsules, self.routings, self.detach_inner = out_capsules, routings, detach_inner
         # stored as (n_in, D_in, n_out * D_out) so u_hat for all classes is one batched matmul per i
         self.weight = nn.Parameter(0.01 * torch.randn(in_capsules, in_dim, out_capsules * out_dim))
         # When set (the fast path, see capsviz.speed), training goes through routed_with_fused_backward:

@@ -28,9 +28,10 @@ def test_bench_writes_both_paths_their_ratio_and_the_machine(tmp_path, capsys):
 
 @pytest.mark.parametrize("arguments, message", [
     (["--device", "tpu"], "--device tpu: unknown device (use auto, cpu, cuda or mps)"),
-    (["--repeats", "0"], "--repeats must be at least 1, got 0"),
-    (["--steps", "-3"], "--steps must be at least 1, got -3"),
-    (["--routings", "3,11"], "--routings must lie in 1..10, got 3,11"),
+    (["--repeats", "0"], "--repeats 0: must be at least 1"),
+    (["--steps", "-3"], "--steps -3: must be at least 1"),
+    (["--routings", "3,11"], "--routings 11: must be between 1 and 10"),
+    (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
 ])
 def test_bench_refuses_bad_values_in_one_line_before_measuring(tmp_path, capsys, arguments, message):
     assert main([*arguments, "--results-dir", str(tmp_path)]) == 2

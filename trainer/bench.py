@@ -171,14 +171,16 @@ def main(argv=None) -> int:
         return 0
 
     from capsviz.speed import resolve_device
+    from trainer.loop import TrainConfig
+    from trainer.run import CliError, validate_config
     try:
         resolve_device(args.device)
-        for name in ("batch_size", "steps", "repeats", "subset", "test_subset", "epochs", "seeds"):
+        for routings in args.routings:  # the trainer's own checks for what a training run shares
+            validate_config(TrainConfig(routings=routings, batch_size=args.batch_size, epochs=args.epochs))
+        for name in ("steps", "repeats", "subset", "test_subset", "seeds"):
             if getattr(args, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-        if not all(1 <= r <= 10 for r in args.routings):
-            raise ValueError(f"--routings must lie in 1..10, got {','.join(map(str, args.routings))}")
-    except ValueError as error:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
+    except (ValueError, CliError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     common = ["--device", args.device, "--routings", ",".join(map(str, args.routings)),
