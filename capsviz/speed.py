@@ -49,21 +49,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast_dtype(device: torch.device, fast: bool) -> torch.dtype | None:
-    """bf16 for the convolutions on CPU and CUDA (routing stays fp32, see DigitCaps); none on MPS."""
-    return torch.bfloat16 if fast and device.type in ("cpu", "cuda") else None
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """bf16 autocast for the convolutions and the decoder when the precision is bf16 (routing stays fp32,
+    see DigitCaps); none for fp32, and none on MPS."""
+    return torch.bfloat16 if precision == "bf16" and device.type in ("cpu", "cuda") else None
 
 
-def precision_context(device: torch.device, fast: bool):
-    dtype = autocast_dtype(device, fast)
+def precision_context(device: torch.device, precision: str):
+    dtype = autocast_dtype(device, precision)
     return torch.autocast(device_type=device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
-def prepare_model(model: torch.nn.Module, device: torch.device, fast: bool) -> torch.nn.Module:
+def prepare_model(model: torch.nn.Module, device: torch.device, fast: bool, *, precision: str = "bf16") -> torch.nn.Module:
+    """Moves `model` to `device` and switches the fast path's modules on or off. `precision` ("bf16" or
+    "fp32", see capsviz.precision) is the arithmetic of the fast path; the plain path is always fp32."""
+    assert precision in ("bf16", "fp32"), f"precision must be bf16 or fp32, got {precision!r}"
     model = model.to(device)
-    # On CPU the PrimaryCaps convolution goes through the DFT (capsviz.spectral): about 1.5x faster than
-    # oneDNN's direct bf16 kernel, forward and backward. GPUs keep cuDNN's direct kernels.
-    spectral_dtype = autocast_dtype(device, fast) if device.type == "cpu" else None
+    # On CPU the PrimaryCaps convolution goes through the DFT (capsviz.spectral) in the chosen precision:
+    # about 1.5x faster than oneDNN's direct bf16 kernel in bf16, and about 2.5-3x less time than the
+    # direct fp32 kernel where bf16 is not native. GPUs keep cuDNN's direct kernels.
+    spectral_dtype = None
+    if fast and device.type == "cpu":
+        spectral_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     for module in model.modules():
         if isinstance(module, PrimaryCaps):
             module.spectral_dtype = spectral_dtype
@@ -77,7 +84,7 @@ def prepare_model(model: torch.nn.Module, device: torch.device, fast: bool) -> t
             torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True
         if device.type in ("cpu", "cuda"):
-            model = model.to(memory_format=torch.channels_last)  # what oneDNN / cuDNN bf16 kernels want
+            model = model.to(memory_format=torch.channels_last)  # what oneDNN / cuDNN kernels want
     return model
 
 

@@ -4,6 +4,7 @@ few epochs on a fixed subset.
 
     python -m trainer.bench                       # throughput, CPU or the auto device
     python -m trainer.bench --accuracy            # also train both paths on a subset and compare errors
+    python -m trainer.bench --precision fp32      # the fast path in fp32 (default: auto, as trainer.run)
 
 Each path runs in its own subprocess, so process-wide settings of the fast path (the allocator
 tuning) cannot help the plain one. Results are printed and written to bench/results/.
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,8 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, steps: int, repeats: int) -> dict:
+def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, steps: int, repeats: int,
+                 precision: str) -> dict:
     """Images/s for training steps and evaluation batches of the real model on real MNIST digits.
 
     Each figure is the median of `repeats` timed windows (`steps` training batches, or 4 evaluation
@@ -45,27 +45,29 @@ def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, 
     images, labels = load_mnist("train")
     results = {}
     for r in routings:
-        config = TrainConfig(routings=r, batch_size=batch, fast=fast, device=device_name)
+        config = TrainConfig(routings=r, batch_size=batch, fast=fast, device=device_name, precision=precision)
         trainer = Trainer(config, ROOT / "bench" / "unused", device, select(images, labels, batch * steps),
                           select(images, labels, 4 * EVAL_BATCH_SIZE), log=lambda message: None)
         warm = select(images[:2 * batch], labels[:2 * batch], None)
+        compute = trainer.precision.precision
         train_one_epoch(trainer.model, trainer.optimizer, warm[0].to(device), warm[1].to(device), config,
-                        trainer.generator, device)  # warm-up: allocator, oneDNN / cuDNN kernel choice
+                        trainer.generator, device, precision=compute)  # warm-up: allocator, kernel choice
         validate(trainer.model, trainer.test_images[:EVAL_BATCH_SIZE], trainer.test_labels[:EVAL_BATCH_SIZE],
-                 config, device)
+                 config, device, precision=compute)
         synchronize(device)
         train, evaluation = [], []
         for _ in range(repeats):
             stats = train_one_epoch(trainer.model, trainer.optimizer, trainer.train_images, trainer.train_labels,
-                                    config, trainer.generator, device)
+                                    config, trainer.generator, device, precision=compute)
             train.append(stats.images / stats.seconds)
         for _ in range(repeats):
-            stats = validate(trainer.model, trainer.test_images, trainer.test_labels, config, device)
+            stats = validate(trainer.model, trainer.test_images, trainer.test_labels, config, device,
+                             precision=compute)
             evaluation.append(stats.images / stats.seconds)
         results[r] = {"train_images_per_second": statistics.median(train), "train_range": [min(train), max(train)],
                       "eval_images_per_second": statistics.median(evaluation),
-                      "eval_range": [min(evaluation), max(evaluation)]}
-        print(f"  {'fast' if fast else 'plain'} r{r}: train {results[r]['train_images_per_second']:.1f} img/s "
+                      "eval_range": [min(evaluation), max(evaluation)], "precision": trainer.precision.to_dict()}
+        print(f"  {'fast' if fast else 'plain'} ({compute}) r{r}: train {results[r]['train_images_per_second']:.1f} img/s "
               f"({min(train):.0f}-{max(train):.0f}), eval {results[r]['eval_images_per_second']:.1f} img/s "
               f"({min(evaluation):.0f}-{max(evaluation):.0f})", file=sys.stderr, flush=True)
     return results
@@ -93,14 +95,15 @@ def measure_inference(repeats: int = 50) -> dict:
     return timings
 
 
-def measure_accuracy(fast: bool, seed: int, subset: int, test_subset: int, epochs: int, device_name: str) -> float:
+def measure_accuracy(fast: bool, seed: int, subset: int, test_subset: int, epochs: int, device_name: str,
+                     precision: str) -> float:
     from capsviz import load_mnist
     from capsviz.speed import resolve_device
     from trainer.loop import TrainConfig, Trainer, select
 
     device = resolve_device(device_name)
     config = TrainConfig(routings=3, epochs=epochs, fast=fast, seed=seed, subset=subset, test_subset=test_subset,
-                         device=device_name)
+                         device=device_name, precision=precision)
     trainer = Trainer(config, ROOT / "bench" / "unused", device, select(*load_mnist("train"), subset),
                       select(*load_mnist("test"), test_subset), log=lambda message: None)
     error = None
@@ -113,9 +116,11 @@ def worker(args) -> None:
     """Runs one path in this process and prints its results as JSON on stdout."""
     fast = args.worker == "fast"
     if args.accuracy_seed is not None:
-        result = measure_accuracy(fast, args.accuracy_seed, args.subset, args.test_subset, args.epochs, args.device)
+        result = measure_accuracy(fast, args.accuracy_seed, args.subset, args.test_subset, args.epochs, args.device,
+                                  args.precision)
     else:
-        result = measure_path(fast, args.routings, args.device, args.batch_size, args.steps, args.repeats)
+        result = measure_path(fast, args.routings, args.device, args.batch_size, args.steps, args.repeats,
+                              args.precision)
     print(json.dumps(result))
 
 
@@ -128,23 +133,13 @@ def spawn(path: str, extra: list[str]) -> dict:
 
 
 def machine(device_name: str) -> dict:
+    """The trainer's own machine record (capsviz.machine): CPU model, its bf16 support, torch, commit."""
+    from capsviz.machine import describe_machine
     from capsviz.speed import resolve_device
 
-    device = resolve_device(device_name)
-    from trainer.loop import git_commit
-
-    info = {"device": device.type, "torch": torch.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-            "git_commit": git_commit()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        info["cpu"] = platform.processor()
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name()
+    info = describe_machine(resolve_device(device_name))
+    if info["device"] == "cuda":
+        info["gpu"] = info["device_name"]
     return info
 
 
@@ -152,6 +147,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    parser.add_argument("--precision", default="auto",
+                        help="the fast path's arithmetic: auto, bf16 or fp32, as trainer.run (default auto)")
     parser.add_argument("--routings", type=lambda t: [int(x) for x in t.split(",")], default=[1, 2, 3],
                         help="comma-separated routing counts (default 1,2,3)")
     parser.add_argument("--batch-size", type=int, default=100, help="training batch size (default 100)")
@@ -176,20 +173,27 @@ def main(argv=None) -> int:
     try:
         resolve_device(args.device)
         for routings in args.routings:  # the trainer's own checks for what a training run shares
-            validate_config(TrainConfig(routings=routings, batch_size=args.batch_size, epochs=args.epochs))
+            validate_config(TrainConfig(routings=routings, batch_size=args.batch_size, epochs=args.epochs,
+                                        precision=args.precision))
         for name in ("steps", "repeats", "subset", "test_subset", "seeds"):
             if getattr(args, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
     except (ValueError, CliError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    common = ["--device", args.device, "--routings", ",".join(map(str, args.routings)),
+    common = ["--device", args.device, "--precision", args.precision, "--routings", ",".join(map(str, args.routings)),
               "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats)]
     print(f"measuring on {args.device}: batch {args.batch_size}, median of {args.repeats} windows of {args.steps} "
           f"training batches per figure", flush=True)
     paths = {path: spawn(path, common) for path in ("fast", "plain")}
     report = {"machine": machine(args.device), "batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "throughput": [], "inference": measure_inference()}
+    fast_precision = paths["fast"][str(args.routings[0])]["precision"]
+    report["precision"] = {"requested": args.precision, "fast": fast_precision, "plain": "fp32"}
+    cpu = report["machine"]
+    bf16 = "native bf16" if cpu["cpu_flags"]["native_bf16"] else "no native bf16"
+    print(f"\n{cpu['cpu']} ({bf16}), {cpu['threads']} threads, torch {cpu['torch']}, device {cpu['device']}\n"
+          f"fast path: {fast_precision['precision']} ({fast_precision['reason']}); plain path: fp32")
     print(f"\n{'routings':>8} | {'train fast':>10} | {'train plain':>11} | {'ratio':>5} | {'eval fast':>9} | "
           f"{'eval plain':>10} | {'ratio':>5} | {'s/epoch fast':>12}")
     for r in args.routings:
@@ -211,14 +215,16 @@ def main(argv=None) -> int:
           f"forward one digit {report['inference']['forward_ms']:.2f} ms")
 
     if args.accuracy:
-        extra = ["--device", args.device, "--subset", str(args.subset), "--test-subset", str(args.test_subset),
+        extra = ["--device", args.device, "--precision", args.precision, "--subset", str(args.subset), "--test-subset", str(args.test_subset),
                  "--epochs", str(args.epochs)]
         errors = {path: [spawn(path, [*extra, "--accuracy-seed", str(seed)]) for seed in range(args.seeds)]
                   for path in ("fast", "plain")}
         report["accuracy"] = {"subset": args.subset, "test_subset": args.test_subset, "epochs": args.epochs,
-                              "routings": 3, "test_error_percent": errors}
+                              "routings": 3, "test_error_percent": errors,
+                              "precision": {"fast": fast_precision["precision"], "plain": "fp32"}}
         print(f"test error after {args.epochs} epochs on {args.subset} images (3 routings, {args.test_subset} test "
-              f"images), seeds 0..{args.seeds - 1}: fast {errors['fast']}, plain {errors['plain']}")
+              f"images), seeds 0..{args.seeds - 1}: fast ({fast_precision['precision']}) {errors['fast']}, "
+              f"plain (fp32) {errors['plain']}")
 
     args.results_dir.mkdir(parents=True, exist_ok=True)
     out = args.results_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{report['machine']['device']}.json"

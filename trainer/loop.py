@@ -1,10 +1,9 @@
 """Training: `train_one_epoch()`, `validate()` and `fit()`, which writes the run directory."""
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import math
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +16,9 @@ from tqdm import tqdm
 from capsviz import runs
 from capsviz.data import random_shift
 from capsviz.losses import RECON_WEIGHT, capsule_loss
+from capsviz.machine import describe_machine
 from capsviz.model import CapsNet, CapsNetConfig
+from capsviz.precision import PrecisionChoice, choose_precision, time_steps
 from capsviz.speed import optimizer_options, precision_context, prepare_images, prepare_model
 
 EVAL_BATCH_SIZE = 500
@@ -40,7 +41,8 @@ class TrainConfig:
     seed: int = 0
     subset: int | None = None  # first N training images
     test_subset: int | None = None  # first N test images (quick runs only: errors are then not MNIST's)
-    fast: bool = True  # bf16 autocast + channels_last + allocator tuning; see capsviz.speed
+    fast: bool = True  # DFT PrimaryCaps, fused backward and Adam, channels_last, allocator; see capsviz.speed
+    precision: str = "auto"  # the fast path's arithmetic: auto, bf16 or fp32; see capsviz.precision
     inner_routing_grad: bool = False  # see capsviz.routing.dynamic_routing
     data_dir: str | None = None
     device: str = "auto"
@@ -54,7 +56,7 @@ class TrainConfig:
 
 
 # Settings that may change when a run is resumed; anything else must match the saved run.
-RESUMABLE_CHANGES = ("epochs", "device", "fast", "data_dir")
+RESUMABLE_CHANGES = ("epochs", "device", "fast", "precision", "data_dir")
 
 
 @dataclass
@@ -92,9 +94,11 @@ def to_inputs(images_u8: torch.Tensor, fast: bool, *, shift: int = 0, generator:
 
 
 def train_one_epoch(model: CapsNet, optimizer, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-                    generator: torch.Generator, device: torch.device, *, progress_label: str = "") -> EpochStats:
+                    generator: torch.Generator, device: torch.device, *, precision: str = "fp32",
+                    progress_label: str = "") -> EpochStats:
     """One pass over (images uint8 (N, 1, H, W), labels (N,)) held on `device`, shuffled and shifted
-    with `generator` (CPU), so that the same generator state gives the same epoch on any device."""
+    with `generator` (CPU), so that the same generator state gives the same epoch on any device.
+    `precision` is the resolved arithmetic ("bf16" autocasts, "fp32" does not; capsviz.precision)."""
     model.train()
     count = len(images)
     order = torch.randperm(count, generator=generator).to(device)
@@ -105,7 +109,7 @@ def train_one_epoch(model: CapsNet, optimizer, images: torch.Tensor, labels: tor
     for step, index in enumerate(batches(count, config.batch_size, order)):
         inputs = to_inputs(images[index], config.fast, shift=config.shift, generator=generator)
         targets = labels[index]
-        with precision_context(device, config.fast):
+        with precision_context(device, precision):
             output = model(inputs, targets, reconstruct=config.recon)
             parts = capsule_loss(output, inputs, targets, recon_weight=recon_weight)
         optimizer.zero_grad(set_to_none=True)
@@ -127,7 +131,7 @@ def train_one_epoch(model: CapsNet, optimizer, images: torch.Tensor, labels: tor
 
 @torch.no_grad()
 def validate(model: CapsNet, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-             device: torch.device) -> EpochStats:
+             device: torch.device, *, precision: str = "fp32") -> EpochStats:
     """Loss and accuracy on unshifted images. Predictions are the longest capsule; the reconstruction
     loss masks with the true label, so test_loss is the training objective on the test set."""
     model.eval()
@@ -137,7 +141,7 @@ def validate(model: CapsNet, images: torch.Tensor, labels: torch.Tensor, config:
     start = time.perf_counter()
     for index in batches(count, EVAL_BATCH_SIZE):
         inputs, targets = to_inputs(images[index], config.fast), labels[index]
-        with precision_context(device, config.fast):
+        with precision_context(device, precision):
             output = model(inputs, targets, reconstruct=config.recon)
             parts = capsule_loss(output, inputs, targets, recon_weight=recon_weight)
         size = len(index)
@@ -147,27 +151,48 @@ def validate(model: CapsNet, images: torch.Tensor, labels: torch.Tensor, config:
     return EpochStats.from_totals(totals, count=count, seconds=seconds, recon=config.recon)
 
 
-def git_commit() -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if result.returncode != 0:
-        return None
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).parent,
-                           capture_output=True, text=True, timeout=5).stdout.strip()
-    return result.stdout.strip() + ("-dirty" if dirty else "")
+def environment(device: torch.device, precision: PrecisionChoice) -> dict:
+    """The machine (capsviz.machine) and the precision chosen for it, with the reason."""
+    return {**describe_machine(device), "precision": precision.precision, "precision_reason": precision.reason}
 
 
-def environment(device: torch.device) -> dict:
-    env = {"torch": str(torch.__version__),  # TorchVersion would not load with weights_only
-           "python": platform.python_version(), "platform": platform.platform(),
-           "device": device.type, "threads": torch.get_num_threads(), "git_commit": git_commit(),
-           "processor": platform.processor() or platform.machine()}
-    if device.type == "cuda":
-        env["device_name"] = torch.cuda.get_device_name(device)
-    return env
+def trial_timings(model: CapsNet, device: torch.device, config: TrainConfig, *, batch: int = 16) -> dict[str, float]:
+    """Milliseconds per training step (forward, loss, backward) of a copy of `model` on a random batch, in
+    bf16 and in fp32: what --precision auto measures before it keeps bf16. Uses its own generator, so
+    the run's seeded initialisation and shuffles are untouched."""
+    generator = torch.Generator().manual_seed(0)
+    size = model.config.input_size
+    inputs = torch.rand(batch, model.config.in_channels, size, size, generator=generator).to(device)
+    targets = torch.randint(0, model.config.num_classes, (batch,), generator=generator).to(device)
+    timings = {}
+    for precision in ("bf16", "fp32"):
+        candidate = prepare_model(copy.deepcopy(model), device, True, precision=precision)
+        images = prepare_images(inputs, True)
+
+        def step():
+            with precision_context(device, precision):
+                output = candidate(images, targets, reconstruct=config.recon)
+                parts = capsule_loss(output, images, targets)
+            parts.total.backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        timings[precision] = time_steps(step)
+    return timings
+
+
+_precision_choices: dict[tuple, PrecisionChoice] = {}
+
+
+def decide_precision(model: CapsNet, device: torch.device, config: TrainConfig, *, log=print) -> PrecisionChoice:
+    """The precision for this process, decided once per (request, device, input size) and printed once."""
+    key = (config.precision, config.fast, str(device), model.config.input_size)
+    if key not in _precision_choices:
+        choice = choose_precision(config.precision, device, fast=config.fast,
+                                  trial=lambda: trial_timings(model, device, config))
+        _precision_choices[key] = choice
+        if config.fast:
+            log(f"precision {choice.precision} ({choice.requested}): {choice.reason}")
+    return _precision_choices[key]
 
 
 def now() -> str:
@@ -183,7 +208,9 @@ class Trainer:
         self.train_images, self.train_labels = (torch.as_tensor(a).to(device) for a in train_data)
         self.test_images, self.test_labels = (torch.as_tensor(a).to(device) for a in test_data)
         torch.manual_seed(config.seed)
-        self.model = prepare_model(CapsNet(config.model_config()), device, config.fast)
+        model = CapsNet(config.model_config())
+        self.precision = decide_precision(model, device, config, log=log)  # the arithmetic, on this machine
+        self.model = prepare_model(model, device, config.fast, precision=self.precision.precision)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
                                           **optimizer_options(device, config.fast))
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
@@ -191,7 +218,7 @@ class Trainer:
         self.history: list[dict] = []
         self.wall_seconds = 0.0
         self.started_at = now()
-        self.environment = environment(device)  # where and with which code version training started
+        self.environment = environment(device, self.precision)  # where and with which code training started
         self.resumes: list[dict] = []  # the environment of each later --resume
 
     # -- persistence --
@@ -255,9 +282,11 @@ class Trainer:
         config = self.config
         lr = self.optimizer.param_groups[0]["lr"]
         train = train_one_epoch(self.model, self.optimizer, self.train_images, self.train_labels, config,
-                                self.generator, self.device, progress_label=f"epoch {epoch}/{config.epochs}")
+                                self.generator, self.device, precision=self.precision.precision,
+                                progress_label=f"epoch {epoch}/{config.epochs}")
         self.schedule.step()
-        test = validate(self.model, self.test_images, self.test_labels, config, self.device)
+        test = validate(self.model, self.test_images, self.test_labels, config, self.device,
+                        precision=self.precision.precision)
         self.wall_seconds += train.seconds + test.seconds
         row = {
             "epoch": epoch, "train_loss": train.loss, "train_margin_loss": train.margin_loss,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from capsviz import runs
 from capsviz.data import DataError, load_mnist
+from capsviz.precision import check_precision
 from capsviz.speed import resolve_device
 
 from .loop import RESUMABLE_CHANGES, TrainConfig, Trainer, select
@@ -51,7 +52,9 @@ def parser() -> argparse.ArgumentParser:
     add("--out", type=Path, help="run directory (default checkpoints/mnist-r{routings})")
     add("--subset", type=positive_int, help="train on the first N training images only (quick runs)")
     add("--test-subset", type=positive_int, help="evaluate on the first N test images only (quick runs; errors are then not MNIST's)")
-    add("--no-fast", action="store_const", const=True, help="plain fp32 instead of the fast path (bf16 autocast, channels_last)")
+    add("--no-fast", action="store_const", const=True, help="plain fp32 instead of the fast path (DFT convolution, fused kernels)")
+    add("--precision", help="the fast path's arithmetic: auto (bf16 where the CPU or GPU computes it natively, "
+                            "confirmed by a short trial; else fp32), bf16 or fp32 (default auto)")
     add("--inner-routing-grad", action="store_const", const=True,
         help="let gradients flow through u_hat in every routing iteration, not only the last (the official code's choice; slower)")
     add("--resume", action="store_true", help="continue the run in --out from its last complete epoch")
@@ -80,10 +83,15 @@ def validate_config(config: TrainConfig) -> None:
         (0 < config.lr_decay <= 1, f"--lr-decay {config.lr_decay}: must be in (0, 1]"),
         (config.recon_weight >= 0, f"--recon-weight {config.recon_weight}: must not be negative"),
         (0 <= config.shift <= 8, f"--shift {config.shift}: must be between 0 and 8 pixels"),
+        (config.fast or config.precision != "bf16", "--precision bf16: the plain path (--no-fast) is fp32 only"),
     ]
     for ok, message in checks:
         if not ok:
             raise CliError(message)
+    try:
+        check_precision(config.precision)
+    except ValueError as error:
+        raise CliError(str(error)) from None
 
 
 def differences(saved: dict, config: TrainConfig) -> list[str]:
@@ -150,8 +158,9 @@ def main(argv=None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         print(f"resuming {run_dir} after epoch {len(trainer.history)}")
+    path = f"fast path in {trainer.precision.precision}" if config.fast else "plain fp32"
     print(f"training {run_dir}: {config.routings} routing(s), {len(train[0])} images, device {device.type}, "
-          f"{'fast path' if config.fast else 'plain fp32'}, {trainer.model.parameter_count():,} parameters", flush=True)
+          f"{path}, {trainer.model.parameter_count():,} parameters", flush=True)
     signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` stops cleanly too, like Ctrl-C
     try:
         summary = trainer.fit()
