@@ -13,6 +13,10 @@ from pathlib import Path
 import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Variables that change which kernels run or how many threads they get: recorded when set, since a
+# figure measured under them is not the machine's default (ONEDNN_MAX_CPU_ISA can emulate an older CPU).
+KERNEL_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS",
+                    "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,9 @@ def describe_machine(device: torch.device) -> dict:
             "device": device.type, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
             "git_commit": git_commit(), "processor": platform.processor() or platform.machine(),
             "cpu": cpu.model, "cpu_flags": {key: value for key, value in cpu.to_dict().items() if key != "model"}}
+    overrides = {name: os.environ[name] for name in KERNEL_VARIABLES if name in os.environ}
+    if overrides:
+        info["kernel_variables"] = overrides
     if device.type == "cuda":
         info["device_name"] = torch.cuda.get_device_name(device)
     return info

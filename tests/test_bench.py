@@ -7,7 +7,7 @@ from trainer.bench import main
 
 
 def test_bench_writes_both_paths_their_ratio_and_the_machine(tmp_path, capsys):
-    assert main(["--device", "cpu", "--routings", "1", "--steps", "1", "--repeats", "2",
+    assert main(["--device", "cpu", "--routings", "1", "--steps", "1", "--repeats", "2", "--precision", "fp32",
                  "--results-dir", str(tmp_path)]) == 0
     [written] = tmp_path.glob("*-cpu.json")
     report = json.loads(written.read_text())
@@ -22,8 +22,13 @@ def test_bench_writes_both_paths_their_ratio_and_the_machine(tmp_path, capsys):
     assert row["epoch_seconds_fast"] == pytest.approx(60_000 / row["train_fast"] + 10_000 / row["eval_fast"])
     assert report["machine"]["device"] == "cpu" and report["machine"]["cpus"] >= 1
     assert 0 < report["inference"]["decode_ms"] < report["inference"]["forward_ms"]
+    # the CPU, its bf16 support and each path's precision are named in the JSON and the printed table
+    machine = report["machine"]
+    assert machine["cpu"] and isinstance(machine["cpu_flags"]["native_bf16"], bool)
+    assert report["precision"]["fast"]["precision"] == "fp32" and report["precision"]["plain"] == "fp32"
     printed = capsys.readouterr().out
     assert f"{row['train_fast']:.1f}" in printed and str(written) in printed
+    assert machine["cpu"] in printed and "fast path: fp32 (--precision fp32 asked for)" in printed
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -32,6 +37,7 @@ def test_bench_writes_both_paths_their_ratio_and_the_machine(tmp_path, capsys):
     (["--steps", "-3"], "--steps -3: must be at least 1"),
     (["--routings", "3,11"], "--routings 11: must be between 1 and 10"),
     (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["--precision", "fp16"], "--precision fp16: unknown precision (use auto, bf16 or fp32)"),
 ])
 def test_bench_refuses_bad_values_in_one_line_before_measuring(tmp_path, capsys, arguments, message):
     assert main([*arguments, "--results-dir", str(tmp_path)]) == 2

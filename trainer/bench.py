@@ -31,7 +31,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, steps: int, repeats: int,
-                 precision: str) -> dict:
+                 precision: str, compile_model: bool = False) -> dict:
     """Images/s for training steps and evaluation batches of the real model on real MNIST digits.
 
     Each figure is the median of `repeats` timed windows (`steps` training batches, or 4 evaluation
@@ -50,6 +50,8 @@ def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, 
                           select(images, labels, 4 * EVAL_BATCH_SIZE), log=lambda message: None)
         warm = select(images[:2 * batch], labels[:2 * batch], None)
         compute = trainer.precision.precision
+        if compile_model and fast:
+            trainer.model = torch.compile(trainer.model)  # shares the parameters the optimizer holds
         train_one_epoch(trainer.model, trainer.optimizer, warm[0].to(device), warm[1].to(device), config,
                         trainer.generator, device, precision=compute)  # warm-up: allocator, kernel choice
         validate(trainer.model, trainer.test_images[:EVAL_BATCH_SIZE], trainer.test_labels[:EVAL_BATCH_SIZE],
@@ -120,7 +122,7 @@ def worker(args) -> None:
                                   args.precision)
     else:
         result = measure_path(fast, args.routings, args.device, args.batch_size, args.steps, args.repeats,
-                              args.precision)
+                              args.precision, args.compile)
     print(json.dumps(result))
 
 
@@ -154,6 +156,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=100, help="training batch size (default 100)")
     parser.add_argument("--steps", type=int, default=10, help="training batches per timed window (default 10)")
     parser.add_argument("--repeats", type=int, default=5, help="timed windows per figure; the median is reported (default 5)")
+    parser.add_argument("--compile", action="store_true", help="also torch.compile the fast path's model")
     parser.add_argument("--accuracy", action="store_true", help="also train both paths on a subset and compare test errors")
     parser.add_argument("--subset", type=int, default=5000, help="training images for --accuracy (default 5000)")
     parser.add_argument("--test-subset", type=int, default=2000, help="test images for --accuracy (default 2000)")
@@ -182,7 +185,8 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     common = ["--device", args.device, "--precision", args.precision, "--routings", ",".join(map(str, args.routings)),
-              "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats)]
+              "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats),
+              *(["--compile"] if args.compile else [])]
     print(f"measuring on {args.device}: batch {args.batch_size}, median of {args.repeats} windows of {args.steps} "
           f"training batches per figure", flush=True)
     paths = {path: spawn(path, common) for path in ("fast", "plain")}
@@ -190,6 +194,7 @@ def main(argv=None) -> int:
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "throughput": [], "inference": measure_inference()}
     fast_precision = paths["fast"][str(args.routings[0])]["precision"]
     report["precision"] = {"requested": args.precision, "fast": fast_precision, "plain": "fp32"}
+    report["compiled"] = args.compile
     cpu = report["machine"]
     bf16 = "native bf16" if cpu["cpu_flags"]["native_bf16"] else "no native bf16"
     print(f"\n{cpu['cpu']} ({bf16}), {cpu['threads']} threads, torch {cpu['torch']}, device {cpu['device']}\n"

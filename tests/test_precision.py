@@ -1,0 +1,95 @@
+"""--precision: the decision from the CPU's answer (injected here), the trial that confirms it, the CLI,
+and what run.json records. The arithmetic itself is real: tests/test_speed.py runs both precisions."""
+import json
+
+import pytest
+import torch
+
+from capsviz.machine import CpuFeatures, cpu_features, describe_machine
+from capsviz.precision import choose_precision
+from conftest import run_trainer
+from trainer.run import main
+
+CPU = torch.device("cpu")
+NO_BF16 = CpuFeatures(model="Intel Xeon (Cascade Lake)", avx512=True, avx512_bf16=False, amx_bf16=False,
+                      arm_bf16=False)
+AVX512_BF16 = CpuFeatures(model="AMD EPYC", avx512=True, avx512_bf16=True, amx_bf16=False, arm_bf16=False)
+AMX = CpuFeatures(model="Intel Xeon (Sapphire Rapids)", avx512=True, avx512_bf16=True, amx_bf16=True,
+                  arm_bf16=False)
+
+
+def never_called():
+    raise AssertionError("no trial is needed where the CPU has no native bf16")
+
+
+def test_auto_picks_fp32_without_native_bf16_and_skips_the_trial():
+    choice = choose_precision("auto", CPU, features=NO_BF16, trial=never_called)
+    assert choice.precision == "fp32" and choice.requested == "auto"
+    assert "Cascade Lake" in choice.reason and "no native bf16" in choice.reason and choice.trial_ms is None
+
+
+@pytest.mark.parametrize("features, what", [(AVX512_BF16, "AVX-512 BF16"), (AMX, "AMX")])
+def test_auto_picks_bf16_where_native_and_the_trial_agrees(features, what):
+    choice = choose_precision("auto", CPU, features=features, trial=lambda: {"bf16": 40.0, "fp32": 90.0})
+    assert choice.precision == "bf16"
+    assert what in choice.reason and choice.trial_ms == {"bf16": 40.0, "fp32": 90.0}
+
+
+def test_auto_trusts_the_trial_over_the_flags():
+    """A CPU may report bf16 and still run it slowly (a VM, an emulating library): the trial decides."""
+    choice = choose_precision("auto", CPU, features=AVX512_BF16, trial=lambda: {"bf16": 120.0, "fp32": 80.0})
+    assert choice.precision == "fp32" and "but a trial step took 120 ms in bf16" in choice.reason
+    tie = choose_precision("auto", CPU, features=AVX512_BF16, trial=lambda: {"bf16": 98.0, "fp32": 100.0})
+    assert tie.precision == "fp32", "within the margin fp32 (exact products) wins"
+
+
+@pytest.mark.parametrize("requested", ["bf16", "fp32"])
+def test_forced_precision_is_kept_whatever_the_cpu(requested):
+    for features in (NO_BF16, AVX512_BF16):
+        choice = choose_precision(requested, CPU, features=features, trial=never_called)
+        assert choice.precision == requested and "asked for" in choice.reason
+
+
+def test_plain_path_is_fp32():
+    assert choose_precision("auto", CPU, fast=False, features=AVX512_BF16, trial=never_called).precision == "fp32"
+
+
+def test_this_machine_is_described_with_its_bf16_support():
+    info = describe_machine(CPU)
+    assert info["cpu"] == cpu_features().model and info["cpu"]
+    assert set(info["cpu_flags"]) >= {"avx512_bf16", "amx_bf16", "native_bf16"}
+    assert info["cpu_flags"]["native_bf16"] == cpu_features().native_bf16
+    json.dumps(info)  # plain JSON types
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--precision", "half"], "--precision half: unknown precision (use auto, bf16 or fp32)"),
+    (["--precision", "bf16", "--no-fast"], "--precision bf16: the plain path (--no-fast) is fp32 only"),
+])
+def test_cli_refuses_bad_precision(tmp_path, capsys, argv, message):
+    out = tmp_path / "run"
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {message}"
+    assert not out.exists()
+
+
+def test_forced_precisions_train_and_a_resume_decides_again(tmp_path):
+    """A run forced to fp32 trains and records it; resumed with --precision bf16 (as on a machine where auto
+    would choose it) it continues, its history stays whole, and the resume records the new choice."""
+    out = tmp_path / "run"
+    quick = ["--routings", "1", "--subset", "200", "--test-subset", "100", "--out", str(out)]
+    first = run_trainer(*quick, "--epochs", "1", "--precision", "fp32")
+    assert first.returncode == 0, first.stderr
+    assert "fast path in fp32" in first.stdout
+    info = json.loads((out / "run.json").read_text())
+    assert info["environment"]["precision"] == "fp32" and "asked for" in info["environment"]["precision_reason"]
+    assert info["config"]["precision"] == "fp32"
+    second = run_trainer(*quick, "--epochs", "2", "--precision", "bf16", "--resume")
+    assert second.returncode == 0, second.stderr
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "finished" and info["epochs_done"] == 2
+    assert info["environment"]["precision"] == "fp32", "where training started"
+    assert [resume["precision"] for resume in info["resumes"]] == ["bf16"]
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and all("nan" not in line for line in history[1:])
