@@ -2,7 +2,7 @@
 
     <run>/run.json     config, environment, status, epochs done, final and best test error
     <run>/history.csv  one row per finished epoch (HISTORY_COLUMNS)
-    <run>/model.pt     latest weights: {"format", "model_config", "dtype", "state_dict"}; float16 on
+    <run>/model.pt     latest weights: {"format", "model", "model_config", "dtype", "state_dict"}; float16 on
                        disk by default, restored to float32 on load; torch.load(weights_only=True) safe
     <run>/state.pt     resume state (fp32 weights, optimizer, schedule, RNG, history); not shipped
 
@@ -23,7 +23,9 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_torch_save, atomic_write_text
-from .model import CapsNet, CapsNetConfig
+from torch import nn
+
+from .models import model_from_config, model_kind
 
 FORMAT_VERSION = 1
 RUN_JSON, HISTORY_CSV, WEIGHTS, STATE = "run.json", "history.csv", "model.pt", "state.pt"
@@ -61,11 +63,11 @@ def write_history(run_dir: Path, rows: list[dict]) -> None:
     atomic_write_text(Path(run_dir) / HISTORY_CSV, buffer.getvalue())
 
 
-def write_weights(run_dir: Path, model: CapsNet, *, dtype: torch.dtype = torch.float16) -> None:
+def write_weights(run_dir: Path, model: nn.Module, *, dtype: torch.dtype = torch.float16) -> None:
     state = {name: tensor.detach().to("cpu", dtype if tensor.is_floating_point() else tensor.dtype).contiguous()
              for name, tensor in model.state_dict().items()}
     atomic_torch_save(Path(run_dir) / WEIGHTS, {
-        "format": FORMAT_VERSION, "model_config": model.config.to_dict(),
+        "format": FORMAT_VERSION, "model": model_kind(model), "model_config": model.config.to_dict(),
         "dtype": str(dtype).removeprefix("torch."), "state_dict": state,
     })
 
@@ -94,7 +96,19 @@ def read_run_json(run_dir: Path) -> dict:
         raise RunError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
         raise RunError(f"{path}: no 'config' object; not a CapsViz run")
+    info["config"] = upgrade_config(info["config"])
     return info
+
+
+def upgrade_config(config: dict) -> dict:
+    """A config as today's trainer writes it. Runs written before datasets and models had names (the
+    shipped mnist-r1/r2/r3) trained CapsNet on MNIST and kept CapsNet overrides under "model"."""
+    config = dict(config)
+    if isinstance(config.get("model"), dict):
+        config["model_options"] = config.pop("model")
+    config.setdefault("model", "capsnet")
+    config.setdefault("dataset", "mnist")
+    return config
 
 
 def summarize(history: list[dict]) -> dict:
@@ -127,7 +141,8 @@ def read_history(run_dir: Path) -> pd.DataFrame:
     return history
 
 
-def load_weights(path: Path) -> CapsNet:
+def load_weights(path: Path) -> nn.Module:
+    """The model a weights file holds (CapsNet when it names none, as older runs do), in eval mode."""
     path = Path(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -138,10 +153,10 @@ def load_weights(path: Path) -> CapsNet:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "model_config" not in checkpoint:
         raise RunError(f"{path}: not a CapsViz weights file (needs state_dict and model_config)")
     try:
-        model = CapsNet(CapsNetConfig.from_dict(checkpoint["model_config"]))
+        model = model_from_config(checkpoint.get("model", "capsnet"), checkpoint["model_config"])
         model.load_state_dict({name: tensor.float() if tensor.is_floating_point() else tensor
                                for name, tensor in checkpoint["state_dict"].items()})
-    except (AssertionError, RuntimeError, TypeError) as error:
+    except (AssertionError, RuntimeError, TypeError, ValueError) as error:
         raise RunError(f"{path}: weights do not fit the model ({str(error).splitlines()[0]})") from None
     return model.eval()
 
@@ -171,7 +186,7 @@ class Run:
         return (self.path / WEIGHTS).exists()
 
     @cached_property
-    def model(self) -> CapsNet | None:
+    def model(self) -> nn.Module | None:
         return load_weights(self.path / WEIGHTS) if self.has_weights else None
 
 

@@ -39,8 +39,8 @@ def test_auto_trusts_the_trial_over_the_flags():
     """A CPU may report bf16 and still run it slowly (a VM, an emulating library): the trial decides."""
     choice = choose_precision("auto", CPU, features=AVX512_BF16, trial=lambda: {"bf16": 120.0, "fp32": 80.0})
     assert choice.precision == "fp32" and "but a trial step took 120 ms in bf16" in choice.reason
-    tie = choose_precision("auto", CPU, features=AVX512_BF16, trial=lambda: {"bf16": 98.0, "fp32": 100.0})
-    assert tie.precision == "fp32", "within the margin fp32 (exact products) wins"
+    tie = choose_precision("auto", CPU, features=AVX512_BF16, trial=lambda: {"bf16": 105.0, "fp32": 100.0})
+    assert tie.precision == "bf16", "within the margin the CPU's answer stands, so runs on one machine agree"
 
 
 @pytest.mark.parametrize("requested", ["bf16", "fp32"])
@@ -93,3 +93,15 @@ def test_forced_precisions_train_and_a_resume_decides_again(tmp_path):
     assert [resume["precision"] for resume in info["resumes"]] == ["bf16"]
     history = (out / "history.csv").read_text().splitlines()
     assert len(history) == 3 and all("nan" not in line for line in history[1:])
+
+
+def test_a_resume_on_the_same_cpu_keeps_the_runs_precision_and_another_cpu_decides_afresh():
+    from capsviz.precision import kept_on_resume
+
+    here = describe_machine(CPU)
+    started = {**here, "precision": "fp32", "precision_reason": "a trial step took 120 ms in bf16"}
+    kept = kept_on_resume(started, here, "auto")
+    assert kept.precision == "fp32" and "kept from the run's last start" in kept.reason
+    elsewhere = {**started, "cpu": "Intel Xeon (Cascade Lake)"}
+    assert kept_on_resume(elsewhere, here, "auto") is None, "another CPU decides for itself"
+    assert kept_on_resume(started, here, "bf16") is None, "a forced precision is obeyed"

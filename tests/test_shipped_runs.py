@@ -59,7 +59,7 @@ def test_shipped_weights_reproduce_reported_error(name):
     config = TrainConfig(**{k: v for k, v in run.config.items() if k in TrainConfig.__dataclass_fields__})
     images, labels = select(*load_mnist("test"), None)
     with torch.inference_mode():
-        stats = validate(run.model, images, labels, config, torch.device("cpu"))
+        stats = validate(run.model, config.task(), images, labels, config, torch.device("cpu"))
     error = 100 * (1 - stats.acc)
     # the run measured its fp32 weights; float16 on disk may flip a digit or two of 10,000
     assert error == pytest.approx(run.info["final_test_error"], abs=0.05)

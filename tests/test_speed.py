@@ -43,7 +43,8 @@ def test_fast_path_reproduces_the_shipped_test_error():
     model = prepare_model(run.model, cpu, fast=True, precision="bf16")
     assert model.primary.spectral_dtype == torch.bfloat16
     with torch.inference_mode():
-        stats = validate(model, *select(*load_mnist("test"), None), TrainConfig(fast=True), cpu, precision="bf16")
+        stats = validate(model, TrainConfig().task(), *select(*load_mnist("test"), None), TrainConfig(fast=True), cpu,
+                         precision="bf16")
     assert 100 * (1 - stats.acc) == pytest.approx(run.info["final_test_error"], abs=0.05)
 
 

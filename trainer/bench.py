@@ -52,18 +52,19 @@ def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, 
         compute = trainer.precision.precision
         if compile_model and fast:
             trainer.model = torch.compile(trainer.model)  # shares the parameters the optimizer holds
-        train_one_epoch(trainer.model, trainer.optimizer, warm[0].to(device), warm[1].to(device), config,
-                        trainer.generator, device, precision=compute)  # warm-up: allocator, kernel choice
-        validate(trainer.model, trainer.test_images[:EVAL_BATCH_SIZE], trainer.test_labels[:EVAL_BATCH_SIZE],
+        task, dataset = trainer.task, trainer.dataset
+        train_one_epoch(trainer.model, trainer.optimizer, task, dataset, warm[0].to(device), warm[1].to(device),
+                        config, trainer.generator, device, precision=compute)  # warm-up: allocator, kernel choice
+        validate(trainer.model, task, trainer.test_images[:EVAL_BATCH_SIZE], trainer.test_labels[:EVAL_BATCH_SIZE],
                  config, device, precision=compute)
         synchronize(device)
         train, evaluation = [], []
         for _ in range(repeats):
-            stats = train_one_epoch(trainer.model, trainer.optimizer, trainer.train_images, trainer.train_labels,
-                                    config, trainer.generator, device, precision=compute)
+            stats = train_one_epoch(trainer.model, trainer.optimizer, task, dataset, trainer.train_images,
+                                    trainer.train_labels, config, trainer.generator, device, precision=compute)
             train.append(stats.images / stats.seconds)
         for _ in range(repeats):
-            stats = validate(trainer.model, trainer.test_images, trainer.test_labels, config, device,
+            stats = validate(trainer.model, task, trainer.test_images, trainer.test_labels, config, device,
                              precision=compute)
             evaluation.append(stats.images / stats.seconds)
         results[r] = {"train_images_per_second": statistics.median(train), "train_range": [min(train), max(train)],

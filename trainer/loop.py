@@ -1,4 +1,8 @@
-"""Training: `train_one_epoch()`, `validate()` and `fit()`, which writes the run directory."""
+"""Training: `train_one_epoch()`, `validate()` and `fit()`, which writes the run directory.
+
+The trainer knows a model only through its task (capsviz.tasks: loss parts and correct answers) and a
+dataset only through its spec (capsviz.datasets: arrays and augmentation); both are looked up by the
+names in TrainConfig. Under torchrun it trains data-parallel (trainer.distributed)."""
 from __future__ import annotations
 
 import copy
@@ -13,13 +17,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
 from capsviz import runs
-from capsviz.data import random_shift
-from capsviz.losses import RECON_WEIGHT, capsule_loss
+from capsviz.datasets import DATASETS, DatasetSpec, get_dataset
+from capsviz.losses import RECON_WEIGHT
 from capsviz.machine import describe_machine
-from capsviz.model import CapsNet, CapsNetConfig
-from capsviz.precision import PrecisionChoice, choose_precision, time_steps
+from capsviz.models import build_model, get_model_entry
+from capsviz.tasks import Task
+from capsviz.precision import PrecisionChoice, choose_precision, kept_on_resume, time_steps
 from capsviz.speed import optimizer_options, precision_context, prepare_images, prepare_model
+
+from .distributed import SINGLE, Distributed
 
 EVAL_BATCH_SIZE = 500
 
@@ -28,7 +38,9 @@ EVAL_BATCH_SIZE = 500
 class TrainConfig:
     """Everything that decides a run. Saved as run.json's "config"."""
 
-    routings: int = 3
+    dataset: str = "mnist"  # a name in capsviz.datasets.DATASETS
+    model: str = "capsnet"  # a name in capsviz.models.MODELS
+    routings: int = 3  # CapsNet only
     epochs: int = 20
     batch_size: int = 100
     lr: float = 1e-3
@@ -37,7 +49,7 @@ class TrainConfig:
     lr_decay: float = 0.9
     recon_weight: float = RECON_WEIGHT
     recon: bool = True
-    shift: int = 2
+    shift: int | None = None  # random shift in pixels for training; None: the dataset's (2 for mnist)
     seed: int = 0
     subset: int | None = None  # first N training images
     test_subset: int | None = None  # first N test images (quick runs only: errors are then not MNIST's)
@@ -46,10 +58,18 @@ class TrainConfig:
     inner_routing_grad: bool = False  # see capsviz.routing.dynamic_routing
     data_dir: str | None = None
     device: str = "auto"
-    model: dict = field(default_factory=dict)  # CapsNetConfig overrides, e.g. input_size
+    model_options: dict = field(default_factory=dict)  # overrides of the model's config, e.g. {"dropout": 0.3}
 
-    def model_config(self) -> CapsNetConfig:
-        return CapsNetConfig(routings=self.routings, detach_inner_routing=not self.inner_routing_grad, **self.model)
+    def __post_init__(self):
+        if self.shift is None and self.dataset in DATASETS:  # the dataset's own augmentation unless asked otherwise
+            self.shift = DATASETS[self.dataset].shift
+
+    def build_model(self) -> nn.Module:
+        return build_model(self.model, get_dataset(self.dataset), routings=self.routings,
+                           inner_routing_grad=self.inner_routing_grad, overrides=self.model_options)
+
+    def task(self) -> Task:
+        return get_model_entry(self.model).task(reconstruct=self.recon, recon_weight=self.recon_weight)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,17 +89,23 @@ class EpochStats:
     seconds: float
 
     @classmethod
-    def from_totals(cls, totals: torch.Tensor, *, count: int, seconds: float, recon: bool) -> "EpochStats":
-        """totals: the batch_totals() summed over an epoch's batches."""
+    def from_totals(cls, totals: torch.Tensor, *, count: int, seconds: float) -> "EpochStats":
+        """totals: the batch_totals() summed over an epoch's batches (and ranks). A loss part the model
+        does not have stays NaN, and its history column empty."""
         loss, margin, recon_loss, correct = (totals / count).tolist()
-        return cls(loss=loss, margin_loss=margin, recon_loss=recon_loss if recon else math.nan, acc=correct,
-                   images=count, seconds=seconds)
+        return cls(loss=loss, margin_loss=margin, recon_loss=recon_loss, acc=correct, images=count, seconds=seconds)
 
 
-def batch_totals(parts, correct: torch.Tensor, size: int) -> torch.Tensor:
-    """(loss, margin, recon) x batch size and the correct count: summed over batches, divided by the count."""
-    return torch.stack([parts.total.detach() * size, parts.margin.detach() * size,
-                        parts.reconstruction.detach() * size, correct.double()])
+def batch_totals(result, size: int) -> torch.Tensor:
+    """(loss, margin, recon) x batch size and the correct count, from a task's StepResult: summed over
+    batches, divided by the count. Parts the model does not have are NaN."""
+    missing = result.total.new_tensor(math.nan)
+
+    def scaled(part):
+        return missing if part is None else part.detach().float() * size
+
+    return torch.stack([scaled(result.total), scaled(result.margin), scaled(result.reconstruction),
+                        result.correct.sum().float()]).double()
 
 
 def batches(count: int, batch_size: int, order: torch.Tensor | None = None):
@@ -88,67 +114,70 @@ def batches(count: int, batch_size: int, order: torch.Tensor | None = None):
         yield indices[start:start + batch_size]
 
 
-def to_inputs(images_u8: torch.Tensor, fast: bool, *, shift: int = 0, generator: torch.Generator | None = None):
-    """uint8 (B, 1, H, W) -> float in [0, 1], shifted at random when `shift` > 0, in the fast layout."""
-    return prepare_images(random_shift(images_u8.float().div_(255.0), shift, generator), fast)
+def to_inputs(images_u8: torch.Tensor, fast: bool) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float in [0, 1], in the fast path's memory layout."""
+    return prepare_images(images_u8.float().div_(255.0), fast)
 
 
-def train_one_epoch(model: CapsNet, optimizer, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-                    generator: torch.Generator, device: torch.device, *, precision: str = "fp32",
-                    progress_label: str = "") -> EpochStats:
-    """One pass over (images uint8 (N, 1, H, W), labels (N,)) held on `device`, shuffled and shifted
-    with `generator` (CPU), so that the same generator state gives the same epoch on any device.
-    `precision` is the resolved arithmetic ("bf16" autocasts, "fp32" does not; capsviz.precision)."""
+def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpec, images: torch.Tensor,
+                    labels: torch.Tensor, config: TrainConfig, generator: torch.Generator, device: torch.device, *,
+                    precision: str = "fp32", processes: Distributed = SINGLE, progress_label: str = "") -> EpochStats:
+    """One pass over (images uint8 (N, C, H, W), labels (N,)) held on `device`, shuffled and augmented
+    with `generator` (CPU), so that the same generator state gives the same epoch on any device and any
+    number of processes: every rank draws the whole global batch's shuffle and shifts, then trains on its
+    own shard (trainer.distributed). `precision` is the resolved arithmetic (capsviz.precision)."""
     model.train()
     count = len(images)
     order = torch.randperm(count, generator=generator).to(device)
-    recon_weight = config.recon_weight if config.recon else 0.0
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss, margin, recon, correct (x batch)
     start = time.perf_counter()
-    bar = tqdm(total=count, desc=progress_label, unit="img", leave=False, disable=None, dynamic_ncols=True)
+    bar = tqdm(total=count, desc=progress_label, unit="img", leave=False, dynamic_ncols=True,
+               disable=None if processes.is_main else True)
     for step, index in enumerate(batches(count, config.batch_size, order)):
-        inputs = to_inputs(images[index], config.fast, shift=config.shift, generator=generator)
-        targets = labels[index]
+        if len(index) < processes.world_size:
+            continue  # a last batch smaller than the number of processes would leave a rank without data
+        batch = dataset.augment(images[index].float().div_(255.0), shift=config.shift, generator=generator)
+        mine = processes.part(len(index))  # this rank's slice of the global batch
+        inputs, targets = prepare_images(batch[mine], config.fast), labels[index][mine]
+        size = len(targets)
         with precision_context(device, precision):
-            output = model(inputs, targets, reconstruct=config.recon)
-            parts = capsule_loss(output, inputs, targets, recon_weight=recon_weight)
+            result = task.step(model, inputs, targets)
         optimizer.zero_grad(set_to_none=True)
-        parts.total.backward()
+        (result.total * processes.loss_scale(size, len(index))).backward()
         optimizer.step()
-        size = len(index)
         with torch.no_grad():
-            correct = (output.lengths.argmax(1) == targets).sum()
-            totals += batch_totals(parts, correct, size)
-        bar.update(size)
+            totals += batch_totals(result, size)
+        bar.update(len(index))
         if step % 10 == 0 and not bar.disable:
-            bar.set_postfix(loss=f"{totals[0].item() / bar.n:.4f}")
+            bar.set_postfix(loss=f"{totals[0].item() / max(1, bar.n // processes.world_size):.4f}")
     bar.close()
+    processes.sum(totals)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return EpochStats.from_totals(totals, count=count, seconds=seconds, recon=config.recon)
+    return EpochStats.from_totals(totals, count=count, seconds=seconds)
 
 
 @torch.no_grad()
-def validate(model: CapsNet, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-             device: torch.device, *, precision: str = "fp32") -> EpochStats:
-    """Loss and accuracy on unshifted images. Predictions are the longest capsule; the reconstruction
-    loss masks with the true label, so test_loss is the training objective on the test set."""
+def validate(model: nn.Module, task: Task, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
+             device: torch.device, *, precision: str = "fp32", processes: Distributed = SINGLE) -> EpochStats:
+    """Loss and accuracy on the test images as they are (no augmentation), each rank on its own shard.
+    CapsNet's reconstruction loss masks with the true label, so test_loss is the training objective on
+    the test set; predictions are the task's (the longest capsule, the largest logit)."""
     model.eval()
     count = len(images)
-    recon_weight = config.recon_weight if config.recon else 0.0
+    mine = processes.part(count)
+    images, labels = images[mine], labels[mine]
     totals = torch.zeros(4, dtype=torch.float64, device=device)
     start = time.perf_counter()
-    for index in batches(count, EVAL_BATCH_SIZE):
+    for index in batches(len(images), EVAL_BATCH_SIZE):
         inputs, targets = to_inputs(images[index], config.fast), labels[index]
         with precision_context(device, precision):
-            output = model(inputs, targets, reconstruct=config.recon)
-            parts = capsule_loss(output, inputs, targets, recon_weight=recon_weight)
-        size = len(index)
-        correct = (output.lengths.argmax(1) == targets).sum()
-        totals += batch_totals(parts, correct, size)
+            result = task.step(model, inputs, targets)
+        totals += batch_totals(result, len(index))
+    processes.sum(totals)
     seconds = time.perf_counter() - start
-    return EpochStats.from_totals(totals, count=count, seconds=seconds, recon=config.recon)
+    return EpochStats.from_totals(totals, count=count, seconds=seconds)
 
 
 def environment(device: torch.device, precision: PrecisionChoice) -> dict:
@@ -156,7 +185,7 @@ def environment(device: torch.device, precision: PrecisionChoice) -> dict:
     return {**describe_machine(device), "precision": precision.precision, "precision_reason": precision.reason}
 
 
-def trial_timings(model: CapsNet, device: torch.device, config: TrainConfig, *, batch: int = 16) -> dict[str, float]:
+def trial_timings(model: nn.Module, device: torch.device, config: TrainConfig, *, batch: int = 16) -> dict[str, float]:
     """Milliseconds per training step (forward, loss, backward) of a copy of `model` on a random batch, in
     bf16 and in fp32: what --precision auto measures before it keeps bf16. Uses its own generator, so
     the run's seeded initialisation and shuffles are untouched."""
@@ -164,16 +193,15 @@ def trial_timings(model: CapsNet, device: torch.device, config: TrainConfig, *, 
     size = model.config.input_size
     inputs = torch.rand(batch, model.config.in_channels, size, size, generator=generator).to(device)
     targets = torch.randint(0, model.config.num_classes, (batch,), generator=generator).to(device)
-    timings = {}
+    task, timings = config.task(), {}
     for precision in ("bf16", "fp32"):
         candidate = prepare_model(copy.deepcopy(model), device, True, precision=precision)
         images = prepare_images(inputs, True)
 
         def step():
             with precision_context(device, precision):
-                output = candidate(images, targets, reconstruct=config.recon)
-                parts = capsule_loss(output, images, targets)
-            parts.total.backward()
+                result = task.step(candidate, images, targets)
+            result.total.backward()
             if device.type == "cuda":
                 torch.cuda.synchronize()
         timings[precision] = time_steps(step)
@@ -183,9 +211,9 @@ def trial_timings(model: CapsNet, device: torch.device, config: TrainConfig, *, 
 _precision_choices: dict[tuple, PrecisionChoice] = {}
 
 
-def decide_precision(model: CapsNet, device: torch.device, config: TrainConfig, *, log=print) -> PrecisionChoice:
+def decide_precision(model: nn.Module, device: torch.device, config: TrainConfig, *, log=print) -> PrecisionChoice:
     """The precision for this process, decided once per (request, device, input size) and printed once."""
-    key = (config.precision, config.fast, str(device), model.config.input_size)
+    key = (config.precision, config.fast, str(device), config.model, model.config.input_size)
     if key not in _precision_choices:
         choice = choose_precision(config.precision, device, fast=config.fast,
                                   trial=lambda: trial_timings(model, device, config))
@@ -193,6 +221,10 @@ def decide_precision(model: CapsNet, device: torch.device, config: TrainConfig, 
         if config.fast:
             log(f"precision {choice.precision} ({choice.requested}): {choice.reason}")
     return _precision_choices[key]
+
+
+def log_to_stdout(message: str) -> None:
+    print(message, flush=True)
 
 
 def now() -> str:
@@ -203,14 +235,19 @@ class Trainer:
     """Holds one run: the model, optimizer, schedule, RNG, history; writes the run directory."""
 
     def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device, train_data, test_data, *,
-                 log=print):
-        self.config, self.run_dir, self.device, self.log = config, Path(run_dir), device, log
+                 log=log_to_stdout, processes: Distributed = SINGLE):
+        self.config, self.run_dir, self.device, self.processes = config, Path(run_dir), device, processes
+        self.log = log if processes.is_main else (lambda message: None)  # rank 0 speaks for all
         self.train_images, self.train_labels = (torch.as_tensor(a).to(device) for a in train_data)
         self.test_images, self.test_labels = (torch.as_tensor(a).to(device) for a in test_data)
+        self.dataset, self.task = get_dataset(config.dataset), config.task()
         torch.manual_seed(config.seed)
-        model = CapsNet(config.model_config())
-        self.precision = decide_precision(model, device, config, log=log)  # the arithmetic, on this machine
+        model = config.build_model()
+        self.precision = decide_precision(model, device, config, log=self.log)  # the arithmetic, on this machine
+        self.precision = processes.broadcast(self.precision)  # every rank computes as rank 0 decided
         self.model = prepare_model(model, device, config.fast, precision=self.precision.precision)
+        # what the training step calls: the model itself, or its DistributedDataParallel wrapper
+        self.network = DistributedDataParallel(self.model) if processes.enabled else self.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
                                           **optimizer_options(device, config.fast))
         self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
@@ -224,6 +261,14 @@ class Trainer:
     # -- persistence --
     def restore(self) -> None:
         state = runs.read_state(self.run_dir)
+        previous = (state.get("resumes") or [state.get("environment") or {}])[-1]
+        kept = kept_on_resume(previous, self.environment, self.config.precision)
+        if kept and kept.precision != self.precision.precision:
+            self.precision = kept
+            self.model = prepare_model(self.model, self.device, self.config.fast, precision=kept.precision)
+            self.log(f"precision {kept.precision}: {kept.reason}")
+        if kept:
+            self.environment = {**self.environment, "precision": kept.precision, "precision_reason": kept.reason}
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # the saved groups carry the kernel choice of their run
@@ -239,15 +284,20 @@ class Trainer:
 
     def run_info(self, status: str, **extra) -> dict:
         return {"name": self.run_dir.name, "status": status, "config": self.config.to_dict(),
-                "model": self.model.config.to_dict(), "parameters": self.model.parameter_count(),
+                "dataset": self.dataset.to_dict(), "model": self.model.config.to_dict(),
+                "parameters": self.model.parameter_count(),
                 "parameters_without_decoder": self.model.parameter_count(decoder=False),
+                "processes": self.processes.world_size,
                 "environment": self.environment, "resumes": self.resumes, "started_at": self.started_at, "updated_at": now(),
                 "wall_seconds": round(self.wall_seconds, 3), **runs.summarize(self.history), **extra}
 
     def write_status(self, status: str, **extra) -> None:
-        runs.write_run_json(self.run_dir, self.run_info(status, **extra))
+        if self.processes.is_main:  # one writer; the other ranks hold the same state
+            runs.write_run_json(self.run_dir, self.run_info(status, **extra))
 
     def save_epoch(self) -> None:
+        if not self.processes.is_main:
+            return
         # state.pt first: it is the commit point that --resume starts from
         runs.write_state(self.run_dir, {
             "epoch": len(self.history), "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
@@ -281,12 +331,13 @@ class Trainer:
     def run_epoch(self, epoch: int) -> dict:
         config = self.config
         lr = self.optimizer.param_groups[0]["lr"]
-        train = train_one_epoch(self.model, self.optimizer, self.train_images, self.train_labels, config,
-                                self.generator, self.device, precision=self.precision.precision,
+        train = train_one_epoch(self.network, self.optimizer, self.task, self.dataset, self.train_images,
+                                self.train_labels, config, self.generator, self.device,
+                                precision=self.precision.precision, processes=self.processes,
                                 progress_label=f"epoch {epoch}/{config.epochs}")
         self.schedule.step()
-        test = validate(self.model, self.test_images, self.test_labels, config, self.device,
-                        precision=self.precision.precision)
+        test = validate(self.network, self.task, self.test_images, self.test_labels, config, self.device,
+                        precision=self.precision.precision, processes=self.processes)
         self.wall_seconds += train.seconds + test.seconds
         row = {
             "epoch": epoch, "train_loss": train.loss, "train_margin_loss": train.margin_loss,
@@ -296,7 +347,8 @@ class Trainer:
             "epoch_seconds": train.seconds, "images_per_second": train.images / train.seconds,
             "eval_seconds": test.seconds, "wall_seconds": self.wall_seconds, "timestamp": now(),
         }
-        row = {k: (round(v, 8) if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()}
+        # parts the model does not have (NaN totals) are left empty in history.csv
+        row = {k: (round(v, 8) if math.isfinite(v) else None) if isinstance(v, float) else v for k, v in row.items()}
         self.log(f"epoch {epoch:3d}/{config.epochs}  loss {train.loss:.4f}  train acc {100 * train.acc:.2f}%  "
                  f"test loss {test.loss:.4f}  test error {row['test_error']:.2f}%  "
                  f"{row['images_per_second']:.0f} img/s  {train.seconds:.1f}+{test.seconds:.1f} s")
@@ -304,11 +356,13 @@ class Trainer:
 
 
 def select(images: np.ndarray, labels: np.ndarray, limit: int | None):
-    """First `limit` examples as (uint8 (N, 1, H, W), int64 (N,)) tensors."""
+    """First `limit` examples as (uint8 (N, C, H, W), int64 (N,)) tensors; (N, H, W) gains C = 1."""
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    return torch.tensor(images).unsqueeze(1), torch.tensor(labels)
+    images = torch.tensor(images)
+    return images.unsqueeze(1) if images.dim() == 3 else images, torch.tensor(labels)
 
 
 def log_to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
