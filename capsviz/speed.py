@@ -32,23 +32,6 @@ def tune_allocator() -> bool:
     return _allocator_tuned
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks cuda, then mps, then cpu. Raises ValueError for a device this machine lacks."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA GPU is available on this machine (try --device auto)")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("--device mps: Apple's MPS backend is not available on this machine (try --device auto)")
-    if name not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device {name}: unknown device (use auto, cpu, cuda or mps)")
-    return torch.device(name)
-
-
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """bf16 autocast for the convolutions and the decoder when the precision is bf16 (routing stays fp32,
     see DigitCaps); none for fp32, and none on MPS."""
