@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .routing import dynamic_routing, predictions, routed_with_fused_backward, squash
-from .spectral import spectral_conv2d
+from .fast.spectral import spectral_conv2d
 
 
 class PrimaryCaps(nn.Module):

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
+from capsviz.fast.precision import choose_precision
 from capsviz.machine import CpuFeatures, cpu_features, describe_machine
-from capsviz.precision import choose_precision
 from conftest import run_trainer
 from trainer.run import main
 

@@ -1,10 +1,10 @@
-"""The DFT convolution (capsviz.spectral) computes exactly F.conv2d, and the fast path uses it on CPU."""
+"""The DFT convolution (capsviz.fast.spectral) computes exactly F.conv2d, and the fast path uses it on CPU."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from capsviz import CapsNet
-from capsviz.spectral import spectral_conv2d
+from capsviz.fast.spectral import spectral_conv2d
 from capsviz.speed import prepare_model
 
 F64 = torch.float64

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from capsviz import runs
 from capsviz.data import DataError, load_mnist
+from capsviz.fast.precision import check_precision
 from capsviz.machine import resolve_device
-from capsviz.precision import check_precision
 
 from .loop import RESUMABLE_CHANGES, TrainConfig, Trainer, select
 

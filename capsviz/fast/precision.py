@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from .machine import CpuFeatures, cpu_features
+from ..machine import CpuFeatures, cpu_features
 
 PRECISIONS = ("auto", "bf16", "fp32")
 # bf16 must beat fp32 by this much in the trial to be kept: within it, the two are a tie, and fp32

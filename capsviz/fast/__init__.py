@@ -1,0 +1,1 @@
+"""The fast path: speed work that swaps modules or functions into the reference model (capsviz.capsnet)."""
