@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_torch_save, atomic_write_text
-from .model import CapsNet, CapsNetConfig
+from .capsnet import CapsNet, CapsNetConfig
 
 FORMAT_VERSION = 1
 RUN_JSON, HISTORY_CSV, WEIGHTS, STATE = "run.json", "history.csv", "model.pt", "state.pt"

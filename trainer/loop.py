@@ -17,9 +17,9 @@ from capsviz import runs
 from capsviz.data import random_shift
 from capsviz.losses import RECON_WEIGHT, capsule_loss
 from capsviz.machine import describe_machine
-from capsviz.model import CapsNet, CapsNetConfig
+from capsviz.capsnet import CapsNet, CapsNetConfig
 from capsviz.fast.precision import PrecisionChoice, choose_precision, time_steps
-from capsviz.speed import optimizer_options, precision_context, prepare_images, prepare_model
+from capsviz.fast import optimizer_options, precision_context, prepare_images, prepare_model
 
 EVAL_BATCH_SIZE = 500
 
