@@ -1,8 +1,7 @@
 """CapsViz: Sabour, Frosst & Hinton's CapsNet (NIPS 2017) in PyTorch, and what the dashboard shows of it."""
-from .routing import dynamic_routing, squash
+from .capsnet import CapsNet, CapsNetConfig, CapsNetOutput, dynamic_routing, squash
 from .data import DataError, load_mnist
 from .losses import capsule_loss, margin_loss, reconstruction_loss
-from .model import CapsNet, CapsNetConfig, CapsNetOutput
 from .runs import Run, RunError, list_runs, load_run
 
 __all__ = [

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .model import CapsNet
+from .capsnet import CapsNet
 from .runs import HISTORY_COLUMNS, load_run
 
 # ---- the paper's reference numbers -------------------------------------------------------------

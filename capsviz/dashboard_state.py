@@ -12,7 +12,7 @@ import streamlit as st
 
 from .analysis import DigitCodes, RunRecord, encode_digits, read_run_record
 from .data import DataError, load_mnist
-from .model import CapsNet
+from .capsnet import CapsNet
 from .runs import HISTORY_CSV, RUN_JSON, WEIGHTS, RunError, default_runs_root, list_runs, load_weights
 
 RUNS_ROOT_KEY = "runs_root"

@@ -1,6 +1,6 @@
-"""What machine a figure came from: the one record that run.json's environment and the benchmark's JSON
-share (CPU model and the instruction-set flags that decide the fast path's precision, torch, threads,
-GPU, git commit)."""
+"""The machine: which device a command runs on (resolve_device), and what machine a figure came from,
+the one record that run.json's environment and the benchmark's JSON share (CPU model and the
+instruction-set flags that decide the fast path's precision, torch, threads, GPU, git commit)."""
 from __future__ import annotations
 
 import functools
@@ -17,6 +17,23 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # figure measured under them is not the machine's default (ONEDNN_MAX_CPU_ISA can emulate an older CPU).
 KERNEL_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS",
                     "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks cuda, then mps, then cpu. Raises ValueError for a device this machine lacks."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA GPU is available on this machine (try --device auto)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps: Apple's MPS backend is not available on this machine (try --device auto)")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: unknown device (use auto, cpu, cuda or mps)")
+    return torch.device(name)
 
 
 @dataclass(frozen=True)

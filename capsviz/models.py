@@ -14,7 +14,7 @@ from torch import nn
 
 from .baseline import BaselineCNN, BaselineConfig
 from .datasets import DatasetSpec
-from .model import CapsNet, CapsNetConfig
+from .capsnet import CapsNet, CapsNetConfig
 from .tasks import CapsuleTask, ClassifierTask, Task
 
 

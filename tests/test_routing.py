@@ -1,10 +1,12 @@
-"""The fast path's DigitCaps backward (capsviz.routing) gives autograd's gradients of the reference routing."""
+"""The fast path's DigitCaps backward (capsviz.fast.routing) gives autograd's gradients of the reference routing."""
 import pytest
 import torch
 
 from capsviz import CapsNet
-from capsviz.routing import dynamic_routing, predictions, routed_with_fused_backward
-from capsviz.speed import prepare_model
+from capsviz.capsnet import dynamic_routing, predictions
+from capsviz.fast import prepare_model
+from capsviz.fast.modules import FastDigitCaps, use_reference_modules
+from capsviz.fast.routing import routed_with_fused_backward
 
 F64 = torch.float64
 
@@ -52,8 +54,8 @@ def test_fast_path_model_trains_with_it_and_keeps_the_trace():
     grads = {}
     for fast in (False, True):
         net = prepare_model(model, torch.device("cpu"), fast)
-        assert net.digits.fused_backward is fast
-        net.primary.spectral_dtype = None  # compare the routing backward alone, in float32
+        assert isinstance(net.digits, FastDigitCaps) is fast
+        use_reference_modules(net.primary)  # compare the routing backward alone, in float32
         net.zero_grad()
         net(images, labels).lengths.sum().backward()
         grads[fast] = net.digits.weight.grad.clone(), net.conv1.weight.grad.clone()

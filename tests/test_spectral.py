@@ -1,11 +1,13 @@
-"""The DFT convolution (capsviz.spectral) computes exactly F.conv2d, and the fast path uses it on CPU."""
+"""The DFT convolution (capsviz.fast.spectral) computes exactly F.conv2d, and the fast path uses it on CPU."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from capsviz import CapsNet
-from capsviz.spectral import spectral_conv2d
-from capsviz.speed import prepare_model
+from capsviz.fast.spectral import spectral_conv2d
+from capsviz.capsnet import PrimaryCaps
+from capsviz.fast import prepare_model
+from capsviz.fast.modules import FastPrimaryCaps, use_fast_modules
 
 F64 = torch.float64
 
@@ -71,7 +73,8 @@ def test_primary_caps_uses_it_exactly_when_asked():
     images = torch.rand(3, 1, 28, 28)
     with torch.no_grad():
         direct = model(images).poses
-        model.primary.spectral_dtype = torch.float32
+        use_fast_modules(model, spectral_dtype=torch.float32)
+        assert isinstance(model.primary, FastPrimaryCaps)
         spectral = model(images).poses
         model.primary.conv.weight.mul_(0.5)  # it reads the module's own weight
         halved = model(images).poses
@@ -82,5 +85,6 @@ def test_primary_caps_uses_it_exactly_when_asked():
 def test_fast_path_turns_it_on_for_cpu_only():
     model = CapsNet(routings=1)
     cpu = torch.device("cpu")
-    assert prepare_model(model, cpu, fast=True).primary.spectral_dtype == torch.bfloat16
-    assert prepare_model(model, cpu, fast=False).primary.spectral_dtype is None
+    fast = prepare_model(model, cpu, fast=True).primary
+    assert isinstance(fast, FastPrimaryCaps) and fast.spectral_dtype == torch.bfloat16
+    assert type(prepare_model(model, cpu, fast=False).primary) is PrimaryCaps

@@ -6,7 +6,8 @@ import torch
 from capsviz import load_mnist, load_run
 from capsviz.losses import capsule_loss
 from capsviz.runs import default_runs_root
-from capsviz.speed import precision_context, prepare_images, prepare_model, tune_allocator
+from capsviz.fast import precision_context, prepare_images, prepare_model, tune_allocator
+from capsviz.fast.modules import FastPrimaryCaps
 from trainer.loop import TrainConfig, select, validate
 
 
@@ -22,8 +23,9 @@ def test_fast_and_plain_paths_agree_on_a_batch(precision):
     with torch.no_grad():
         for fast in (False, True):
             net = prepare_model(model, cpu, fast, precision=precision)
-            expected = {"bf16": torch.bfloat16, "fp32": torch.float32}[precision] if fast else None
-            assert net.primary.spectral_dtype == expected
+            assert isinstance(net.primary, FastPrimaryCaps) is fast
+            if fast:
+                assert net.primary.spectral_dtype == {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
             with precision_context(cpu, precision if fast else "fp32"):
                 out = net(prepare_images(inputs, fast), targets)
                 results[fast] = (out.predictions, capsule_loss(out, inputs, targets))
@@ -41,7 +43,7 @@ def test_fast_path_reproduces_the_shipped_test_error():
     run = load_run(default_runs_root() / "mnist-r3")
     cpu = torch.device("cpu")
     model = prepare_model(run.model, cpu, fast=True, precision="bf16")
-    assert model.primary.spectral_dtype == torch.bfloat16
+    assert isinstance(model.primary, FastPrimaryCaps) and model.primary.spectral_dtype == torch.bfloat16
     with torch.inference_mode():
         stats = validate(model, TrainConfig().task(), *select(*load_mnist("test"), None), TrainConfig(fast=True), cpu,
                          precision="bf16")

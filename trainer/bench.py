@@ -38,7 +38,7 @@ def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, 
     batches of 500), with the slowest and fastest window beside it: a shared or virtual machine slows
     single windows now and then, and the median is what a long run sees."""
     from capsviz import load_mnist
-    from capsviz.speed import resolve_device
+    from capsviz.machine import resolve_device
     from trainer.loop import EVAL_BATCH_SIZE, TrainConfig, Trainer, select, train_one_epoch, validate
 
     device = resolve_device(device_name)
@@ -101,7 +101,7 @@ def measure_inference(repeats: int = 50) -> dict:
 def measure_accuracy(fast: bool, seed: int, subset: int, test_subset: int, epochs: int, device_name: str,
                      precision: str) -> float:
     from capsviz import load_mnist
-    from capsviz.speed import resolve_device
+    from capsviz.machine import resolve_device
     from trainer.loop import TrainConfig, Trainer, select
 
     device = resolve_device(device_name)
@@ -137,8 +137,7 @@ def spawn(path: str, extra: list[str]) -> dict:
 
 def machine(device_name: str) -> dict:
     """The trainer's own machine record (capsviz.machine): CPU model, its bf16 support, torch, commit."""
-    from capsviz.machine import describe_machine
-    from capsviz.speed import resolve_device
+    from capsviz.machine import describe_machine, resolve_device
 
     info = describe_machine(resolve_device(device_name))
     if info["device"] == "cuda":
@@ -171,7 +170,7 @@ def main(argv=None) -> int:
         worker(args)
         return 0
 
-    from capsviz.speed import resolve_device
+    from capsviz.machine import resolve_device
     from trainer.loop import TrainConfig
     from trainer.run import CliError, validate_config
     try:

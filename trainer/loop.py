@@ -24,10 +24,10 @@ from capsviz import runs
 from capsviz.datasets import DATASETS, DatasetSpec, get_dataset
 from capsviz.losses import RECON_WEIGHT
 from capsviz.machine import describe_machine
+from capsviz.fast import optimizer_options, precision_context, prepare_images, prepare_model
+from capsviz.fast.precision import PrecisionChoice, choose_precision, kept_on_resume, time_steps
 from capsviz.models import build_model, get_model_entry
 from capsviz.tasks import Task
-from capsviz.precision import PrecisionChoice, choose_precision, kept_on_resume, time_steps
-from capsviz.speed import optimizer_options, precision_context, prepare_images, prepare_model
 
 from .distributed import SINGLE, Distributed
 
@@ -53,9 +53,9 @@ class TrainConfig:
     seed: int = 0
     subset: int | None = None  # first N training images
     test_subset: int | None = None  # first N test images (quick runs only: errors are then not MNIST's)
-    fast: bool = True  # DFT PrimaryCaps, fused backward and Adam, channels_last, allocator; see capsviz.speed
-    precision: str = "auto"  # the fast path's arithmetic: auto, bf16 or fp32; see capsviz.precision
-    inner_routing_grad: bool = False  # see capsviz.routing.dynamic_routing
+    fast: bool = True  # DFT PrimaryCaps, fused backward and Adam, channels_last, allocator; see capsviz.fast
+    precision: str = "auto"  # the fast path's arithmetic: auto, bf16 or fp32; see capsviz.fast.precision
+    inner_routing_grad: bool = False  # see capsviz.capsnet.dynamic_routing
     data_dir: str | None = None
     device: str = "auto"
     model_options: dict = field(default_factory=dict)  # overrides of the model's config, e.g. {"dropout": 0.3}
@@ -125,7 +125,7 @@ def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpe
     """One pass over (images uint8 (N, C, H, W), labels (N,)) held on `device`, shuffled and augmented
     with `generator` (CPU), so that the same generator state gives the same epoch on any device and any
     number of processes: every rank draws the whole global batch's shuffle and shifts, then trains on its
-    own shard (trainer.distributed). `precision` is the resolved arithmetic (capsviz.precision)."""
+    own shard (trainer.distributed). `precision` is the resolved arithmetic (capsviz.fast.precision)."""
     model.train()
     count = len(images)
     order = torch.randperm(count, generator=generator).to(device)

@@ -16,11 +16,11 @@ from dataclasses import fields
 from pathlib import Path
 
 from capsviz import runs
-from capsviz.datasets import DATASETS, get_dataset
-from capsviz.models import MODELS, get_model_entry
 from capsviz.data import DataError
-from capsviz.precision import check_precision
-from capsviz.speed import resolve_device
+from capsviz.datasets import DATASETS, get_dataset
+from capsviz.fast.precision import check_precision
+from capsviz.machine import resolve_device
+from capsviz.models import MODELS, get_model_entry
 
 from . import distributed
 from .loop import RESUMABLE_CHANGES, TrainConfig, Trainer, select

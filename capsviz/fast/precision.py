@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from .machine import CpuFeatures, cpu_features
+from ..machine import CpuFeatures, cpu_features
 
 PRECISIONS = ("auto", "bf16", "fp32")
 # The trial overrules the CPU's answer only when bf16 is clearly slower: each candidate's figure is the

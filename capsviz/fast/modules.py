@@ -1,0 +1,65 @@
+"""The fast path's capsule layers: subclasses of the reference PrimaryCaps and DigitCaps
+(capsviz.capsnet) that compute the same function from the same parameters, faster.
+
+prepare_model (capsviz.fast) swaps them in by changing the class of the model's own modules rather than
+building new ones: the parameters stay the same objects under the same names, so state_dict keys, saved
+weights and an optimizer's references are untouched, and swapping back gives the reference modules.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..capsnet import DigitCaps, PrimaryCaps, RoutingTrace
+from .routing import routed_with_fused_backward
+from .spectral import spectral_conv2d
+
+
+class FastPrimaryCaps(PrimaryCaps):
+    """PrimaryCaps with its convolution computed through the DFT (capsviz.fast.spectral) in
+    `spectral_dtype`: the same weights and function, about a fifth of the arithmetic. For CPUs."""
+
+    spectral_dtype: torch.dtype  # set by use_fast_modules
+
+    def convolve(self, features: torch.Tensor) -> torch.Tensor:
+        conv = self.conv
+        return spectral_conv2d(features, conv.weight, conv.bias, stride=conv.stride[0],
+                               dtype=self.spectral_dtype)  # (B, 32*8, 6, 6)
+
+
+class FastDigitCaps(DigitCaps):
+    """DigitCaps with a backward written by hand (capsviz.fast.routing) that skips autograd's u_hat-sized
+    temporaries. The same forward; with trace=True (the dashboard) it is the reference's own forward,
+    the one that records coupling and logits."""
+
+    def forward(self, u: torch.Tensor, *, trace: bool = False) -> tuple[torch.Tensor, RoutingTrace | None]:
+        if trace:
+            return super().forward(u, trace=True)
+        with torch.autocast(device_type=u.device.type, enabled=False):  # float32 routing, as the reference
+            v = routed_with_fused_backward(u.float(), self.weight, out_capsules=self.out_capsules,
+                                           iterations=self.routings, detach_inner=self.detach_inner)
+        return v, None  # (B, 10, 16)
+
+
+def use_fast_modules(model: nn.Module, *, spectral_dtype: torch.dtype | None) -> nn.Module:
+    """Every DigitCaps in `model` becomes a FastDigitCaps, and every PrimaryCaps a FastPrimaryCaps computing
+    in `spectral_dtype` when one is given (None keeps the reference convolution). In place; returns model."""
+    use_reference_modules(model)  # from a known start: a model prepared before may hold either version
+    for module in model.modules():
+        if type(module) is DigitCaps:  # exact types: a subclass of the reference is not ours to replace
+            module.__class__ = FastDigitCaps
+        elif type(module) is PrimaryCaps and spectral_dtype is not None:
+            module.__class__ = FastPrimaryCaps
+            module.spectral_dtype = spectral_dtype
+    return model
+
+
+def use_reference_modules(model: nn.Module) -> nn.Module:
+    """Undoes use_fast_modules: every fast module in `model` is its reference class again. In place."""
+    for module in model.modules():
+        if type(module) is FastPrimaryCaps:
+            del module.spectral_dtype
+            module.__class__ = PrimaryCaps
+        elif type(module) is FastDigitCaps:
+            module.__class__ = DigitCaps
+    return model
