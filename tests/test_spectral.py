@@ -4,10 +4,10 @@ import torch
 import torch.nn.functional as F
 
 from capsviz import CapsNet
-from capsviz.fast.spectral import spectral_conv2d
 from capsviz.capsnet import PrimaryCaps
 from capsviz.fast import prepare_model
 from capsviz.fast.modules import FastPrimaryCaps, use_fast_modules
+from capsviz.fast.spectral import spectral_conv2d
 
 F64 = torch.float64
 
