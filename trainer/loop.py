@@ -193,10 +193,11 @@ def trial_timings(model: nn.Module, device: torch.device, config: TrainConfig, *
     size = model.config.input_size
     inputs = torch.rand(batch, model.config.in_channels, size, size, generator=generator).to(device)
     targets = torch.randint(0, model.config.num_classes, (batch,), generator=generator).to(device)
-    task, timings = config.task(), {}
-    for precision in ("bf16", "fp32"):
+    task = config.task()
+    images = prepare_images(inputs, True)
+
+    def training_step(precision: str):
         candidate = prepare_model(copy.deepcopy(model), device, True, precision=precision)
-        images = prepare_images(inputs, True)
 
         def step():
             with precision_context(device, precision):
@@ -204,8 +205,9 @@ def trial_timings(model: nn.Module, device: torch.device, config: TrainConfig, *
             result.total.backward()
             if device.type == "cuda":
                 torch.cuda.synchronize()
-        timings[precision] = time_steps(step)
-    return timings
+        return step
+
+    return time_steps({precision: training_step(precision) for precision in ("bf16", "fp32")})
 
 
 _precision_choices: dict[tuple, PrecisionChoice] = {}

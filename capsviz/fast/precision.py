@@ -102,13 +102,16 @@ def choose_precision(requested: str, device: torch.device, *, fast: bool = True,
                            timings)
 
 
-def time_steps(step: Callable[[], None], *, warmup: int = 1, repeats: int = 5) -> float:
-    """Fastest milliseconds of `step()` over `repeats` calls after `warmup` untimed ones."""
+def time_steps(steps: dict[str, Callable[[], None]], *, warmup: int = 1, repeats: int = 5) -> dict[str, float]:
+    """Fastest milliseconds of each candidate's `step()` over `repeats` calls after `warmup` untimed ones.
+    The candidates take turns, so a burst of other work on the machine slows both alike."""
     for _ in range(warmup):
-        step()
-    samples = []
+        for step in steps.values():
+            step()
+    samples: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        samples.append(1000 * (time.perf_counter() - start))
-    return min(samples)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            samples[name].append(1000 * (time.perf_counter() - start))
+    return {name: min(times) for name, times in samples.items()}
