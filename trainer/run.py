@@ -6,17 +6,30 @@
 """
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
-from dataclasses import fields
-from pathlib import Path
 
-from capsviz import runs
-from capsviz.data import DataError, load_mnist
-from capsviz.speed import resolve_device
+if __name__ == "__main__":
+    # Ctrl-C or `kill` while Python loads torch (seconds): one line, not a traceback through the
+    # imports. main() installs its own handlers once it runs.
+    def stopped_while_loading(signum, frame):
+        print("interrupted during start-up; nothing was written", file=sys.stderr)
+        sys.exit(130)
 
-from .loop import RESUMABLE_CHANGES, TrainConfig, Trainer, select
+    signal.signal(signal.SIGINT, stopped_while_loading)
+    signal.signal(signal.SIGTERM, stopped_while_loading)
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+from dataclasses import fields  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from capsviz import runs  # noqa: E402
+from capsviz.data import DataError, load_mnist  # noqa: E402
+from capsviz.speed import resolve_device  # noqa: E402
+
+from .loop import RESUMABLE_CHANGES, TrainConfig, Trainer, TrainingDiverged, resume_hint, select
 
 DEFAULTS = TrainConfig()
 
@@ -54,7 +67,8 @@ def parser() -> argparse.ArgumentParser:
     add("--no-fast", action="store_const", const=True, help="plain fp32 instead of the fast path (bf16 autocast, channels_last)")
     add("--inner-routing-grad", action="store_const", const=True,
         help="let gradients flow through u_hat in every routing iteration, not only the last (the official code's choice; slower)")
-    add("--resume", action="store_true", help="continue the run in --out from its last complete epoch")
+    add("--resume", action="store_true", help="continue the run in --out from its last complete epoch "
+        "(one that completed none starts again); --epochs, --lr, --device, --no-fast and --data-dir may change")
     return p
 
 
@@ -72,18 +86,34 @@ def given_settings(args: argparse.Namespace) -> dict:
 
 
 def validate_config(config: TrainConfig) -> None:
-    checks = [
-        (1 <= config.routings <= 10, f"--routings {config.routings}: must be between 1 and 10"),
-        (config.epochs >= 1, f"--epochs {config.epochs}: must be at least 1"),
-        (config.batch_size >= 1, f"--batch-size {config.batch_size}: must be at least 1"),
-        (config.lr > 0, f"--lr {config.lr}: must be positive"),
-        (0 < config.lr_decay <= 1, f"--lr-decay {config.lr_decay}: must be in (0, 1]"),
-        (config.recon_weight >= 0, f"--recon-weight {config.recon_weight}: must not be negative"),
-        (0 <= config.shift <= 8, f"--shift {config.shift}: must be between 0 and 8 pixels"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise CliError(message)
+    """Refuse settings out of range, NaN and inf included (the rules are run.json's: capsviz.runs)."""
+    for name, value, rule in runs.config_problems(config.to_dict()):
+        raise CliError(f"--{name.replace('_', '-')} {value}: {rule}")
+
+
+def check_subsets(config: TrainConfig, train_count: int, test_count: int) -> None:
+    for flag, asked, available, what in (("--subset", config.subset, train_count, "training"),
+                                         ("--test-subset", config.test_subset, test_count, "test")):
+        if asked is not None and asked > available:
+            raise CliError(f"{flag} {asked}: more than the {available:,} {what} images available")
+
+
+def check_writable(run_dir: Path) -> None:
+    """Refuse a run directory that cannot be written, before anything is: --out naming a file or a
+    path under one, or a folder without write permission (or on a read-only file system). Probed by
+    creating and removing a temporary file, the only way that also holds for root."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == run_dir else f"is under {existing}, which is a file"
+        raise CliError(f"--out {run_dir}: {where}, not a directory")
+    try:
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".capsviz-write-probe.", suffix=".tmp")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise CliError(f"--out {run_dir}: cannot write in {existing} ({error.strerror})") from None
 
 
 def differences(saved: dict, config: TrainConfig) -> list[str]:
@@ -92,40 +122,62 @@ def differences(saved: dict, config: TrainConfig) -> list[str]:
             for key in current if key not in RESUMABLE_CHANGES and saved.get(key) != current[key]]
 
 
-def plan(argv) -> tuple[TrainConfig, Path, bool]:
-    """Parse and check everything; touches no file. Returns (config, run directory, resume)."""
+NEW, RESUME, RESTART = "new", "resume", "restart"
+
+
+def plan(argv) -> tuple[TrainConfig, Path, str]:
+    """Parse and check everything; writes no file (check_writable creates and removes a probe).
+    Returns (config, run directory, NEW, RESUME or RESTART). RESTART: a --resume of a run that never
+    committed an epoch (no state.pt, no history rows), started again in its directory with its settings."""
     args = parser().parse_args(argv)
     given = given_settings(args)
     routings = given.get("routings", DEFAULTS.routings)
     run_dir = args.out or Path("checkpoints") / f"mnist-r{routings}"
+    check_writable(run_dir)
     saved = None
     if (run_dir / runs.RUN_JSON).exists():
         try:
-            saved = runs.read_run_json(run_dir)["config"]
+            saved = runs.read_run_json(run_dir)  # checked field by field: a bad value names this file
         except runs.RunError as error:
             raise CliError(f"{error}; refusing to touch {run_dir}") from None
+    mode = RESUME if args.resume else NEW
     if args.resume:
         if saved is None:
             raise CliError(f"--resume: {run_dir} holds no run to resume (no {runs.RUN_JSON})")
-        if not (run_dir / runs.STATE).exists():
-            raise CliError(f"--resume: {run_dir / runs.STATE} is missing; the run cannot be continued")
         known = {f.name for f in fields(TrainConfig)}
-        config = TrainConfig(**{**{k: v for k, v in saved.items() if k in known}, **given})
-        mismatch = differences(saved, config)
+        config = TrainConfig(**{**{k: v for k, v in saved["config"].items() if k in known}, **given})
+        mismatch = differences(saved["config"], config)
         if mismatch:
             raise CliError(f"--resume: {run_dir} was trained with other settings ({'; '.join(mismatch)})")
+        if not (run_dir / runs.STATE).exists():
+            epochs = max(saved.get("epochs_done") or 0, len(read_history_or_refuse(run_dir)))
+            if epochs:
+                raise CliError(f"--resume: {run_dir / runs.STATE} is missing (the resume state was not kept), "
+                               f"so the {epochs} epoch(s) of {run_dir} cannot be continued")
+            mode = RESTART
     else:
         config = TrainConfig(**given)
         if saved is not None:
-            mismatch = differences(saved, config)
+            mismatch = differences(saved["config"], config)
             what = f"a run with a different config ({'; '.join(mismatch)})" if mismatch else "a run already"
             raise CliError(f"--out {run_dir} holds {what}; pass --resume to continue it, or choose another --out")
+        leftovers = [name for name in (runs.HISTORY_CSV, runs.WEIGHTS, runs.STATE) if (run_dir / name).exists()]
+        if leftovers:
+            raise CliError(f"--out {run_dir} holds {', '.join(leftovers)} but no {runs.RUN_JSON}; "
+                           f"choose another --out (nothing there is overwritten)")
     validate_config(config)
     try:
         resolve_device(config.device)
     except ValueError as error:
         raise CliError(str(error)) from None
-    return config, run_dir, args.resume
+    return config, run_dir, mode
+
+
+def read_history_or_refuse(run_dir: Path):
+    try:
+        return runs.read_history(run_dir)
+    except runs.RunError as error:
+        raise CliError(f"{error}; refusing to touch {run_dir}") from None
 
 
 def stop_on_sigterm(signum, frame):
@@ -133,33 +185,68 @@ def stop_on_sigterm(signum, frame):
 
 
 def main(argv=None) -> int:
+    # Ctrl-C raises KeyboardInterrupt, and `kill` (SIGTERM) does the same, from start-up on; the
+    # caller's handlers come back afterwards.
+    handlers = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: stop_on_sigterm}
+    previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
     try:
-        config, run_dir, resume = plan(argv)
+        return train_from_command_line(argv)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+def train_from_command_line(argv) -> int:
+    run_dir = None
+    try:
+        config, run_dir, mode = plan(argv)
         device = resolve_device(config.device)
-        train = select(*load_mnist("train", config.data_dir), config.subset)
-        test = select(*load_mnist("test", config.data_dir), config.test_subset)
-    except (CliError, DataError) as error:
+        train_images, train_labels = load_mnist("train", config.data_dir)
+        test_images, test_labels = load_mnist("test", config.data_dir)
+        check_subsets(config, len(train_images), len(test_images))
+        train = select(train_images, train_labels, config.subset)
+        test = select(test_images, test_labels, config.test_subset)
+        trainer = Trainer(config, run_dir, device, train, test)
+        trainer.start(resume=mode == RESUME)
+    except (CliError, DataError, runs.RunError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(config, run_dir, device, train, test)
-    if resume:
-        try:
-            trainer.restore()
-        except runs.RunError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+    except OSError as error:  # the probe passed, yet a write failed (a full disk, permissions changed since)
+        print(f"error: {error.filename or run_dir}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted during start-up; {on_disk(run_dir)}", file=sys.stderr)
+        return 130
+    if mode == RESUME:
         print(f"resuming {run_dir} after epoch {len(trainer.history)}")
+    elif mode == RESTART:
+        print(f"restarting {run_dir}: it had not completed an epoch")
     print(f"training {run_dir}: {config.routings} routing(s), {len(train[0])} images, device {device.type}, "
           f"{'fast path' if config.fast else 'plain fp32'}, {trainer.model.parameter_count():,} parameters", flush=True)
-    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` stops cleanly too, like Ctrl-C
     try:
         summary = trainer.fit()
     except KeyboardInterrupt:
-        return 130
+        return 130  # fit() has said what is kept
+    except TrainingDiverged as error:
+        print(f"error: {error}; the run is marked failed. {resume_hint(run_dir, len(trainer.history))} "
+              f"--lr {config.lr / 10:g} (a lower learning rate)", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"error: {error.filename or run_dir}: {error.strerror or error}", file=sys.stderr)
+        return 1
     print(f"finished {run_dir}: test error {summary['final_test_error']:.2f}% "
           f"(best {summary['best_test_error']:.2f}% at epoch {summary['best_epoch']})")
     return 0
+
+
+def on_disk(run_dir: Path | None) -> str:
+    """What an interruption before training leaves, read back from the run directory."""
+    if run_dir is None or not (run_dir / runs.RUN_JSON).exists():
+        return "nothing was written"
+    try:
+        return resume_hint(run_dir, runs.committed_epochs(run_dir))
+    except runs.RunError as error:
+        return str(error)
 
 
 if __name__ == "__main__":
