@@ -1,15 +1,18 @@
 """CapsViz dashboard: compare training runs and explore trained capsules.
 
-    streamlit run dashboard.py
-    CAPSVIZ_RUNS=/path/to/runs streamlit run dashboard.py     # another runs directory
+    streamlit run dashboard.py                                # runs in checkpoints/, on 127.0.0.1 only
+    streamlit run dashboard.py -- --runs DIR [--runs DIR2]    # other runs directories
+    CAPSVIZ_RUNS=/path/to/runs streamlit run dashboard.py     # the same through the environment
+
+The browser picks among those directories only (.streamlit/config.toml binds the server to
+127.0.0.1; README says how to serve it on a network on purpose).
 
 This entry script only sets up navigation and the sidebar; the pages are in pages/, and what they
 compute and draw is in capsviz.analysis and capsviz.figures.
 """
 import streamlit as st
 
-from capsviz.dashboard_state import RUNS_ROOT_KEY, load_runs
-from capsviz.runs import default_runs_root
+from capsviz.dashboard_state import RUNS_ROOT_KEY, DashboardOptionError, load_runs, runs_roots
 
 st.set_page_config(page_title="CapsViz", page_icon=":material/hub:", layout="wide")
 
@@ -21,14 +24,27 @@ PAGES = [
 ]
 page = st.navigation(PAGES)
 
+try:
+    roots = runs_roots()
+except DashboardOptionError as error:
+    st.error(str(error), icon=":material/error:")
+    st.stop()
+
 with st.sidebar:
-    st.text_input("Runs directory", value=str(default_runs_root()), key=RUNS_ROOT_KEY,
-                  help="The folder the trainer writes run directories into (default checkpoints/, "
-                       "or $CAPSVIZ_RUNS). Each run is a folder holding run.json.")
+    # A choice among the directories whoever started the server named, never a free-text path: a
+    # browser must not open, or learn the existence of, any other folder of the machine.
+    choices = [str(root) for root in roots]
+    if st.session_state.get(RUNS_ROOT_KEY) not in choices:  # nothing else is a root (runs_root() ignores it too)
+        st.session_state.pop(RUNS_ROOT_KEY, None)
+    st.selectbox("Runs directory", choices, key=RUNS_ROOT_KEY,
+                 help="Chosen when the dashboard was started: `streamlit run dashboard.py -- --runs DIR` "
+                      "(repeatable), or $CAPSVIZ_RUNS; default checkpoints/. Each run is a folder holding run.json.")
     runs = load_runs()
     broken = f" · {len(runs.errors)} broken" if runs.errors else ""
     running = sum(record.is_running for record in runs.records)
     live = f" · {running} training" if running else ""
-    st.caption(f"{len(runs.records)} run(s){live}{broken}")
+    stale = sum(record.is_stale for record in runs.records)
+    gone = f" · {stale} stale" if stale else ""
+    st.caption(f"{len(runs.records)} run(s){live}{gone}{broken}")
 
 page.run()

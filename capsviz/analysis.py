@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from .capsnet import CapsNet
-from .runs import HISTORY_COLUMNS, load_run
+from .runs import HISTORY_COLUMNS, STALE, effective_status, load_run
 
 # ---- the paper's reference numbers -------------------------------------------------------------
 
@@ -75,7 +75,9 @@ class RunRecord:
 
     @property
     def status(self) -> str:
-        return self.info.get("status", "unknown")
+        """run.json's status, or "stale" for a run marked running whose trainer is gone. A property,
+        not a field: it must follow the trainer's process while the record sits in Streamlit's cache."""
+        return effective_status(self.info)
 
     @property
     def config(self) -> dict:
@@ -91,7 +93,12 @@ class RunRecord:
 
     @property
     def is_running(self) -> bool:
+        """Training now: marked running, with its trainer still there."""
         return self.status == "running"
+
+    @property
+    def is_stale(self) -> bool:
+        return self.status == STALE
 
 
 def keras_record(name: str, history: pd.DataFrame) -> RunRecord:
@@ -107,7 +114,8 @@ def read_run_record(path: str | Path, *, root: str | Path | None = None) -> RunR
     name = run.name
     if root is not None:
         try:
-            name = path.resolve().relative_to(Path(root).resolve()).as_posix() or run.name
+            relative = path.resolve().relative_to(Path(root).resolve())
+            name = relative.as_posix() if relative.parts else run.name  # the root itself is a run: its name
         except ValueError:  # not under root: the directory name is the best we have
             pass
     return RunRecord(name=name, info=run.info, history=run.history, path=str(path), has_weights=run.has_weights)
@@ -158,6 +166,9 @@ def device_label(info: dict) -> str:
     return device
 
 
+STATUS_LABELS = {STALE: "stopped (trainer gone)"}  # how the tables show a status
+
+
 def run_summary_row(record: RunRecord) -> dict:
     """One row of the home page's run table. Figures come from the history when it has rows (it is
     what the curves show), else from run.json (a run that has not finished an epoch yet)."""
@@ -172,7 +183,7 @@ def run_summary_row(record: RunRecord) -> dict:
         "Routings": record.routings,
         "Reconstruction": None if reconstruction is None else ("on" if reconstruction else "off"),
         "Epochs": f"{epochs_done} / {epochs_total}" if epochs_total else str(epochs_done),
-        "Status": record.status,
+        "Status": STATUS_LABELS.get(record.status, record.status),
         "Final test error (%)": final_error,
         "Best test error (%)": best[1] if best else _number_or_none(info.get("best_test_error")),
         "Best epoch": best[0] if best else info.get("best_epoch"),
@@ -196,7 +207,7 @@ def curve_summary_table(records: Sequence[RunRecord]) -> pd.DataFrame:
         best = best_test_error(history)
         wall = last_value(history, "wall_seconds")
         rows.append({
-            "Run": record.name, "Status": record.status, "Routings": record.routings,
+            "Run": record.name, "Status": STATUS_LABELS.get(record.status, record.status), "Routings": record.routings,
             "Epochs": len(history),
             "Final test error (%)": last_value(history, "test_error"),
             "Best test error (%)": best[1] if best else None, "Best epoch": best[0] if best else None,

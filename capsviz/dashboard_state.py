@@ -4,6 +4,7 @@ new epochs), and the MNIST test set. Everything that computes or plots lives in 
 figures.py; this module only caches and reports errors."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import streamlit as st
 from .analysis import DigitCodes, RunRecord, encode_digits, read_run_record
 from .data import DataError, load_mnist
 from .capsnet import CapsNet
-from .runs import HISTORY_CSV, RUN_JSON, WEIGHTS, RunError, default_runs_root, list_runs, load_weights
+from .runs import (HISTORY_CSV, RUN_JSON, WEIGHTS, RunError, check_inside_root, list_runs, load_weights,
+                   runs_roots_from_environment)
 
 RUNS_ROOT_KEY = "runs_root"
 TRAIN_COMMAND = "python -m trainer.run --routings 3"
@@ -33,10 +35,42 @@ def ensure_entry_script() -> None:
         st.rerun()
 
 
+class DashboardOptionError(ValueError):
+    """A bad option after `--` on the dashboard's command line; one line."""
+
+
+def dashboard_options() -> list[str]:
+    """The options after `--` in `streamlit run dashboard.py -- --runs DIR`: Streamlit runs the
+    script with sys.argv = [the script, those options]. Any other argv (a test runner's) is not ours."""
+    return sys.argv[1:] if Path(sys.argv[0]).name == "dashboard.py" else []
+
+
+def parse_runs_options(options: list[str]) -> list[Path]:
+    """The directories of `--runs DIR` (or `--runs=DIR`, repeatable)."""
+    roots, rest = [], list(options)
+    while rest:
+        option = rest.pop(0)
+        if option.startswith("--runs="):
+            roots.append(option.removeprefix("--runs="))
+        elif option == "--runs" and rest:
+            roots.append(rest.pop(0))
+        else:
+            raise DashboardOptionError(f"dashboard option {option!r} not understood: use -- --runs DIR [--runs DIR2]")
+    return [Path(root).expanduser() for root in roots if root]
+
+
+def runs_roots() -> list[Path]:
+    """The runs directories this server may show, chosen by whoever started it: `--runs` options,
+    else $CAPSVIZ_RUNS (several separated by os.pathsep), else checkpoints/. Nothing from a browser
+    adds to them. A bad option raises DashboardOptionError."""
+    return parse_runs_options(dashboard_options()) or runs_roots_from_environment()
+
+
 def runs_root() -> Path:
-    """The sidebar's setting when there is one, else $CAPSVIZ_RUNS, else checkpoints/."""
+    """The runs directory picked in the sidebar, one of runs_roots() (else the first)."""
+    roots = runs_roots()
     chosen = st.session_state.get(RUNS_ROOT_KEY)
-    return Path(chosen).expanduser() if chosen else default_runs_root()
+    return next((root for root in roots if str(root) == chosen), roots[0])
 
 
 def file_stamp(path: Path) -> tuple[int, int] | None:
@@ -56,9 +90,13 @@ def run_stamp(path: Path) -> tuple:
 def _read_record(path: str, root: str, stamp: tuple) -> RunRecord | str:
     """A RunRecord, or the one-line error of a broken run; `stamp` keys the cache on the files."""
     try:
+        check_inside_root(Path(path), Path(root))
         return read_run_record(path, root=root)
     except RunError as error:
         return str(error)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        # run.json is checked on load; this is the net for anything else, so a run never takes a page down
+        return f"{path}: unreadable run ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
 
 
 @dataclass(frozen=True)
@@ -177,7 +215,8 @@ def model_page_inputs(runs: Runs, *, key: str, where) -> tuple[RunRecord, CapsNe
 
 
 def no_runs_message(root: Path) -> None:
-    where = f"`{root}`" if root.exists() else f"`{root}` (it does not exist)"
-    st.info(f"No runs in {where}. Train one with\n\n```\n{TRAIN_COMMAND}\n```\n\n"
-            f"(a full epoch takes a while on a CPU; add `--epochs 1 --subset 2000` for a quick look), or point "
-            f"the sidebar's *Runs directory* at a folder of runs.", icon=":material/rocket_launch:")
+    # The same words whether or not the directory exists: a page must not tell whether a path exists.
+    st.info(f"No runs in `{root}`. Train one with\n\n```\n{TRAIN_COMMAND}\n```\n\n"
+            f"(a full epoch takes a while on a CPU; add `--epochs 1 --subset 2000` for a quick look), or start "
+            f"the dashboard on another folder of runs: `streamlit run dashboard.py -- --runs DIR`.",
+            icon=":material/rocket_launch:")

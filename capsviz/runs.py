@@ -8,28 +8,45 @@
 
 Every file is replaced atomically. state.pt is written first at the end of an epoch and is the
 commit point: the other three are derived from it, and --resume rewrites them from it.
+
+run.json is strict JSON (no NaN or Infinity: a non-finite number is written as null) and is checked
+field by field on load (validate_run_info), so that a damaged or hand-edited file is one RunError
+naming the file and the field, never a crash further on. While training, the trainer rewrites it
+at least every HEARTBEAT_SECONDS with its pid, host and the time (heartbeat_at): a run marked
+running whose trainer is gone reads back with the status "stale" (effective_status).
 """
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
+import math
 import os
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 import torch
-
-from .atomic import atomic_torch_save, atomic_write_text
 from torch import nn
 
-from .models import model_from_config, model_kind
+from .atomic import atomic_torch_save, atomic_write_text
+from .datasets import DATASETS
+from .fast.precision import PRECISIONS
+from .models import MODELS, model_from_config, model_kind
 
 FORMAT_VERSION = 1
 RUN_JSON, HISTORY_CSV, WEIGHTS, STATE = "run.json", "history.csv", "model.pt", "state.pt"
 STATUSES = ("running", "finished", "interrupted", "failed")
+STALE = "stale"  # not written by the trainer: what a run marked running reads back as once its trainer is gone
+TEMPORARY_PATTERNS = tuple(f".{name}.*.tmp" for name in (RUN_JSON, HISTORY_CSV, WEIGHTS, STATE))  # atomic.py's names
+HEARTBEAT_SECONDS = 30.0  # how often a training trainer rewrites run.json at least
+# A run whose heartbeat is older than this is taken for dead when its pid cannot be checked (another
+# host). Generous: an evaluation or a slow first batch must never make a live run look stale.
+STALE_AFTER_SECONDS = 15 * 60
 # test_acc is a fraction in [0, 1]; test_error is in percent, as the paper reports it.
 HISTORY_COLUMNS = [
     "epoch", "train_loss", "train_margin_loss", "train_recon_loss", "train_acc",
@@ -44,15 +61,46 @@ class RunError(Exception):
     """A broken or missing run directory; the message is one line naming the file and the problem."""
 
 
+def runs_roots_from_environment(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """$CAPSVIZ_RUNS, several roots separated by os.pathsep, else [checkpoints/]."""
+    value = (os.environ if environ is None else environ).get(RUNS_ROOT_ENV) or ""
+    roots = [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
+    return roots or [PROJECT_ROOT / "checkpoints"]
+
+
 def default_runs_root() -> Path:
-    return Path(os.environ.get(RUNS_ROOT_ENV) or PROJECT_ROOT / "checkpoints")
+    return runs_roots_from_environment()[0]
+
+
+def is_inside(path: Path, root: Path) -> bool:
+    """Whether `path`, links followed, lies under `root` (links followed): no `..` or link escapes."""
+    return Path(path).resolve().is_relative_to(Path(root).resolve())
 
 
 # ---- writing (the trainer) ---------------------------------------------------------------------
 
+def finite_or_null(value):
+    """`value` with every non-finite float (NaN, inf) replaced by None, in nested dicts and lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(item) for item in value]
+    return value
+
+
 def write_run_json(run_dir: Path, info: dict) -> None:
     assert info.get("status") in STATUSES, f"status must be one of {STATUSES}, got {info.get('status')!r}"
-    atomic_write_text(Path(run_dir) / RUN_JSON, json.dumps({"format": FORMAT_VERSION, **info}, indent=2, default=str) + "\n")
+    # allow_nan=False: strict JSON that every parser reads; finite_or_null has turned NaN and inf into null
+    text = json.dumps(finite_or_null({"format": FORMAT_VERSION, **info}), indent=2, default=str, allow_nan=False)
+    atomic_write_text(Path(run_dir) / RUN_JSON, text + "\n")
+
+
+def trainer_identity() -> dict:
+    """What run.json records of the process that trains: the dashboard checks it (effective_status)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "heartbeat_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
 def write_history(run_dir: Path, rows: list[dict]) -> None:
@@ -76,17 +124,34 @@ def write_state(run_dir: Path, state: dict) -> None:
     atomic_torch_save(Path(run_dir) / STATE, {"format": FORMAT_VERSION, **state})
 
 
-def read_state(run_dir: Path) -> dict:
+def read_state(run_dir: Path, *, mmap: bool = False) -> dict:
+    """state.pt; `mmap` maps the tensors instead of reading them (to look at the epoch count cheaply)."""
     path = Path(run_dir) / STATE
     if not path.exists():
         raise RunError(f"{path}: no resume state (the run never finished an epoch, or it was not kept)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:
         raise RunError(f"{path}: corrupt resume state ({type(error).__name__})") from None
 
 
+def committed_epochs(run_dir: Path) -> int:
+    """The epochs state.pt holds: what is on disk and what --resume continues from (0 without state.pt)."""
+    if not (Path(run_dir) / STATE).exists():
+        return 0
+    return int(read_state(run_dir, mmap=True)["epoch"])
+
+
+def remove_temporary_files(run_dir: Path) -> list[Path]:
+    """Delete the atomic writes' temporary files that a killed trainer left in run_dir."""
+    leftovers = [path for pattern in TEMPORARY_PATTERNS for path in Path(run_dir).glob(pattern)]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
+
+
 def read_run_json(run_dir: Path) -> dict:
+    """run.json, checked by validate_run_info. Raises RunError naming the file and the problem."""
     path = Path(run_dir) / RUN_JSON
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
@@ -94,9 +159,13 @@ def read_run_json(run_dir: Path) -> dict:
         raise RunError(f"{path}: missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RunError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
-        raise RunError(f"{path}: no 'config' object; not a CapsViz run")
-    info["config"] = upgrade_config(info["config"])
+    except OSError as error:
+        raise RunError(f"{path}: cannot be read ({error.strerror})") from None
+    if isinstance(info, dict) and isinstance(info.get("config"), dict):
+        info["config"] = upgrade_config(info["config"])
+    problem = run_info_problem(info)
+    if problem:
+        raise RunError(f"{path}: {problem}")
     return info
 
 
@@ -109,6 +178,158 @@ def upgrade_config(config: dict) -> dict:
     config.setdefault("model", "capsnet")
     config.setdefault("dataset", "mnist")
     return config
+
+
+# ---- checking run.json ---------------------------------------------------------------------------
+
+def _integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a count
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _optional(check):
+    return lambda value: value is None or check(value)
+
+
+def _timestamp(value) -> bool:
+    try:
+        return isinstance(value, str) and dt.datetime.fromisoformat(value) is not None
+    except ValueError:
+        return False
+
+
+# Each training setting: (what it must be, its test). One table for run.json and the trainer's CLI,
+# which formats the same problems with flag names (--lr inf: must be ...).
+CONFIG_RULES: dict[str, tuple[str, object]] = {
+    "routings": ("must be between 1 and 10", lambda v: _integer(v) and 1 <= v <= 10),
+    "epochs": ("must be at least 1", lambda v: _integer(v) and v >= 1),
+    "batch_size": ("must be at least 1", lambda v: _integer(v) and v >= 1),
+    "lr": ("must be a finite number above 0", lambda v: _finite(v) and v > 0),
+    "lr_decay": ("must be in (0, 1]", lambda v: _finite(v) and 0 < v <= 1),
+    "recon_weight": ("must be a finite number, 0 or more", lambda v: _finite(v) and v >= 0),
+    "recon": ("must be true or false", lambda v: isinstance(v, bool)),
+    "shift": ("must be between 0 and 8 pixels", lambda v: _integer(v) and 0 <= v <= 8),
+    "seed": ("must be an integer from 0 to 2**63 - 1", lambda v: _integer(v) and 0 <= v < 2 ** 63),
+    "subset": ("must be a positive number of images", _optional(lambda v: _integer(v) and v >= 1)),
+    "test_subset": ("must be a positive number of images", _optional(lambda v: _integer(v) and v >= 1)),
+    "fast": ("must be true or false", lambda v: isinstance(v, bool)),
+    "inner_routing_grad": ("must be true or false", lambda v: isinstance(v, bool)),
+    "data_dir": ("must be a path or null", _optional(lambda v: isinstance(v, str))),
+    "device": ("must be a device name", lambda v: isinstance(v, str)),
+    "dataset": (f"unknown dataset (use {', '.join(DATASETS)})", lambda v: isinstance(v, str) and v in DATASETS),
+    "model": (f"unknown model (use {', '.join(MODELS)})", lambda v: isinstance(v, str) and v in MODELS),
+    "model_options": ("must be an object of model settings", lambda v: isinstance(v, dict)),
+    "precision": (f"unknown precision (use {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]})",
+                  lambda v: isinstance(v, str) and v in PRECISIONS),
+}
+
+# The other fields of run.json, when present: (what it must be, its test). status and config are required.
+INFO_RULES: dict[str, tuple[str, object]] = {
+    "format": (f"must be {FORMAT_VERSION} (a newer CapsViz wrote it?)", lambda v: v == FORMAT_VERSION and _integer(v)),
+    "name": ("must be a string", lambda v: isinstance(v, str)),
+    "status": (f"must be one of {', '.join(STATUSES)}", lambda v: v in STATUSES),
+    "model": ("must be an object", lambda v: isinstance(v, dict)),
+    "dataset": ("must be an object", lambda v: isinstance(v, dict)),
+    "processes": ("must be a count of processes", lambda v: _integer(v) and v >= 1),
+    "parameters": ("must be a count", lambda v: _integer(v) and v >= 0),
+    "parameters_without_decoder": ("must be a count", lambda v: _integer(v) and v >= 0),
+    "environment": ("must be an object", lambda v: isinstance(v, dict)),
+    "resumes": ("must be a list of objects", lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v)),
+    "started_at": ("must be an ISO time", _timestamp),
+    "updated_at": ("must be an ISO time", _timestamp),
+    "heartbeat_at": ("must be an ISO time", _timestamp),
+    "pid": ("must be a process id", lambda v: _integer(v) and v >= 1),
+    "host": ("must be a host name", lambda v: isinstance(v, str)),
+    "wall_seconds": ("must be a number of seconds, 0 or more", _optional(lambda v: _finite(v) and v >= 0)),
+    "epochs_done": ("must be a count of epochs, 0 or more", lambda v: _integer(v) and v >= 0),
+    "final_test_error": ("must be a percentage or null", _optional(lambda v: _finite(v) and 0 <= v <= 100)),
+    "best_test_error": ("must be a percentage or null", _optional(lambda v: _finite(v) and 0 <= v <= 100)),
+    "best_epoch": ("must be an epoch number or null", _optional(lambda v: _integer(v) and v >= 1)),
+    "error": ("must be a string", lambda v: isinstance(v, str)),
+}
+
+
+def show_value(value) -> str:
+    """A value as run.json or a command line spells it, cut short: 999, "abc", inf, null."""
+    text = json.dumps(value, default=str) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def config_problems(config: Mapping) -> list[tuple[str, object, str]]:
+    """(setting, value, what it must be) for each setting in `config` that breaks CONFIG_RULES.
+    Settings the rules do not know (a newer trainer's) are left alone."""
+    return [(name, config[name], rule) for name, (rule, ok) in CONFIG_RULES.items()
+            if name in config and not ok(config[name])]
+
+
+def run_info_problem(info) -> str | None:
+    """The first problem of a run.json's content, as "field value: what it must be", or None."""
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+        return "no 'config' object; not a CapsViz run"
+    if "status" not in info:
+        return "no 'status'"
+    for name, (rule, ok) in INFO_RULES.items():
+        if name in info and not ok(info[name]):
+            return f"{name} {show_value(info[name])}: {rule}"
+    for name, value, rule in config_problems(info["config"]):
+        return f"config.{name} {show_value(value)}: {rule}"
+    return None
+
+
+# ---- is the trainer still there? -----------------------------------------------------------------
+
+def process_alive(pid: int) -> bool | None:
+    """Whether process `pid` exists on this machine; None where that cannot be asked (Windows, where
+    os.kill with signal 0 would end the process)."""
+    if os.name != "posix":
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+def heartbeat_age(info: Mapping, now: dt.datetime | None = None) -> float | None:
+    """Seconds since the trainer last wrote run.json (heartbeat_at, or updated_at of older runs)."""
+    stamp = info.get("heartbeat_at") or info.get("updated_at")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        written = dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    if written.tzinfo is None:
+        written = written.replace(tzinfo=dt.timezone.utc)
+    return ((now or dt.datetime.now(dt.timezone.utc)) - written).total_seconds()
+
+
+def trainer_gone(info: Mapping, *, now: dt.datetime | None = None, host: str | None = None) -> bool:
+    """Whether the trainer of a run marked running has stopped without saying so (killed, machine
+    rebooted): on this host, its pid is not alive; elsewhere (or when the pid cannot be checked), its
+    heartbeat is older than STALE_AFTER_SECONDS."""
+    if info.get("status") != "running":
+        return False
+    pid = info.get("pid")
+    if info.get("host") == (host or socket.gethostname()) and _integer(pid):
+        alive = process_alive(pid)
+        if alive is not None:
+            return not alive
+    age = heartbeat_age(info, now)
+    return age is not None and age > STALE_AFTER_SECONDS
+
+
+def effective_status(info: Mapping) -> str:
+    """run.json's status, or STALE for a run marked running whose trainer is gone."""
+    status = info.get("status", "unknown")
+    return STALE if status == "running" and trainer_gone(info) else status
 
 
 def summarize(history: list[dict]) -> dict:
@@ -158,6 +379,11 @@ def load_weights(path: Path) -> nn.Module:
                                for name, tensor in checkpoint["state_dict"].items()})
     except (AssertionError, RuntimeError, TypeError, ValueError) as error:
         raise RunError(f"{path}: weights do not fit the model ({str(error).splitlines()[0]})") from None
+    # a diverged run's weights would draw blank digits and meaningless capsules without a word
+    broken = [name for name, tensor in model.state_dict().items()
+              if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise RunError(f"{path}: weights are not finite (NaN or inf in {broken[0]}); the run diverged")
     return model.eval()
 
 
@@ -179,7 +405,8 @@ class Run:
 
     @property
     def status(self) -> str:
-        return self.info.get("status", "unknown")
+        """run.json's status; "stale" for a run marked running whose trainer is gone."""
+        return effective_status(self.info)
 
     @property
     def has_weights(self) -> bool:
@@ -200,9 +427,18 @@ def load_run(path: str | Path) -> Run:
 
 
 def list_runs(root: str | Path | None = None) -> list[Path]:
-    """Run directories (those holding a run.json) under `root`, default checkpoints/ or $CAPSVIZ_RUNS."""
+    """Run directories (those holding a run.json) under `root`, default checkpoints/ or $CAPSVIZ_RUNS.
+    A run directory or run.json that is a link leading outside `root` is left out."""
     root = Path(root) if root is not None else default_runs_root()
     if not root.is_dir():
         return []
-    return sorted(path.parent for path in root.rglob(RUN_JSON))
+    return sorted(path.parent for path in root.rglob(RUN_JSON) if is_inside(path, root))
+
+
+def check_inside_root(run_dir: Path, root: Path) -> None:
+    """Raise RunError when one of the run's files is a link that leads outside the runs root."""
+    for name in (RUN_JSON, HISTORY_CSV, WEIGHTS):
+        path = Path(run_dir) / name
+        if (path.exists() or path.is_symlink()) and not is_inside(path, root):
+            raise RunError(f"{path}: a link that leads outside the runs directory; not read")
 

@@ -19,6 +19,10 @@ st.subheader("Runs")
 if not runs.records:
     no_runs_message(runs.root)
 else:
+    for record in runs.records:
+        if record.status == "failed":  # e.g. a NaN loss: say why, beside the table's "failed"
+            st.warning(f"Run {record.name} failed: {record.info.get('error') or 'no error recorded'}",
+                       icon=":material/warning:")
     table = run_summary_table(runs.records)
     figures = st.columns(4)
     figures[0].metric("Runs", len(table), border=True)
@@ -37,6 +41,9 @@ else:
             "Routings": NUMBER("Routing", help="Routing iterations"),
             "Reconstruction": st.column_config.TextColumn("Recon.", help="Trained with the reconstruction loss"),
             "Epochs": st.column_config.TextColumn("Epochs", help="Epochs done / planned"),
+            "Status": st.column_config.TextColumn("Status", help="running, finished, interrupted or failed; "
+                                                  "'stopped (trainer gone)': marked running, but its trainer "
+                                                  "has ended without saying so (killed, machine restarted)"),
             "Final test error (%)": NUMBER("Final (%)", format="%.2f", help="Test error after the last epoch"),
             "Best test error (%)": NUMBER("Best (%)", format="%.2f", help="Lowest test error of any epoch"),
             "Best epoch": NUMBER("at epoch", help="The epoch of the best test error (from 1)"),

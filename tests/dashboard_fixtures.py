@@ -46,6 +46,8 @@ def write_synthetic_run(run_dir: Path, template: Path, *, epochs: int, routings:
     info.pop("format", None)
     rows = synthetic_rows(epochs, routings=routings)
     info.update(name=run_dir.name, status=status, **runs.summarize(rows))
+    if status == "running":  # a live trainer: this test process stands in for it (its pid, its host, now)
+        info.update(runs.trainer_identity())
     info["config"] = {**info["config"], "routings": routings, "epochs": epochs + (2 if status == "running" else 0)}
     runs.write_history(run_dir, rows)
     runs.write_run_json(run_dir, info)

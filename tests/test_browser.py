@@ -53,9 +53,9 @@ def dashboard_url(runs_root) -> str:
     ARTIFACTS.mkdir(exist_ok=True)
     with open(log, "w") as log_file:
         server = subprocess.Popen(
+            # no --server.address: .streamlit/config.toml's 127.0.0.1 is under test
             [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
+             "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
             cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -117,6 +117,26 @@ def reconstruction_pixels(page) -> str:
     return chart.evaluate("element => JSON.stringify(element._fullData[0].z)")
 
 
+def outward_address() -> str | None:
+    """This machine's address on its network (a UDP socket "connected" outwards sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_the_dashboard_is_not_served_to_the_network(dashboard_url):
+    address = outward_address()
+    if address is None:
+        pytest.skip("this machine has no network address besides loopback")
+    port = int(dashboard_url.rsplit(":", 1)[1])
+    with pytest.raises(OSError):  # refused: the server listens on 127.0.0.1 only
+        socket.create_connection((address, port), timeout=5).close()
+
+
 def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboard_url, browser, runs_root):
     page = browser.new_page(viewport={"width": 1440, "height": 1800})
     errors = []
@@ -126,7 +146,9 @@ def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboa
     open_page(page, dashboard_url, "reconstructions")
     navigation = page.locator('[data-testid="stSidebarNav"]').inner_text()
     assert "Capsule dimensions" in navigation and "dashboard" not in navigation, navigation
-    assert page.locator(".st-key-runs_root input").input_value() == str(runs_root)
+    # the runs directory is a choice among the server's roots (a selectbox), not a free-text path
+    choice = page.locator('.st-key-runs_root [data-testid="stSelectbox"]').get_by_role("combobox")
+    assert choice.input_value() == str(runs_root)
     for name in PAGES:
         open_page(page, dashboard_url, name)
         if name != "home":

@@ -1,6 +1,13 @@
 """Every dashboard page through Streamlit's AppTest, on runs the tests make (conftest's tiny real
 run, plus synthetic and broken runs beside it): pages render without exceptions, a dimension
 slider redraws the reconstruction, and empty and broken runs roots are handled."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -172,15 +179,124 @@ def test_broken_runs_are_one_error_line_each_and_the_rest_works(broken_root, mon
     assert_no_exception(app)
 
 
-def test_runs_directory_from_the_sidebar(empty_root, runs_root, monkeypatch):
-    app = open_app(empty_root, monkeypatch)
-    assert not app.dataframe[0].value["Setup"].empty  # only the paper's table: no runs
-    app.sidebar.text_input(key="runs_root").set_value(str(runs_root)).run()
+# ---- which runs a browser can open ------------------------------------------------------------------
+
+def test_the_sidebar_picks_among_the_roots_given_on_the_command_line(empty_root, runs_root, monkeypatch):
+    # `streamlit run dashboard.py -- --runs A --runs B` runs the script with sys.argv = [script, options]
+    monkeypatch.setattr(sys, "argv", [str(DASHBOARD), "--runs", str(empty_root), f"--runs={runs_root}"])
+    app = open_app(runs_root / "ignored: the command line wins", monkeypatch)
+    choice = app.sidebar.selectbox(key="runs_root")
+    assert choice.options == [str(empty_root), str(runs_root)] and choice.value == str(empty_root)
+    assert not app.sidebar.text_input, "no free-text path"
+    assert len(app.dataframe) == 1  # only the paper's table: no runs
+    choice.set_value(str(runs_root)).run()
     assert_no_exception(app)
     assert app.dataframe[0].value["Run"].tolist() == ["r3-curves", "r3-live", "tiny-r1"]
-    # AppTest drops the entry script's sidebar from its tree after a rerun (a real browser keeps
-    # it: see test_browser.py), so the second change goes through the widget's session state.
-    app.session_state["runs_root"] = str(runs_root / "nowhere")
+
+
+def test_a_forged_runs_directory_in_the_session_is_not_opened(runs_root, monkeypatch):
+    """A path in the widget's state that is not one of the roots (AppTest can put one there before
+    the first run; a browser only picks an option) is ignored: the first root is shown."""
+    monkeypatch.setenv(RUNS_ROOT_ENV, str(runs_root / "r3-live"))  # a root holding one run
+    app = AppTest.from_file(str(DASHBOARD), default_timeout=120)
+    app.session_state["runs_root"] = str(runs_root)
     app.run()
     assert_no_exception(app)
-    assert any("it does not exist" in info.value for info in app.info)
+    assert app.dataframe[0].value["Run"].tolist() == ["r3-live"]
+    assert app.sidebar.selectbox(key="runs_root").value == str(runs_root / "r3-live")
+
+
+def test_several_roots_from_the_environment(empty_root, runs_root, monkeypatch):
+    app = open_app(Path(f"{empty_root}{os.pathsep}{runs_root}"), monkeypatch)
+    assert app.sidebar.selectbox(key="runs_root").options == [str(empty_root), str(runs_root)]
+
+
+def test_a_bad_dashboard_option_is_one_error_line(empty_root, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [str(DASHBOARD), "--run", str(empty_root)])
+    monkeypatch.setenv(RUNS_ROOT_ENV, str(empty_root))
+    app = AppTest.from_file(str(DASHBOARD), default_timeout=120).run()
+    assert_no_exception(app)
+    assert error_lines(app) == ["dashboard option '--run' not understood: use -- --runs DIR [--runs DIR2]"]
+
+
+def test_no_page_tells_whether_a_path_exists(empty_root, tmp_path, monkeypatch):
+    """The runs root is the operator's choice; even so the empty state reads the same for a folder
+    that exists and one that does not."""
+    missing = tmp_path / "no-such-folder"
+    for page in PAGES:
+        said = {root: [info.value.replace(str(root), "ROOT") for info in open_app(root, monkeypatch, page).info]
+                for root in (empty_root, missing)}
+        assert said[empty_root] == said[missing] and said[missing], page
+
+
+# ---- run.json with wrong values, and runs whose trainer is gone ----------------------------------------
+
+@pytest.fixture()
+def badly_typed_root(tiny_run, tmp_path) -> Path:
+    """One good run beside three whose run.json values have the wrong type or range."""
+    root = tmp_path / "typed"
+    shutil.copytree(tiny_run, root / "good", ignore=shutil.ignore_patterns("state.pt"))
+    for name, change in {"env-string": {"environment": "x"}, "wall-text": {"wall_seconds": "abc"},
+                         "routings-999": {"config": {"routings": 999}}}.items():
+        run = shutil.copytree(root / "good", root / name)
+        info = json.loads((run / "run.json").read_text())
+        info.update({key: {**info[key], **value} if key == "config" else value for key, value in change.items()})
+        (run / "run.json").write_text(json.dumps(info))
+    return root
+
+
+def test_run_json_values_of_the_wrong_type_are_one_broken_run_line_on_every_page(badly_typed_root, monkeypatch):
+    for page in PAGES:
+        app = open_app(badly_typed_root, monkeypatch, page)  # raises on any exception in the page
+        errors = [error for error in error_lines(app) if error.startswith("Broken run skipped")]
+        assert len(errors) == 3 and all("\n" not in error for error in errors), page
+        assert any('env-string/run.json: environment "x": must be an object' in error for error in errors)
+        assert any('wall-text/run.json: wall_seconds "abc"' in error for error in errors)
+        assert any("routings-999/run.json: config.routings 999: must be between 1 and 10" in error for error in errors)
+    home = open_app(badly_typed_root, monkeypatch)
+    assert home.dataframe[0].value["Run"].tolist() == ["good"]
+
+
+@pytest.fixture()
+def stale_root(tiny_run, tmp_path) -> Path:
+    """A run marked running whose trainer has ended: its pid is gone."""
+    root = tmp_path / "stale"
+    run = shutil.copytree(tiny_run, root / "killed", ignore=shutil.ignore_patterns("state.pt"))
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    info = json.loads((run / "run.json").read_text())
+    info.update(status="running", pid=process.pid, host=socket.gethostname())
+    info["config"]["epochs"] = 5
+    (run / "run.json").write_text(json.dumps(info))
+    return root
+
+
+def test_a_run_whose_trainer_is_gone_shows_as_stopped_not_training(stale_root, monkeypatch):
+    app = open_app(stale_root, monkeypatch)
+    assert app.dataframe[0].value.set_index("Run").loc["killed", "Status"] == "stopped (trainer gone)"
+    assert "1 run(s) · 1 stale" in app.sidebar.caption[0].value
+    assert app.metric[1].value == "0", "not counted as training now"
+    app.switch_page("pages/curves.py").run()
+    assert_no_exception(app)
+    page_text = " ".join(element.value for element in app.markdown) + " ".join(c.value for c in app.caption)
+    assert "(training)" not in page_text and "Refreshing" not in page_text, "no auto-refresh for a dead run"
+
+
+def test_a_run_still_training_is_marked_and_refreshes(runs_root, monkeypatch):
+    app = open_app(runs_root, monkeypatch, "pages/curves.py")
+    page_text = " ".join(element.value for element in app.markdown) + " ".join(c.value for c in app.caption)
+    assert "r3-live <small>(training)</small>" in page_text and "Refreshing every 10 s while training: r3-live" in page_text
+
+
+def test_a_failed_run_says_why_on_home(tiny_run, tmp_path, monkeypatch):
+    run = shutil.copytree(tiny_run, tmp_path / "root" / "nan", ignore=shutil.ignore_patterns("state.pt"))
+    info = json.loads((run / "run.json").read_text())
+    info.update(status="failed", error="epoch 2, batch 1 of 2: the margin loss is nan")
+    (run / "run.json").write_text(json.dumps(info))
+    app = open_app(tmp_path / "root", monkeypatch)
+    assert [warning.value for warning in app.warning] == ["Run nan failed: epoch 2, batch 1 of 2: the margin loss is nan"]
+
+
+def test_the_dashboard_listens_on_this_machine_only_by_default():
+    settings = tomllib.loads((DASHBOARD.parent / ".streamlit" / "config.toml").read_text())
+    assert settings["server"]["address"] == "127.0.0.1"

@@ -171,3 +171,56 @@ def test_random_shift_translates_with_zero_fill():
     moved = random_shift(edge.expand(50, 1, 28, 28), 2, torch.Generator().manual_seed(1))
     assert (moved == 0).any(), "pixels moved in from outside are zeros"
     assert torch.equal(random_shift(images, 0), images)
+
+
+# ---- preparing a folder that lacks some files --------------------------------------------------------
+
+def test_only_missing_files_are_written_and_existing_ones_are_never_overwritten(tmp_path):
+    from capsviz.data import default_data_dir
+
+    real = default_data_dir()
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes((real / "t10k-images-idx3-ubyte").read_bytes())
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes((real / "train-labels-idx1-ubyte").read_bytes())
+    corrupt = tmp_path / "train-images-idx3-ubyte"
+    corrupt.write_bytes(b"\x00\x00\x08\x03 not MNIST")
+    kept = {path.name: (path.read_bytes(), path.stat().st_mtime_ns) for path in tmp_path.iterdir()}
+
+    images, labels = load_mnist("test", tmp_path)  # writes t10k-labels, the only file missing
+    assert len(images) == 10_000 and labels[:3].tolist() == [7, 2, 1]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([*kept, "t10k-labels-idx1-ubyte"])
+    assert {name: (tmp_path / name).read_bytes() for name in kept} == {name: kept[name][0] for name in kept}
+    assert {name: (tmp_path / name).stat().st_mtime_ns for name in kept} == {name: kept[name][1] for name in kept}
+    with pytest.raises(DataError) as error:  # the corrupt file is reported, not silently replaced
+        load_mnist("train", tmp_path)
+    assert "train-images-idx3-ubyte: truncated" in one_line(error)
+
+
+def test_a_data_dir_that_does_not_exist_is_refused_not_created(tmp_path, monkeypatch):
+    monkeypatch.delenv("CAPSVIZ_DATA_DIR", raising=False)
+    with pytest.raises(DataError) as error:
+        load_mnist("test", tmp_path / "mnsit")
+    assert f"{tmp_path / 'mnsit'}: no such directory (mistyped?)" in one_line(error)
+    assert not (tmp_path / "mnsit").exists()
+    monkeypatch.setenv("CAPSVIZ_DATA_DIR", str(tmp_path / "elsewhere"))  # chosen through the environment: the same
+    with pytest.raises(DataError, match="no such directory"):
+        load_mnist("test")
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_default_data_dir_is_still_created(tmp_path, monkeypatch):
+    import capsviz.data as data
+
+    monkeypatch.delenv("CAPSVIZ_DATA_DIR", raising=False)
+    monkeypatch.setattr(data, "default_data_dir", lambda: tmp_path / "data" / "mnist")
+    images, _ = load_mnist("test")
+    assert len(images) == 10_000 and len(list((tmp_path / "data" / "mnist").iterdir())) == 4
+
+
+def test_a_data_dir_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError) as error:
+        load_mnist("test", tmp_path / "file" / "mnist")
+    assert f"{tmp_path / 'file' / 'mnist'}: is under {tmp_path / 'file'}, which is a file" in one_line(error)
+    with pytest.raises(DataError) as error:
+        load_mnist("test", tmp_path / "file")
+    assert f"{tmp_path / 'file'}: is a file, not a directory" in one_line(error)

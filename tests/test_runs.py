@@ -1,12 +1,19 @@
-"""The run directory format: round trip through load_run, and clear errors for broken runs."""
+"""The run directory format: round trip through load_run, clear errors for broken runs, run.json
+checked field by field, stale runs, links out of a runs root."""
+import datetime as dt
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from capsviz import CapsNet, RunError, list_runs, load_run
-from capsviz.runs import HISTORY_COLUMNS, write_history, write_run_json, write_weights
+from capsviz.runs import (HISTORY_COLUMNS, STALE, check_inside_root, effective_status, load_weights, write_history,
+                          write_run_json, write_weights)
 
 
 def test_tiny_run_directory_is_complete(tiny_run):
@@ -91,3 +98,89 @@ def test_run_without_weights_keeps_history(broken):
 def test_not_a_directory(tmp_path):
     with pytest.raises(RunError, match="no such run directory"):
         load_run(tmp_path / "nothing")
+
+
+# ---- run.json checked on load -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, problem", [
+    ({"environment": "x"}, 'environment "x": must be an object'),
+    ({"wall_seconds": "abc"}, 'wall_seconds "abc": must be a number of seconds, 0 or more'),
+    ({"status": "done"}, 'status "done": must be one of running, finished, interrupted, failed'),
+    ({"epochs_done": -1}, "epochs_done -1: must be a count of epochs, 0 or more"),
+    ({"epochs_done": True}, "epochs_done true: must be a count of epochs, 0 or more"),
+    ({"best_test_error": 250}, "best_test_error 250: must be a percentage or null"),
+    ({"resumes": ["x"]}, 'resumes ["x"]: must be a list of objects'),
+    ({"updated_at": "yesterday"}, 'updated_at "yesterday": must be an ISO time'),
+    ({"format": 2}, "format 2: must be 1 (a newer CapsViz wrote it?)"),
+    ({"config": {"routings": 999}}, "config.routings 999: must be between 1 and 10"),
+    ({"config": {"routings": "3"}}, 'config.routings "3": must be between 1 and 10'),
+    ({"config": {"lr": float("inf")}}, "config.lr inf: must be a finite number above 0"),
+    ({"config": {"batch_size": 0}}, "config.batch_size 0: must be at least 1"),
+    ({"config": {"model": []}}, "config.model []: unknown model (use capsnet, baseline)"),
+    ({"config": {"dataset": "cifar"}}, "config.dataset \"cifar\": unknown dataset (use mnist, mnist-40)"),
+])
+def test_run_json_with_a_bad_value_is_one_error_naming_file_and_field(broken, change, problem):
+    info = json.loads((broken / "run.json").read_text())
+    for key, value in change.items():
+        info[key] = {**info[key], **value} if key == "config" else value
+    (broken / "run.json").write_text(json.dumps(info))  # json.dumps writes inf as Infinity, as the old trainer did
+    with pytest.raises(RunError) as error:
+        load_run(broken)
+    assert str(error.value) == f"{broken / 'run.json'}: {problem}"
+
+
+def test_run_json_is_strict_json_with_non_finite_numbers_as_null(tmp_path):
+    write_run_json(tmp_path, {"status": "failed", "config": {"routings": 1, "lr": float("inf")},
+                              "final_test_error": float("nan"), "resumes": [{"x": float("-inf")}]})
+    text = (tmp_path / "run.json").read_text()
+
+    def refuse(constant):
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    info = json.loads(text, parse_constant=refuse)
+    assert info["config"]["lr"] is None and info["final_test_error"] is None and info["resumes"] == [{"x": None}]
+
+
+def test_weights_that_are_not_finite_are_refused(tmp_path):
+    model = CapsNet(routings=1)
+    with torch.no_grad():
+        model.decoder[0].weight[0, 0] = float("nan")
+    write_weights(tmp_path, model)
+    with pytest.raises(RunError, match=r"model.pt: weights are not finite \(NaN or inf in decoder.0.weight\); the run diverged"):
+        load_weights(tmp_path / "model.pt")
+
+
+# ---- stale runs ---------------------------------------------------------------------------------------
+
+def ended_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_running_run_whose_trainer_is_gone_is_stale():
+    here = socket.gethostname()
+    now = dt.datetime.now(dt.timezone.utc)
+    recent, old = now.isoformat(timespec="seconds"), (now - dt.timedelta(hours=1)).isoformat(timespec="seconds")
+    live = {"status": "running", "pid": os.getpid(), "host": here, "heartbeat_at": old}
+    assert effective_status(live) == "running", "same host: the live pid decides, however old the heartbeat"
+    assert effective_status({**live, "pid": ended_pid()}) == STALE, "killed: its pid is gone"
+    elsewhere = {"status": "running", "pid": 1, "host": "another-machine"}
+    assert effective_status({**elsewhere, "heartbeat_at": recent}) == "running"
+    assert effective_status({**elsewhere, "heartbeat_at": old}) == STALE, "another host: the heartbeat decides"
+    assert effective_status({"status": "running", "updated_at": old}) == STALE, "older runs: updated_at"
+    assert effective_status({**live, "pid": ended_pid(), "status": "finished"}) == "finished"
+
+
+def test_list_runs_leaves_out_links_that_lead_outside_the_root(tiny_run, tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    shutil.copytree(tiny_run, root / "inside")
+    shutil.copytree(tiny_run, outside / "secret")
+    (root / "linked-dir").symlink_to(outside / "secret")
+    (root / "linked-file").mkdir()
+    (root / "linked-file" / "run.json").symlink_to(outside / "secret" / "run.json")
+    assert list_runs(root) == [root / "inside"]
+    (root / "inside" / "model.pt").unlink()
+    (root / "inside" / "model.pt").symlink_to(outside / "secret" / "model.pt")
+    with pytest.raises(RunError, match="model.pt: a link that leads outside the runs directory"):
+        check_inside_root(root / "inside", root)

