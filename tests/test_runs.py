@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from capsviz import CapsNet, RunError, list_runs, load_run
-from capsviz.runs import (HISTORY_COLUMNS, STALE, check_inside_root, effective_status, load_weights, write_history,
-                          write_run_json, write_weights)
+from capsviz.runs import HISTORY_COLUMNS, STALE, check_inside_root, effective_status, load_weights, write_history, write_run_json, write_weights
 
 
 def test_tiny_run_directory_is_complete(tiny_run):
@@ -86,7 +85,7 @@ def test_corrupt_weights(broken):
     run = load_run(broken)  # the history is still usable
     assert len(run.history) == 1
     with pytest.raises(RunError, match=r"model.pt: corrupt weights"):
-        run.model
+        _ = run.model
 
 
 def test_run_without_weights_keeps_history(broken):

@@ -19,8 +19,9 @@ import torch
 import capsviz.tasks
 import trainer.loop
 from capsviz import runs
-from conftest import ROOT, run_trainer
 from trainer.run import main
+
+from conftest import ROOT, run_trainer
 
 TIMING = ["epoch_seconds", "images_per_second", "eval_seconds", "wall_seconds", "timestamp"]
 
