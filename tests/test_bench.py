@@ -44,3 +44,22 @@ def test_bench_refuses_bad_values_in_one_line_before_measuring(tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.strip() == f"error: {message}"
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_gpu_check_script_says_in_one_line_that_there_is_no_gpu(tmp_path):
+    """scripts/gpu_check.sh is what a GPU session runs in one call; without CUDA it must stop at once
+    with one line, measure nothing and write nothing but its (empty) output folder."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "out"
+    result = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=root, capture_output=True, text=True, timeout=120,
+                            env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "OUT": str(out),
+                                 "PYTHON": sys.executable})
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip().startswith("gpu_check: no CUDA GPU on this machine (torch ")
+    assert result.stderr.strip().endswith("nothing measured") and result.stderr.count("\n") == 1
+    assert out.is_dir() and not any(out.iterdir())
