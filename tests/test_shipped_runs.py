@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from capsviz import load_mnist, load_run
+from capsviz.fast import prepare_model
 from capsviz.runs import default_runs_root
 from trainer.loop import TrainConfig, select, validate
 
@@ -58,8 +59,12 @@ def test_shipped_weights_reproduce_reported_error(name):
         pytest.skip(f"{name} ships its history only (weights budget)")
     config = TrainConfig(**{k: v for k, v in run.config.items() if k in TrainConfig.__dataclass_fields__})
     images, labels = select(*load_mnist("test"), None)
+    # the fast path in fp32: the same function as the reference up to float rounding (tests/test_speed.py),
+    # about three times cheaper on all 10,000 digits
+    cpu = torch.device("cpu")
+    model = prepare_model(run.model, cpu, True, precision="fp32")
     with torch.inference_mode():
-        stats = validate(run.model, config.task(), images, labels, config, torch.device("cpu"))
+        stats = validate(model, config.task(), images, labels, config, cpu, precision="fp32")
     error = 100 * (1 - stats.acc)
     # the run measured its fp32 weights; float16 on disk may flip a digit or two of 10,000
     assert error == pytest.approx(run.info["final_test_error"], abs=0.05)
