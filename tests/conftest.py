@@ -27,3 +27,23 @@ def tiny_run(tmp_path_factory) -> Path:
                          "--out", str(out))
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def baseline_run(tmp_path_factory) -> Path:
+    """A real run of the paper's baseline CNN: 1 epoch on 100 training images, tested on 50."""
+    out = tmp_path_factory.mktemp("runs") / "baseline"
+    result = run_trainer("--model", "baseline", "--epochs", "1", "--subset", "100", "--test-subset", "50",
+                         "--batch-size", "50", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def mnist40_run(tmp_path_factory) -> Path:
+    """A real 1-routing CapsNet run on mnist-40 (40x40 canvases): 1 epoch on 100 images, tested on 50."""
+    out = tmp_path_factory.mktemp("runs") / "capsnet-40"
+    result = run_trainer("--dataset", "mnist-40", "--routings", "1", "--epochs", "1", "--subset", "100",
+                         "--test-subset", "50", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
