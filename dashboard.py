@@ -8,11 +8,12 @@ The browser picks among those directories only (.streamlit/config.toml binds the
 127.0.0.1; README says how to serve it on a network on purpose).
 
 This entry script only sets up navigation and the sidebar; the pages are in pages/, and what they
-compute and draw is in capsviz.analysis and capsviz.figures.
+compute is in the plain capsviz modules (results, curves, digits, perturbations,
+reconstructions), what they draw in capsviz.dashboard.figures.
 """
 import streamlit as st
 
-from capsviz.dashboard_state import RUNS_ROOT_KEY, DashboardOptionError, load_runs, runs_roots
+from capsviz.dashboard.state import RUNS_ROOT_KEY, DashboardOptionError, load_runs, runs_roots
 
 st.set_page_config(page_title="CapsViz", page_icon=":material/hub:", layout="wide")
 
@@ -41,10 +42,10 @@ with st.sidebar:
                       "(repeatable), or $CAPSVIZ_RUNS; default checkpoints/. Each run is a folder holding run.json.")
     runs = load_runs()
     broken = f" · {len(runs.errors)} broken" if runs.errors else ""
-    running = sum(record.is_running for record in runs.records)
+    running = sum(run.is_running for run in runs.runs)
     live = f" · {running} training" if running else ""
-    stale = sum(record.is_stale for record in runs.records)
+    stale = sum(run.is_stale for run in runs.runs)
     gone = f" · {stale} stale" if stale else ""
-    st.caption(f"{len(runs.records)} run(s){live}{gone}{broken}")
+    st.caption(f"{len(runs.runs)} run(s){live}{gone}{broken}")
 
 page.run()

@@ -1,4 +1,7 @@
-"""CapsViz: Sabour, Frosst & Hinton's CapsNet (NIPS 2017) in PyTorch, and what the dashboard shows of it."""
+"""CapsViz: Sabour, Frosst & Hinton's CapsNet (NIPS 2017) in PyTorch: the model, the data and the runs.
+
+Nothing here imports Streamlit or Plotly: the dashboard's own code is capsviz.dashboard, imported only by
+dashboard.py and its pages."""
 from .capsnet import CapsNet, CapsNetConfig, CapsNetOutput, dynamic_routing, squash
 from .data import DataError, load_mnist
 from .losses import capsule_loss, margin_loss, reconstruction_loss

@@ -13,6 +13,9 @@ from pathlib import Path
 import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The fast path's arithmetic a run may ask for (--precision; chosen per machine by capsviz.fast.precision).
+# Named here, with the machine, so that the run format can check the setting without loading speed code.
+PRECISIONS = ("auto", "bf16", "fp32")
 # Variables that change which kernels run or how many threads they get: recorded when set, since a
 # figure measured under them is not the machine's default (ONEDNN_MAX_CPU_ISA can emulate an older CPU).
 KERNEL_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS",

@@ -1,18 +1,21 @@
 """Routing curves: runs overlaid per metric, TensorBoard style, with Keras histories by upload."""
 import streamlit as st
 
-from capsviz.analysis import (DEFAULT_PANELS, PANELS, X_EPOCH, X_WALL, RunRecord, combined_csv, curve_summary_table,
-                              keras_record)
-from capsviz.dashboard_state import ensure_entry_script, load_runs, no_runs_message, show_run_errors
-from capsviz.figures import curves_figure, run_colors
+from capsviz.curves import DEFAULT_PANELS, PANELS, X_EPOCH, X_WALL, combined_csv
+from capsviz.dashboard.figures import curves_figure, run_colors
+from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors
+from capsviz.dashboard.state import load_runs
 from capsviz.keras import KerasCsvError, read_keras_history
+from capsviz.results import curve_summary_table
+from capsviz.runs import Run
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
 REFRESH_SECONDS = 10  # how often the charts reread the files while a chosen run is still training
 
 st.title("Routing curves")
-st.caption("Training histories overlaid per metric. Runs still training refresh on their own.")
+st.caption("Training histories overlaid per metric, CapsNet and baseline runs alike (a baseline has no margin "
+           "or reconstruction loss). Runs still training refresh on their own.")
 
 runs = load_runs()
 show_run_errors(runs)
@@ -34,9 +37,9 @@ for upload in uploads or []:
     except KerasCsvError as error:
         st.error(f"Keras import failed: {error}", icon=":material/error:")
         continue
-    imported.append(keras_record(upload.name, history))
+    imported.append(Run.imported(upload.name, history))
 
-available = [record.name for record in runs.records] + [record.name for record in imported]
+available = [run.name for run in runs.runs + imported]
 if not available:
     no_runs_message(runs.root)
     st.stop()
@@ -55,20 +58,20 @@ if not chosen or not panels:
     st.stop()
 
 colors = run_colors(available)  # by position among all runs, so colours do not move as runs are (de)selected
-any_running = any(record.is_running for record in runs.records if record.name in chosen)
+any_running = any(run.is_running for run in runs.runs if run.name in chosen)
 
 
 @st.fragment(run_every=REFRESH_SECONDS if any_running else None)
-def charts(imported: list[RunRecord]) -> None:
+def charts(imported: list[Run]) -> None:
     # Reread inside the fragment, so that the timed reruns pick up new epochs (the cache is keyed on
     # the files' modification times, so nothing is parsed again unless a file changed).
-    current = {record.name: record for record in load_runs().records + imported}
-    records = [current[name] for name in chosen if name in current]
-    histories = {record.name: record.history for record in records}
+    current = {run.name: run for run in load_runs().runs + imported}
+    shown = [current[name] for name in chosen if name in current]
+    histories = {run.name: run.history for run in shown}
     # One colour key for all charts (they have no legends of their own); train dashed, test solid.
     key = " &nbsp;&nbsp; ".join(
-        f"<span style='color:{colors[record.name]}; font-size:1.3em'>●</span> {record.name}"
-        + (" <small>(training)</small>" if record.is_running else "") for record in records)
+        f"<span style='color:{colors[run.name]}; font-size:1.3em'>●</span> {run.name}"
+        + (" <small>(training)</small>" if run.is_running else "") for run in shown)
     st.markdown(key + " &nbsp;&nbsp; <small>— dashed: train, solid: test</small>", unsafe_allow_html=True)
     grid = st.columns(2)
     for position, title in enumerate(panels):
@@ -77,9 +80,9 @@ def charts(imported: list[RunRecord]) -> None:
         grid[position % 2].plotly_chart(figure, width="stretch", key=f"curve_{title}")
     st.subheader("Summary")
     number = st.column_config.NumberColumn
-    st.dataframe(curve_summary_table(records), hide_index=True, width="stretch", column_config={
+    st.dataframe(curve_summary_table(shown), hide_index=True, width="stretch", column_config={
         "Run": st.column_config.TextColumn(pinned=True, width="medium"),
-        "Routings": number("Routing"),
+        "Routings": st.column_config.TextColumn("Routing", help="'-': a model without routing"),
         "Final test error (%)": number("Final error (%)", format="%.2f"),
         "Best test error (%)": number("Best error (%)", format="%.2f"),
         "Best epoch": number("at epoch"),
@@ -88,7 +91,7 @@ def charts(imported: list[RunRecord]) -> None:
         "Seconds / epoch": number("s / epoch", format="%.0f", help="Mean training seconds per epoch"),
         "Wall time (min)": number("Wall (min)", format="%.1f", help="Training and evaluation time so far"),
     })
-    live = [record.name for record in records if record.is_running]
+    live = [run.name for run in shown if run.is_running]
     note = f" Refreshing every {REFRESH_SECONDS} s while training: {', '.join(live)}." if live else ""
     st.download_button("Download the combined CSV", combined_csv(histories), file_name="capsviz-histories.csv",
                        mime="text/csv", icon=":material/download:", help="One row per run and epoch, a `run` column first.")

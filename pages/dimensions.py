@@ -5,11 +5,11 @@ import time
 import numpy as np
 import streamlit as st
 
-from capsviz.analysis import (PICK_CLASS, PICK_INDEX, PICK_RANDOM, decode_with_offsets, perturbation_grid,
-                              perturbation_offsets, pick_digit)
-from capsviz.dashboard_state import (digit_codes, ensure_entry_script, load_runs, model_page_inputs,
-                                     show_run_errors)
-from capsviz.figures import capsule_lengths_figure, capsule_vector_figure, digit_figure, perturbation_figure
+from capsviz.dashboard.figures import capsule_lengths_figure, capsule_vector_figure, digit_figure, perturbation_figure
+from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors
+from capsviz.dashboard.state import digit_codes, load_runs
+from capsviz.digits import PICK_CLASS, PICK_INDEX, PICK_RANDOM, pick_digit
+from capsviz.perturbations import decode_with_offsets, perturbation_grid, perturbation_offsets
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
@@ -47,7 +47,7 @@ st.caption("Each digit capsule is a 16-D vector: its length is the class probabi
 runs = load_runs()
 show_run_errors(runs)
 picker = st.columns([3, 3, 2, 2], vertical_alignment="bottom")
-record, model, images, labels = model_page_inputs(runs, key="dimensions_run", where=picker[0])
+run, model, images, labels = model_page_inputs(runs, key="dimensions_run", where=picker[0])
 dimensions = model.config.digit_dim
 
 mode = picker[1].segmented_control("Pick a test digit", list(PICK_LABELS), format_func=PICK_LABELS.get,
@@ -63,7 +63,7 @@ else:
     picker[2].button("Draw another digit", on_click=next_random_digit, icon=":material/casino:", width="stretch")
     index = pick_digit(labels, mode=PICK_RANDOM, seed=st.session_state.get("digit_seed", 0))
 
-codes = digit_codes(record, index, index + 1)
+codes = digit_codes(run, index, index + 1)
 label, prediction = int(labels[index]), int(codes.predictions[0])
 poses, lengths = codes.poses[0], codes.lengths[0]
 

@@ -1,8 +1,9 @@
 """Home: every run at a glance, the paper's Table 1 for reference, and a guide to the pages."""
 import streamlit as st
 
-from capsviz.analysis import paper_table1, run_summary_table
-from capsviz.dashboard_state import ensure_entry_script, load_runs, no_runs_message, show_run_errors
+from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors
+from capsviz.dashboard.state import load_runs
+from capsviz.results import paper_table1, run_summary_table
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
@@ -16,14 +17,14 @@ show_run_errors(runs)
 NUMBER = st.column_config.NumberColumn
 PAPER_BEST = 0.25  # Table 1: routing 3 with reconstruction
 st.subheader("Runs")
-if not runs.records:
+if not runs.runs:
     no_runs_message(runs.root)
 else:
-    for record in runs.records:
-        if record.status == "failed":  # e.g. a NaN loss: say why, beside the table's "failed"
-            st.warning(f"Run {record.name} failed: {record.info.get('error') or 'no error recorded'}",
+    for run in runs.runs:
+        if run.status == "failed":  # e.g. a NaN loss: say why, beside the table's "failed"
+            st.warning(f"Run {run.name} failed: {run.info.get('error') or 'no error recorded'}",
                        icon=":material/warning:")
-    table = run_summary_table(runs.records)
+    table = run_summary_table(runs.runs)
     figures = st.columns(4)
     figures[0].metric("Runs", len(table), border=True)
     figures[1].metric("Training now", int((table["Status"] == "running").sum()), border=True)
@@ -32,13 +33,16 @@ else:
         figures[2].metric(f"Best test error ({best['Run'].iloc[0]})", f"{best['Best test error (%)'].iloc[0]:.2f}%",
                           delta=f"{best['Best test error (%)'].iloc[0] - PAPER_BEST:+.2f} vs the paper's {PAPER_BEST}%",
                           delta_color="inverse", border=True)
-    hours = sum(record.info.get("wall_seconds") or 0 for record in runs.records) / 3600
+    hours = sum(run.info.get("wall_seconds") or 0 for run in runs.runs) / 3600
     figures[3].metric("Training time, all runs", f"{hours:.1f} h", border=True)
     st.dataframe(
         table, hide_index=True, width="stretch",
         column_config={
             "Run": st.column_config.TextColumn("Run", pinned=True),
-            "Routings": NUMBER("Routing", help="Routing iterations"),
+            "Dataset": st.column_config.TextColumn("Dataset", help="What it trained and is tested on: mnist, or "
+                                                   "mnist-40 (digits placed on a 40x40 canvas)"),
+            "Model": st.column_config.TextColumn("Model", help="capsnet, or the paper's baseline CNN"),
+            "Routings": st.column_config.TextColumn("Routing", help="Routing iterations ('-': a model without routing)"),
             "Reconstruction": st.column_config.TextColumn("Recon.", help="Trained with the reconstruction loss"),
             "Epochs": st.column_config.TextColumn("Epochs", help="Epochs done / planned"),
             "Status": st.column_config.TextColumn("Status", help="running, finished, interrupted or failed; "
@@ -47,16 +51,16 @@ else:
             "Final test error (%)": NUMBER("Final (%)", format="%.2f", help="Test error after the last epoch"),
             "Best test error (%)": NUMBER("Best (%)", format="%.2f", help="Lowest test error of any epoch"),
             "Best epoch": NUMBER("at epoch", help="The epoch of the best test error (from 1)"),
-            "Paper (%)": NUMBER("Paper (%)", format="%.2f", help="Table 1's MNIST error for this routing and "
-                                "reconstruction setting"),
+            "Paper (%)": NUMBER("Paper (%)", format="%.2f", help="Table 1's MNIST error for this model (the "
+                                "baseline CNN, or CapsNet by routing and reconstruction)"),
             "Parameters": NUMBER("Params", format="compact", help="Trainable parameters, decoder included"),
             "Device": st.column_config.TextColumn("Device"),
             "Seconds / epoch": NUMBER("s / epoch", format="%.0f", help="Mean training seconds per epoch"),
-            "Weights": st.column_config.CheckboxColumn("Weights", help="model.pt saved: the run is on the model pages"),
+            "Weights": st.column_config.CheckboxColumn("Weights", help="model.pt saved: a CapsNet run is on the model pages"),
         },
     )
-    st.caption(f"From `{runs.root}`. Test errors are on MNIST's test set (or the part of it a run was evaluated "
-               f"on with `--test-subset`).")
+    st.caption(f"From `{runs.root}`. Test errors are on the test set of each run's dataset (or the part of it "
+               f"a run was evaluated on with `--test-subset`).")
 
 paper_column, guide_column = st.columns([3, 2], gap="large")
 with paper_column:

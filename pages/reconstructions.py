@@ -2,10 +2,11 @@
 import numpy as np
 import streamlit as st
 
-from capsviz.analysis import TARGET_LABEL, TARGET_PREDICTION, misclassified, reconstruct_digits, reconstruction_table
-from capsviz.dashboard_state import (digit_codes, ensure_entry_script, load_runs, model_page_inputs,
-                                     scan_codes, show_run_errors)
-from capsviz.figures import reconstruction_grid_figure
+from capsviz.dashboard.figures import reconstruction_grid_figure
+from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors
+from capsviz.dashboard.state import digit_codes, load_runs, scan_codes
+from capsviz.digits import misclassified
+from capsviz.reconstructions import TARGET_LABEL, TARGET_PREDICTION, reconstruct_digits, reconstruction_table
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
@@ -21,7 +22,7 @@ st.caption("Each test digit beside what the decoder draws from one digit capsule
 runs = load_runs()
 show_run_errors(runs)
 controls = st.columns([3, 3, 4, 2, 3], vertical_alignment="bottom")
-record, model, images, labels = model_page_inputs(runs, key="reconstructions_run", where=controls[0])
+run, model, images, labels = model_page_inputs(runs, key="reconstructions_run", where=controls[0])
 
 show = controls[1].segmented_control("Show", [SHOW_ALL, SHOW_MISCLASSIFIED], default=SHOW_ALL, key="recon_show") or SHOW_ALL
 source = controls[2].segmented_control("Reconstruct from", list(SOURCES), default="Label", key="recon_source",
@@ -31,12 +32,12 @@ count = controls[3].number_input("Digits shown", 1, 120, 24, step=6, key="recon_
 if show == SHOW_ALL:
     start = int(controls[4].number_input("First test index", 0, len(images) - 1, 0, step=int(count), key="recon_start"))
     stop = min(start + int(count), len(images))
-    codes = digit_codes(record, start, stop)
+    codes = digit_codes(run, start, stop)
     indices = np.arange(start, stop)
 else:
     searched = controls[4].select_slider("Test digits searched", SEARCH_SIZES, value=1000, key="recon_search",
                                          help="Encoding takes a while on a CPU the first time; results are cached.")
-    all_codes = scan_codes(record, searched, progress_text="Searching for misclassified digits")
+    all_codes = scan_codes(run, searched, progress_text="Searching for misclassified digits")
     wrong = misclassified(labels, all_codes)
     st.caption(f"{len(wrong)} of the first {searched} test digits are misclassified "
                f"({100 * len(wrong) / searched:.2f}% error); showing {min(len(wrong), int(count))}.")

@@ -27,10 +27,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from capsviz.runs import RUNS_ROOT_ENV, default_runs_root, list_runs
 
-from capsviz.runs import RUNS_ROOT_ENV, default_runs_root, list_runs  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PAGES = {"home": "pages/home.py", "curves": "pages/curves.py", "dimensions": "pages/dimensions.py",
          "reconstructions": "pages/reconstructions.py"}

@@ -19,11 +19,30 @@ def run_trainer(*args: str, timeout: float = 300, **popen) -> subprocess.Complet
                           text=True, timeout=timeout, **popen)
 
 
+def train_run(tmp_path_factory, name: str, *args: str) -> Path:
+    """A real run trained by `python -m trainer.run ARGS` into a fresh folder named `name`."""
+    out = tmp_path_factory.mktemp("runs") / name
+    result = run_trainer(*args, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A real 1-routing run: 1 epoch on 200 training images, evaluated on 100 test images."""
-    out = tmp_path_factory.mktemp("runs") / "tiny-r1"
-    result = run_trainer("--routings", "1", "--epochs", "1", "--subset", "200", "--test-subset", "100",
-                         "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    return out
+    return train_run(tmp_path_factory, "tiny-r1", "--routings", "1", "--epochs", "1", "--subset", "200",
+                     "--test-subset", "100")
+
+
+@pytest.fixture(scope="session")
+def baseline_run(tmp_path_factory) -> Path:
+    """A real run of the paper's baseline CNN: 1 epoch on 100 training images, tested on 50."""
+    return train_run(tmp_path_factory, "baseline", "--model", "baseline", "--epochs", "1", "--subset", "100",
+                     "--test-subset", "50", "--batch-size", "50")
+
+
+@pytest.fixture(scope="session")
+def mnist40_run(tmp_path_factory) -> Path:
+    """A real 1-routing CapsNet run on mnist-40 (40x40 canvases): 1 epoch on 100 images, tested on 50."""
+    return train_run(tmp_path_factory, "capsnet-40", "--dataset", "mnist-40", "--routings", "1", "--epochs", "1",
+                     "--subset", "100", "--test-subset", "50")

@@ -1,5 +1,6 @@
 """Fixtures of the dashboard tests: runs roots built once per test session around conftest's
-tiny real run (a history-only run, a run still training, and broken variants beside it).
+tiny real runs (a history-only run, a run still training, broken variants beside it, and runs of
+the baseline CNN and of mnist-40).
 
 conftest.py registers this module as a plugin, so every test module can ask for its fixtures; the
 roots are cached in this module so that modules sharing them build them once.
@@ -89,6 +90,26 @@ def broken_root(tiny_run: Path, tmp_path_factory) -> Path:
         shutil.copy(root / "good" / runs.RUN_JSON, started / runs.RUN_JSON)  # no history.csv, no model.pt yet
         _built["broken"] = root
     return _built["broken"]
+
+
+@pytest.fixture(scope="session")
+def mixed_root(tiny_run: Path, baseline_run: Path, mnist40_run: Path, tmp_path_factory) -> Path:
+    """Runs of every model and dataset side by side: tiny-r1 (CapsNet, mnist), baseline (the CNN,
+    mnist) and capsnet-40 (CapsNet, mnist-40), each with weights."""
+    if "mixed" not in _built:
+        root = tmp_path_factory.mktemp("dashboard-mixed")
+        for run_dir in (tiny_run, baseline_run, mnist40_run):
+            shutil.copytree(run_dir, root / run_dir.name, ignore=shutil.ignore_patterns(runs.STATE))
+        _built["mixed"] = root
+    return _built["mixed"]
+
+
+@pytest.fixture()
+def baseline_only_root(baseline_run: Path, tmp_path) -> Path:
+    """A runs root whose only run with weights is the baseline CNN's."""
+    root = tmp_path / "baseline-only"
+    shutil.copytree(baseline_run, root / baseline_run.name, ignore=shutil.ignore_patterns(runs.STATE))
+    return root
 
 
 @pytest.fixture()

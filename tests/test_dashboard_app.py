@@ -11,11 +11,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from dashboard_fixtures import KERAS_HISTORIES
 from streamlit.testing.v1 import AppTest
 
-from capsviz.dashboard_state import TRAIN_COMMAND
+from capsviz.dashboard.page_helpers import TRAIN_COMMAND
 from capsviz.runs import RUNS_ROOT_ENV
+
+from dashboard_fixtures import KERAS_HISTORIES
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
 PAGES = ["pages/home.py", "pages/curves.py", "pages/dimensions.py", "pages/reconstructions.py"]
@@ -48,7 +49,7 @@ def test_home_lists_runs_beside_table1(runs_root, monkeypatch):
     app = open_app(runs_root, monkeypatch)
     runs_table, paper_table = app.dataframe[0].value, app.dataframe[1].value
     assert runs_table["Run"].tolist() == ["r3-curves", "r3-live", "tiny-r1"]
-    assert runs_table.set_index("Run").loc["tiny-r1", "Routings"] == 1
+    assert runs_table.set_index("Run").loc["tiny-r1", "Routings"] == "1"
     assert runs_table.set_index("Run").loc["r3-live", "Status"] == "running"
     assert paper_table["MNIST (%)"].tolist()[-1] == "0.25 ± 0.005"
     assert not app.error
@@ -143,6 +144,69 @@ def test_reconstructions_page_grid_filter_and_targets(runs_root, monkeypatch):
     assert any("of the first 200 test digits are misclassified" in caption.value for caption in app.caption)
     table = app.dataframe[0].value
     assert len(table) > 0 and not table["correct"].any() and table["index"].max() < 200
+
+
+# ---- runs of other models and datasets --------------------------------------------------------------
+
+def test_home_names_each_runs_dataset_and_model_and_the_baseline_has_no_routings(mixed_root, monkeypatch):
+    app = open_app(mixed_root, monkeypatch)
+    table = app.dataframe[0].value.set_index("Run")
+    assert table.loc["baseline", ["Dataset", "Model", "Routings", "Reconstruction"]].tolist() == [
+        "mnist", "baseline", "-", "-"]
+    assert table.loc["baseline", "Paper (%)"] == 0.39, "Table 1's baseline row"
+    assert table.loc["capsnet-40", ["Dataset", "Model", "Routings"]].tolist() == ["mnist-40", "capsnet", "1"]
+    assert table.loc["tiny-r1", ["Dataset", "Model"]].tolist() == ["mnist", "capsnet"]
+    assert not app.error
+
+
+def test_curves_page_overlays_the_baseline_beside_capsnet_runs(mixed_root, monkeypatch):
+    app = open_app(mixed_root, monkeypatch, "pages/curves.py")
+    assert app.multiselect(key="curve_runs").value == ["baseline", "capsnet-40", "tiny-r1"]
+    # the baseline has no margin or reconstruction loss: those panels draw the CapsNet runs alone
+    app.multiselect(key="curve_panels").select("Margin loss").select("Reconstruction loss").run()
+    assert_no_exception(app)
+    assert len(app.get("plotly_chart")) == 5
+    assert "tiny-r1" in chart_spec(app, "curve_Margin loss") and "baseline" not in chart_spec(app, "curve_Margin loss")
+    assert "baseline" in chart_spec(app, "curve_Test error")
+    assert app.dataframe[0].value.set_index("Run").loc["baseline", "Routings"] == "-"
+
+
+@pytest.mark.parametrize("page, key", [("pages/dimensions.py", "dimensions_run"),
+                                       ("pages/reconstructions.py", "reconstructions_run")])
+def test_model_pages_offer_capsnet_runs_only(mixed_root, monkeypatch, page, key):
+    app = open_app(mixed_root, monkeypatch, page)
+    assert app.selectbox(key=key).options == ["capsnet-40", "tiny-r1"], "the baseline has no capsules to show"
+
+
+@pytest.mark.parametrize("page", ["pages/dimensions.py", "pages/reconstructions.py"])
+def test_model_pages_say_why_when_only_a_baseline_has_weights(baseline_only_root, monkeypatch, page):
+    app = open_app(baseline_only_root, monkeypatch, page)
+    assert not app.main.selectbox and not app.error
+    assert any("Only runs without capsules (baseline) have weights" in info.value for info in app.info)
+
+
+def test_a_mnist_40_run_shows_its_own_40x40_test_digits(mixed_root, monkeypatch):
+    from capsviz.dashboard import state
+
+    loaded = []
+    original = state.test_set
+
+    def watched_test_set(dataset):
+        images, labels = original(dataset)
+        loaded.append((dataset, images.shape[1:]))
+        return images, labels
+
+    monkeypatch.setattr(state, "test_set", watched_test_set)
+    app = open_app(mixed_root, monkeypatch, "pages/dimensions.py")
+    assert app.selectbox(key="dimensions_run").value == "capsnet-40"
+    assert set(loaded) == {("mnist-40", (40, 40))}, "the run's own dataset, not MNIST's 28x28"
+    assert any("40x40" in caption.value for caption in app.caption)
+    assert len(app.slider) == 16
+    app.slider(key="capsule_dim_0").set_value(0.25).run()
+    assert_no_exception(app)
+    app.selectbox(key="dimensions_run").set_value("tiny-r1").run()
+    assert_no_exception(app)
+    assert loaded[-1] == ("mnist", (28, 28))
 
 
 # ---- empty and broken runs roots ------------------------------------------------------------------

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from capsviz import CapsNet, RunError, list_runs, load_run
+from capsviz import CapsNet, Run, RunError, list_runs, load_run
 from capsviz.runs import HISTORY_COLUMNS, STALE, check_inside_root, effective_status, load_weights, write_history, write_run_json, write_weights
 
 
@@ -41,6 +41,24 @@ def test_load_run_round_trip(tiny_run):
     torch.testing.assert_close(model.conv1.weight, state["conv1.weight"], rtol=1e-3, atol=1e-4)
     assert list_runs(tiny_run.parent) == [tiny_run]
 
+
+
+def test_a_run_says_its_setup_and_is_named_by_its_path_under_a_root(tiny_run, tmp_path):
+    run = load_run(tiny_run)
+    assert (run.dataset_name, run.model_name, run.routings, run.reconstruction) == ("mnist", "capsnet", 1, True)
+    assert run.has_capsules and run.has_weights and not run.is_imported and not run.is_running
+    nested = shutil.copytree(tiny_run, tmp_path / "sweep" / "r1", ignore=shutil.ignore_patterns("state.pt"))
+    assert load_run(nested, root=tmp_path).name == "sweep/r1"
+    assert load_run(nested, root=nested).name == "r1", "the root itself is a run: its own name"
+    assert load_run(nested, root=tmp_path / "elsewhere").name == "r1"
+
+
+def test_an_imported_history_is_a_run_without_a_directory(tiny_run):
+    history = load_run(tiny_run).history
+    run = Run.imported("CSV_Num3.csv", history)
+    assert run.name == "keras: CSV_Num3.csv" and run.path is None and run.is_imported
+    assert run.status == "imported" and not run.has_weights and run.model is None
+    assert (run.dataset_name, run.model_name, run.routings, run.reconstruction) == (None, None, None, None)
 
 def test_save_and_load_weights_keep_outputs(tmp_path):
     torch.manual_seed(0)

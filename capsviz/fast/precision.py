@@ -20,9 +20,8 @@ from typing import Callable
 
 import torch
 
-from ..machine import CpuFeatures, cpu_features
+from ..machine import PRECISIONS, CpuFeatures, cpu_features
 
-PRECISIONS = ("auto", "bf16", "fp32")
 # The trial overrules the CPU's answer only when bf16 is clearly slower: each candidate's figure is the
 # fastest of several steps (a busy machine slows single steps, never speeds them up), and bf16 is kept
 # unless it takes more than this factor of fp32's time. Within it the CPU's answer stands, so two runs on

@@ -13,8 +13,9 @@ import plotly.colors
 import plotly.graph_objects as go
 from PIL import Image
 
-from .analysis import (TARGET_LABEL, X_EPOCH, X_WALL, Panel, Reconstructions, best_test_error, ema, numeric_column,
-                       wall_time_unit)
+from ..curves import X_EPOCH, X_WALL, Panel, ema, wall_time_unit
+from ..reconstructions import TARGET_LABEL, Reconstructions
+from ..results import best_test_error, numeric_column
 
 PALETTE = plotly.colors.qualitative.D3
 TRAIN_DASH = "dash"

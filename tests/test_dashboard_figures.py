@@ -1,4 +1,4 @@
-"""capsviz.figures: the dashboard's Plotly figures, built from plain data and checked as data."""
+"""capsviz.dashboard.figures: the dashboard's Plotly figures, built from plain data and checked as data."""
 import base64
 import io
 import json
@@ -6,12 +6,23 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from dashboard_fixtures import synthetic_rows
 from PIL import Image
 
-from capsviz.analysis import PANELS, TARGET_LABEL, TARGET_PREDICTION, X_WALL, Reconstructions, ema
-from capsviz.figures import (capsule_lengths_figure, capsule_vector_figure, curves_figure, digit_figure,
-                             perturbation_figure, png_data_uri, reconstruction_grid_figure, run_colors, tile_mosaic)
+from capsviz.curves import PANELS, X_WALL, ema
+from capsviz.dashboard.figures import (
+    capsule_lengths_figure,
+    capsule_vector_figure,
+    curves_figure,
+    digit_figure,
+    perturbation_figure,
+    png_data_uri,
+    reconstruction_grid_figure,
+    run_colors,
+    tile_mosaic,
+)
+from capsviz.reconstructions import TARGET_LABEL, TARGET_PREDICTION, Reconstructions
+
+from dashboard_fixtures import synthetic_rows
 
 
 @pytest.fixture()

@@ -1,0 +1,88 @@
+"""What every dashboard page shows the same way: the entry-script check that comes first, broken
+runs as one line each, the empty state, and the run selector and inputs of the model pages (a
+CapsNet run with weights, its model, and the test set of the dataset it trained on)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from torch import nn
+
+from ..data import DataError
+from ..datasets import get_dataset
+from ..runs import Run, RunError
+from . import state
+from .state import Runs, model_for
+
+TRAIN_COMMAND = "python -m trainer.run --routings 3"
+
+
+def ensure_entry_script() -> None:
+    """Call first in every page. A fresh Streamlit server whose first request is a page's URL (a
+    bookmark, a reload after a restart) runs that page file by itself, the old pages/-directory
+    way, until some run calls st.navigation: the page would lack dashboard.py's navigation, wide
+    layout and sidebar setting. Then switch Streamlit to st.navigation and rerun: the rerun runs
+    dashboard.py, which opens this same page (the two modes name a page by the same URL path)."""
+    from streamlit.runtime.pages_manager import PagesManager  # no public API says which mode is on
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def show_run_errors(runs: Runs) -> None:
+    for error in runs.errors:
+        st.error(f"Broken run skipped: {error}", icon=":material/error:")
+
+
+def no_runs_message(root: Path) -> None:
+    # The same words whether or not the directory exists: a page must not tell whether a path exists.
+    st.info(f"No runs in `{root}`. Train one with\n\n```\n{TRAIN_COMMAND}\n```\n\n"
+            f"(a full epoch takes a while on a CPU; add `--epochs 1 --subset 2000` for a quick look), or start "
+            f"the dashboard on another folder of runs: `streamlit run dashboard.py -- --runs DIR`.",
+            icon=":material/rocket_launch:")
+
+
+def choose_model_run(runs: Runs, *, key: str, where=None) -> Run | None:
+    """The run selector of the model pages (in `where`, a column, when given): only CapsNet runs with
+    weights, since these pages show capsules and draw with the decoder. Says why in the main area
+    when there are none."""
+    candidates = runs.with_capsules
+    if not candidates:
+        if runs.with_weights:
+            models = sorted({run.model_name for run in runs.with_weights})
+            st.info(f"Only runs without capsules ({', '.join(models)}) have weights: this page needs a CapsNet "
+                    f"run's capsules and decoder. Their histories are on the Routing curves page.",
+                    icon=":material/info:")
+        elif runs.runs:
+            st.info("None of the runs has weights (model.pt) yet. Runs with only a history are on the "
+                    "Routing curves page.", icon=":material/info:")
+        else:
+            no_runs_message(runs.root)
+        return None
+    names = [run.name for run in candidates]
+    name = (where or st).selectbox("Run", names, key=key, help="CapsNet runs with saved weights (model.pt)")
+    return next(run for run in candidates if run.name == name)
+
+
+def model_page_inputs(runs: Runs, *, key: str, where) -> tuple[Run, nn.Module, np.ndarray, np.ndarray]:
+    """What the model pages start from: the run chosen in `where`, its CapsNet, and the test set of
+    the dataset it trained on (uint8 (N, H, W) images, labels). Stops the page, after one error
+    line, when any of them cannot be had."""
+    run = choose_model_run(runs, key=key, where=where)
+    if run is None:
+        st.stop()
+    try:
+        model = model_for(run)
+    except RunError as error:
+        st.error(f"Cannot load this run's model: {error}", icon=":material/error:")
+        st.stop()
+    try:
+        images, labels = state.test_set(run.dataset_name)  # through the module: tests watch which set is loaded
+    except DataError as error:
+        st.error(f"The {run.dataset_name} test set is unavailable: {error}", icon=":material/error:")
+        st.stop()
+    st.caption(f"Test set: {get_dataset(run.dataset_name).description} ({len(images):,} digits, "
+                  f"{images.shape[2]}x{images.shape[1]})")
+    return run, model, images, labels
