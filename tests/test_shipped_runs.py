@@ -68,3 +68,15 @@ def test_shipped_weights_reproduce_reported_error(name):
     error = 100 * (1 - stats.acc)
     # the run measured its fp32 weights; float16 on disk may flip a digit or two of 10,000
     assert error == pytest.approx(run.info["final_test_error"], abs=0.05)
+
+
+def test_shipped_baseline_history_is_the_papers_cnn_on_full_mnist():
+    """The baseline CNN ships its history and run.json only (35.4M parameters do not fit the weights
+    budget); it loads as a baseline run whose history matches its run.json."""
+    run = shipped("mnist-baseline")
+    assert run.model_name == "baseline" and run.dataset_name == "mnist" and not run.has_weights
+    assert run.info["parameters"] == 35_445_522
+    assert run.config["subset"] is None and run.config["test_subset"] is None, "full MNIST"
+    assert len(run.history) == run.info["epochs_done"] >= 1
+    assert run.history["test_error"].iloc[-1] == run.info["final_test_error"]
+    assert run.history["train_margin_loss"].isna().all(), "no capsule loss parts for a CNN"
