@@ -37,3 +37,15 @@ def atomic_torch_save(path: Path, obj) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def nearest_existing(path: Path) -> tuple[Path, str | None]:
+    """The nearest part of `path` that exists (itself or an ancestor), and what is wrong when that is not a
+    folder ("is a file", "is under X, which is a file"): a folder cannot be made there."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir():
+        return existing, None
+    return existing, "is a file" if existing == path else f"is under {existing}, which is a file"

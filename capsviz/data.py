@@ -15,7 +15,7 @@ import idx2numpy
 import numpy as np
 import torch
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, nearest_existing
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR_ENV = "CAPSVIZ_DATA_DIR"
@@ -89,12 +89,9 @@ def usable_data_dir(data_dir: Path, *, create: bool) -> None:
     directory), else it must exist (a mistyped --data-dir must not silently receive 55 MB)."""
     if data_dir.is_dir():
         return
-    existing = data_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "is a file" if existing == data_dir else f"is under {existing}, which is a file"
-        raise DataError(f"{data_dir}: {where}, not a directory for the MNIST files")
+    _, problem = nearest_existing(data_dir)
+    if problem:
+        raise DataError(f"{data_dir}: {problem}, not a directory for the MNIST files")
     if not create:
         raise DataError(f"{data_dir}: no such directory (mistyped?); create it first to have the MNIST files written there")
     try:

@@ -29,6 +29,7 @@ from dataclasses import fields  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from capsviz import runs  # noqa: E402
+from capsviz.atomic import nearest_existing  # noqa: E402
 from capsviz.data import DataError  # noqa: E402
 from capsviz.datasets import DATASETS, get_dataset  # noqa: E402
 from capsviz.machine import resolve_device  # noqa: E402
@@ -122,12 +123,9 @@ def check_writable(run_dir: Path) -> None:
     """Refuse a run directory that cannot be written, before anything is: --out naming a file or a
     path under one, or a folder without write permission (or on a read-only file system). Probed by
     creating and removing a temporary file, the only way that also holds for root."""
-    existing = run_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "is a file" if existing == run_dir else f"is under {existing}, which is a file"
-        raise CliError(f"--out {run_dir}: {where}, not a directory")
+    existing, problem = nearest_existing(run_dir)
+    if problem:
+        raise CliError(f"--out {run_dir}: {problem}, not a directory")
     try:
         handle, probe = tempfile.mkstemp(dir=existing, prefix=".capsviz-write-probe.", suffix=".tmp")
         os.close(handle)
