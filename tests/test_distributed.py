@@ -69,3 +69,21 @@ def test_parts_of_a_batch_cover_it_once(size, world):
     assert max(len(range(size)[p]) for p in parts) - min(len(range(size)[p]) for p in parts) <= 1
     scale = sum(Distributed(rank=r, world_size=world).loss_scale(len(range(size)[p]), size) for r, p in enumerate(parts))
     assert scale == pytest.approx(world), "averaged over ranks, the scaled shard means are the batch mean"
+
+
+def test_every_rank_stops_when_one_rank_diverged():
+    """A rank whose own loss is finite still stops when another rank's is not (else it would wait in
+    DDP's all-reduce for a rank that has left)."""
+    from trainer.distributed import Distributed
+    from trainer.loop import TrainingDiverged, stop_if_any_rank_diverged
+
+    class OtherRankDiverged(Distributed):
+        def all_ranks(self, flag, device):
+            return False
+
+    cpu = torch.device("cpu")
+    with pytest.raises(TrainingDiverged, match="^epoch 2, batch 1 of 3: a loss is not finite on another process$"):
+        stop_if_any_rank_diverged(None, OtherRankDiverged(rank=0, world_size=2), cpu, where="epoch 2, batch 1 of 3")
+    with pytest.raises(TrainingDiverged, match="the margin loss is nan"):
+        stop_if_any_rank_diverged("epoch 2, batch 1 of 3: the margin loss is nan", Distributed(), cpu, where="x")
+    stop_if_any_rank_diverged(None, Distributed(), cpu, where="fine")

@@ -57,6 +57,15 @@ class Distributed:
             dist.all_reduce(totals, op=dist.ReduceOp.SUM)
         return totals
 
+    def all_ranks(self, flag: bool, device: torch.device) -> bool:
+        """Whether `flag` holds on every rank (one tiny all-reduce on `device`, which the backend must
+        serve; `flag` itself on one process). Every rank must call it the same number of times."""
+        if not self.enabled:
+            return flag
+        holder = torch.tensor([1.0 if flag else 0.0], device=device)
+        dist.all_reduce(holder, op=dist.ReduceOp.MIN)
+        return bool(holder.item() == 1.0)
+
     def broadcast(self, value):
         """Rank 0's value on every rank (any picklable object)."""
         if not self.enabled:

@@ -88,16 +88,31 @@ class TrainingDiverged(ArithmeticError):
     epoch, the batch and the loss part (margin, reconstruction or total)."""
 
 
-def check_finite_loss(result: StepResult, *, where: str) -> None:
-    """Raise TrainingDiverged naming the first non-finite part of a task's loss (parts it lacks skipped)."""
+def non_finite_loss(result: StepResult, *, where: str) -> str | None:
+    """The first non-finite part of a task's loss (parts it lacks skipped), as "WHERE: the PART loss is
+    VALUE", or None when every part is finite."""
     parts = {name: part for name, part in (("margin", result.margin), ("reconstruction", result.reconstruction),
                                            ("total", result.total)) if part is not None}
     values = torch.stack([part.detach().float() for part in parts.values()])
     if bool(torch.isfinite(values).all()):
+        return None
+    name, value = next((name, value) for name, value in zip(parts, values.tolist()) if not math.isfinite(value))
+    return f"{where}: the {name} loss is {value}"
+
+
+def check_finite_loss(result: StepResult, *, where: str) -> None:
+    """Raise TrainingDiverged naming the first non-finite part of a task's loss."""
+    problem = non_finite_loss(result, where=where)
+    if problem:
+        raise TrainingDiverged(problem)
+
+
+def stop_if_any_rank_diverged(problem: str | None, processes: Distributed, device: torch.device, *, where: str) -> None:
+    """Raise TrainingDiverged on every rank when any rank found a non-finite loss: under torchrun a rank
+    that stopped alone would leave the others waiting in DDP's all-reduce."""
+    if processes.all_ranks(problem is None, device):
         return
-    for name, value in zip(parts, values.tolist()):
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"{where}: the {name} loss is {value}")
+    raise TrainingDiverged(problem or f"{where}: a loss is not finite on another process")
 
 
 @dataclass
@@ -168,7 +183,8 @@ def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpe
         with precision_context(device, precision):
             result = task.step(model, inputs, targets)
         # One device sync per batch (free on a CPU): a NaN must stop the run where it appears.
-        check_finite_loss(result, where=f"epoch {epoch}, batch {step + 1} of {batch_count}")
+        where = f"epoch {epoch}, batch {step + 1} of {batch_count}"
+        stop_if_any_rank_diverged(non_finite_loss(result, where=where), processes, device, where=where)
         optimizer.zero_grad(set_to_none=True)
         (result.total * processes.loss_scale(size, len(index))).backward()
         optimizer.step()
@@ -201,12 +217,15 @@ def validate(model: nn.Module, task: Task, images: torch.Tensor, labels: torch.T
     images, labels = images[mine], labels[mine]
     totals = torch.zeros(4, dtype=torch.float64, device=device)
     start = time.perf_counter()
+    where, problem = f"epoch {epoch}, evaluation on the test images", None
     for index in batches(len(images), EVAL_BATCH_SIZE):
         inputs, targets = to_inputs(images[index], config.fast), labels[index]
         with precision_context(device, precision):
             result = task.step(model, inputs, targets)
-        check_finite_loss(result, where=f"epoch {epoch}, evaluation on the test images")
+        problem = problem or non_finite_loss(result, where=where)
         totals += batch_totals(result, len(index))
+    # once after the loop: ranks' shards may differ by a batch, so a per-batch collective could not pair up
+    stop_if_any_rank_diverged(problem, processes, device, where=where)
     processes.sum(totals)
     seconds = time.perf_counter() - start
     return EpochStats.from_totals(totals, count=count, seconds=seconds)
