@@ -149,7 +149,12 @@ def run_summary_row(run: Run) -> dict:
 
 
 def run_summary_table(runs: Sequence[Run]) -> pd.DataFrame:
-    return pd.DataFrame([run_summary_row(run) for run in runs])
+    table = pd.DataFrame([run_summary_row(run) for run in runs])
+    # a column of numbers with gaps (no Table 1 row for 2 routings) stays numeric: NaN shows as an empty
+    # cell, where a None among floats would make the column text and show "None"
+    if "Paper (%)" in table:
+        table["Paper (%)"] = pd.to_numeric(table["Paper (%)"])
+    return table
 
 
 def curve_summary_table(runs: Sequence[Run]) -> pd.DataFrame:

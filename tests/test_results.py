@@ -68,3 +68,14 @@ def test_an_imported_keras_history_has_no_setup_and_no_paper_row():
     assert row["Run"] == "keras: CSV_Num3.csv" and row["Device"] == "keras import" and row["Status"] == "imported"
     assert (row["Dataset"], row["Model"], row["Routings"], row["Paper (%)"]) == ("-", "-", "-", None)
     assert row["Weights"] is False
+
+
+def test_a_run_without_a_table1_row_leaves_the_paper_cell_empty_not_none():
+    """The shipped 2-routing run has no Table 1 row: the column stays numeric (NaN, an empty cell), so the
+    home table never shows the text "None"."""
+    from capsviz.runs import default_runs_root
+
+    shipped = [load_run(default_runs_root() / name) for name in ("mnist-r2", "mnist-r3")]
+    table = run_summary_table(shipped).set_index("Run")
+    assert pd.api.types.is_float_dtype(table["Paper (%)"])
+    assert pd.isna(table.loc["mnist-r2", "Paper (%)"]) and table.loc["mnist-r3", "Paper (%)"] == 0.25

@@ -83,6 +83,5 @@ def model_page_inputs(runs: Runs, *, key: str, where) -> tuple[Run, nn.Module, n
     except DataError as error:
         st.error(f"The {run.dataset_name} test set is unavailable: {error}", icon=":material/error:")
         st.stop()
-    st.caption(f"Test set: {get_dataset(run.dataset_name).description} ({len(images):,} digits, "
-                  f"{images.shape[2]}x{images.shape[1]})")
+    st.caption(f"Test set: {get_dataset(run.dataset_name).description} ({len(images):,} digits)")
     return run, model, images, labels
