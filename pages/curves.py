@@ -5,6 +5,7 @@ from capsviz.curves import DEFAULT_PANELS, PANELS, X_EPOCH, X_WALL, combined_csv
 from capsviz.dashboard.figures import curves_figure, run_colors
 from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors
 from capsviz.dashboard.state import load_runs
+from capsviz.groups import BANDS, group_runs, group_summary_table
 from capsviz.keras import KerasCsvError, read_keras_history
 from capsviz.results import curve_summary_table
 from capsviz.runs import Run
@@ -52,6 +53,15 @@ smoothing = controls[0].slider("Smoothing (EMA weight)", 0.0, 0.99, 0.0, 0.01, k
                                help="TensorBoard's smoothing: 0 shows the raw values; raw curves stay faint behind.")
 x_axis = controls[1].segmented_control("x axis", [X_EPOCH, X_WALL], default=X_EPOCH, key="curve_x") or X_EPOCH
 log_y = controls[2].toggle("Log y", key="curve_log")
+group_controls = controls[3].columns([2, 2, 2], vertical_alignment="bottom")
+as_groups = group_controls[0].toggle("Group seeds", value=True, key="curve_groups",
+                                     help="Runs that differ only in their seed drawn as their mean with a band. "
+                                          "Leave a seed out by unticking it in Runs.")
+band = group_controls[1].selectbox("Band", BANDS, key="curve_band", disabled=not as_groups,
+                                   help="The spread of a group's seeds at each epoch: their min and max, or the "
+                                        "mean ± 1 standard deviation")
+show_seeds = group_controls[2].toggle("Seeds", key="curve_show_seeds", disabled=not as_groups,
+                                      help="Each seed of a group faint behind its mean")
 
 if not chosen or not panels:
     st.info("Choose at least one run and one metric.", icon=":material/info:")
@@ -68,15 +78,24 @@ def charts(imported: list[Run]) -> None:
     current = {run.name: run for run in load_runs().runs + imported}
     shown = [current[name] for name in chosen if name in current]
     histories = {run.name: run.history for run in shown}
+    # a group's colour is its first seed's, so that it keeps the colour the run had alone
+    groups = [group for group in group_runs(shown) if group.is_group] if as_groups and x_axis == X_EPOCH else []
+    group_members = {group.name: [run.name for run in group.runs] for group in groups}
+    group_colors = {**colors, **{group.name: colors[group.runs[0].name] for group in groups}}
+    if as_groups and x_axis != X_EPOCH:
+        st.caption("Groups are drawn on the epoch axis only (their seeds' wall times differ): each run is shown alone.")
     # One colour key for all charts (they have no legends of their own); train dashed, test solid.
+    grouped = {name for members in group_members.values() for name in members}
     key = " &nbsp;&nbsp; ".join(
-        f"<span style='color:{colors[run.name]}; font-size:1.3em'>●</span> {run.name}"
-        + (" <small>(training)</small>" if run.is_running else "") for run in shown)
+        [f"<span style='color:{group_colors[group.name]}; font-size:1.3em'>◆</span> {group.name} "
+         f"<small>(mean of seeds {', '.join(str(seed) for seed in group.seeds)})</small>" for group in groups]
+        + [f"<span style='color:{colors[run.name]}; font-size:1.3em'>●</span> {run.name}"
+           + (" <small>(training)</small>" if run.is_running else "") for run in shown if run.name not in grouped])
     st.markdown(key + " &nbsp;&nbsp; <small>— dashed: train, solid: test</small>", unsafe_allow_html=True)
     grid = st.columns(2)
     for position, title in enumerate(panels):
         figure = curves_figure(histories, panel=PANELS[title], x_axis=x_axis, smoothing=smoothing, log_y=log_y,
-                               colors=colors)
+                               colors=group_colors, groups=group_members, band=band, show_seeds=show_seeds)
         grid[position % 2].plotly_chart(figure, width="stretch", key=f"curve_{title}")
     st.subheader("Summary")
     number = st.column_config.NumberColumn
@@ -84,13 +103,23 @@ def charts(imported: list[Run]) -> None:
         "Run": st.column_config.TextColumn(pinned=True, width="medium"),
         "Routings": st.column_config.TextColumn("Routing", help="'-': a model without routing"),
         "Final test error (%)": number("Final error (%)", format="%.2f"),
-        "Best test error (%)": number("Best error (%)", format="%.2f"),
+        "Best test error (%)": number("Best error (%)", format="%.2f",
+                                      help="Lowest test error of any epoch: selected on the test set, so optimistic"),
         "Best epoch": number("at epoch"),
         "Final train loss": number("Train loss", format="%.3g", help="Training loss of the last epoch"),
         "Final test loss": number("Test loss", format="%.3g", help="Test loss of the last epoch"),
         "Seconds / epoch": number("s / epoch", format="%.0f", help="Mean training seconds per epoch"),
         "Wall time (min)": number("Wall (min)", format="%.1f", help="Training and evaluation time so far"),
     })
+    if groups:
+        st.subheader("Groups")
+        st.dataframe(group_summary_table(groups), hide_index=True, width="stretch", column_config={
+            "Final test error (%)": st.column_config.TextColumn(
+                "Final error (%)", help="Each seed's test error after its last epoch: mean ± std (n-1) over seeds"),
+            "Best test error (%)": st.column_config.TextColumn(
+                "Best error (%), selected on the test set",
+                help="Each seed's lowest test error of any epoch, mean ± std: chosen by looking at the test set"),
+        })
     live = [run.name for run in shown if run.is_running]
     note = f" Refreshing every {REFRESH_SECONDS} s while training: {', '.join(live)}." if live else ""
     st.download_button("Download the combined CSV", combined_csv(histories), file_name="capsviz-histories.csv",

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from PIL import Image
 
 from ..curves import X_EPOCH, X_WALL, Panel, ema, wall_time_unit
+from ..groups import BANDS, band_limits, group_curve
 from ..reconstructions import TARGET_LABEL, Reconstructions
 from ..results import best_test_error, numeric_column
 
@@ -38,11 +39,19 @@ def _x_values(history: pd.DataFrame, x_axis: str, divisor: float) -> pd.Series |
 
 def curves_figure(histories: Mapping[str, pd.DataFrame], *, panel: Panel, x_axis: str = X_EPOCH,
                   smoothing: float = 0.0, log_y: bool = False, colors: Mapping[str, str] | None = None,
-                  height: int = 340) -> go.Figure:
+                  groups: Mapping[str, Sequence[str]] | None = None, band: str = BANDS[0],
+                  show_seeds: bool = False, height: int = 340) -> go.Figure:
     """One panel of the curves page: every run's `panel.columns` overlaid (train dashed, test solid),
     smoothed by an EMA of weight `smoothing` with the raw values faint behind, and on the test error
-    panel each run's best (raw) test error marked with a star."""
+    panel each run's best (raw) test error marked with a star. `groups` (group name -> its runs'
+    names, on the epoch axis): a group of two or more runs is drawn as its mean with a band (its
+    seeds' min-max or ±1 std), in the colour `colors` gives the group's name, its seeds faint
+    behind when `show_seeds`."""
     assert x_axis in (X_EPOCH, X_WALL), f"x_axis must be {X_EPOCH!r} or {X_WALL!r}, got {x_axis!r}"
+    groups = {name: [member for member in members if member in histories]
+              for name, members in (groups or {}).items()} if x_axis == X_EPOCH else {}
+    groups = {name: members for name, members in groups.items() if len(members) > 1}
+    grouped = {member for members in groups.values() for member in members}
     colors = dict(colors or run_colors(list(histories)))
     longest = max((numeric_column(history, "wall_seconds").max() for history in histories.values()), default=np.nan)
     divisor, unit = wall_time_unit(float(longest) if longest == longest else 0.0)  # NaN: no run has timings
@@ -53,6 +62,10 @@ def curves_figure(histories: Mapping[str, pd.DataFrame], *, panel: Panel, x_axis
         x = _x_values(history, x_axis, divisor)
         if x is None:
             skipped.append(name)
+            continue
+        if name in grouped:
+            if show_seeds:
+                _add_faint_seed(figure, x, history, panel, colors.get(name, PALETTE[0]), name)
             continue
         color = colors.get(name, PALETTE[0])
         drawn = False
@@ -81,9 +94,14 @@ def curves_figure(histories: Mapping[str, pd.DataFrame], *, panel: Panel, x_axis
                 marker=dict(symbol="star", size=15, color=color, line=dict(color="white", width=1)),
                 name=f"{name} best", hovertemplate=f"best {error:.2f}% at epoch {epoch}",
             ))
+    for name, members in groups.items():
+        _add_group_traces(figure, [histories[member] for member in members], panel=panel, band=band,
+                          smoothing=smoothing, color=colors.get(name, PALETTE[0]), name=name)
     subtitle = "dashed: train · solid: test" if len(panel.columns) > 1 else ""
     if "test_error" in panel.columns:
         subtitle = "★ each run's best test error"
+    if groups:
+        subtitle += f"{' · ' if subtitle else ''}groups: mean of their seeds, band {band}"
     if skipped:
         subtitle += f"{' · ' if subtitle else ''}no wall times: {', '.join(skipped)}"
     # No legend: colours are the same in every chart, and the page shows one key for all of them.
@@ -98,6 +116,43 @@ def curves_figure(histories: Mapping[str, pd.DataFrame], *, panel: Panel, x_axis
         if last_epoch <= 15:  # whole epochs only; past 15 Plotly's own ticks are whole numbers anyway
             figure.update_xaxes(dtick=1, tick0=0)
     return figure
+
+
+def _split_style(column: str, panel: Panel) -> tuple[str, str]:
+    split = "train" if column.startswith("train_") else "test" if column.startswith("test_") else ""
+    return split, TRAIN_DASH if split == "train" else "solid"
+
+
+def _add_faint_seed(figure: go.Figure, x: pd.Series, history: pd.DataFrame, panel: Panel, color: str, name: str) -> None:
+    for column in panel.columns:
+        values = numeric_column(history, column)
+        if not values.isna().all():
+            figure.add_trace(go.Scatter(x=x, y=values, mode="lines", opacity=0.35, showlegend=False,
+                                        line=dict(color=color, width=1, dash=_split_style(column, panel)[1]),
+                                        name=name, hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>"))
+
+
+def _add_group_traces(figure: go.Figure, histories: Sequence[pd.DataFrame], *, panel: Panel, band: str,
+                      smoothing: float, color: str, name: str) -> None:
+    """A group's band (filled between its lower and upper edge) and its mean line, per column."""
+    for column in panel.columns:
+        curve = group_curve(histories, column)
+        if curve["mean"].isna().all():
+            continue
+        split, dash = _split_style(column, panel)
+        lower, upper = band_limits(curve, band)
+        fill = plotly.colors.unlabel_rgb(plotly.colors.convert_colors_to_same_type(color, "rgb")[0][0])
+        figure.add_trace(go.Scatter(x=curve["epoch"], y=upper, mode="lines", line=dict(width=0), showlegend=False,
+                                    hoverinfo="skip"))
+        figure.add_trace(go.Scatter(x=curve["epoch"], y=lower, mode="lines", line=dict(width=0), fill="tonexty",
+                                    fillcolor=f"rgba({fill[0]:.0f},{fill[1]:.0f},{fill[2]:.0f},0.18)",
+                                    showlegend=False, hoverinfo="skip"))
+        mean = ema(curve["mean"], weight=smoothing) if smoothing > 0 else curve["mean"]
+        label = f"{name} · {split}" if split and len(panel.columns) > 1 else name
+        figure.add_trace(go.Scatter(
+            x=curve["epoch"], y=mean, mode="lines+markers", marker=dict(size=5, symbol="diamond"),
+            line=dict(color=color, width=3, dash=dash), name=label, customdata=np.stack([curve["n"], curve["std"]], axis=-1),
+            hovertemplate=f"{name}: mean %{{y:.4g}} (n=%{{customdata[0]}}, std %{{customdata[1]:.2g}})<extra></extra>"))
 
 
 def capsule_lengths_figure(lengths: np.ndarray, *, label: int | None = None, height: int = 260) -> go.Figure:

@@ -1,0 +1,365 @@
+"""Train a grid of runs, seed by seed, under one group folder: ordinary run directories made by
+`python -m trainer.run`, one after another (or a few at once with --jobs).
+
+    python -m trainer.sweep --grid table1 --seeds 0,1,2 --epochs 30            # checkpoints/table1/<run>-seed<S>
+    python -m trainer.sweep --grid table1 --seeds 0,1,2 --epochs 30 --dry-run  # what it would do
+    python -m trainer.sweep --grid table1 --seeds 0,1,2 --epochs 50            # later: the same runs, longer
+    python -m trainer.sweep --grid my-grid.toml --seeds 0 --epochs 2 --subset 2000 --out /tmp/try
+
+A grid is data: a TOML file (trainer/grids/NAME.toml, or any path) with optional [defaults] and a
+[[runs]] list, each a `name` plus TrainConfig settings (model, routings, recon, lr_decay, ...). The
+sweep trains every seed of a grid's first run, then every seed of the next: list what matters most
+first. Run it again after an interruption (Ctrl-C, kill, a closed session) and it skips the runs
+that are done, resumes the interrupted one from its last complete epoch and goes on. Asking for
+more --epochs than before extends finished runs. A run that failed (a non-finite loss) is reported
+and left alone.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from capsviz import runs
+from capsviz.atomic import atomic_write_text
+from capsviz.results import best_test_error, last_value
+
+from .loop import TrainConfig
+from .run import CliError, positive_int
+from .run import plan as plan_trainer_run
+
+GRIDS_DIR = Path(__file__).resolve().parent / "grids"
+SWEEP_JSON = "sweep.json"  # the group folder's record of the sweep's arguments
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# Settings that belong to the machine or the command line, not to a grid: the sweep passes them
+# to every run (seed and epochs are the sweep's own).
+COMMAND_LINE_ONLY = ("seed", "epochs", "device", "data_dir", "precision", "fast", "subset", "test_subset")
+GRID_SETTINGS = tuple(f.name for f in fields(TrainConfig) if f.name not in COMMAND_LINE_ONLY + ("model_options",))
+# status of a planned run
+NEW, RESUME, DONE, FAILED = "new", "resume", "done", "failed"
+
+
+class SweepError(Exception):
+    """A bad grid or command line: one line for the user."""
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    name: str
+    settings: dict  # TrainConfig field -> value, defaults merged in
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    description: str
+    points: tuple[GridPoint, ...]
+
+
+def available_grids() -> list[str]:
+    return sorted(path.stem for path in GRIDS_DIR.glob("*.toml"))
+
+
+def grid_path(spec: str) -> Path:
+    """A grid's file: a name in trainer/grids/, or a path to a .toml file."""
+    if spec in available_grids():
+        return GRIDS_DIR / f"{spec}.toml"
+    path = Path(spec)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise SweepError(f"--grid {spec}: no such file")
+        return path
+    raise SweepError(f"--grid {spec}: not a grid; choose one of {', '.join(available_grids())} or a .toml file")
+
+
+def load_grid(spec: str) -> Grid:
+    path = grid_path(spec)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise SweepError(f"{path}: not valid TOML ({error})") from None
+    defaults = data.get("defaults", {})
+    points = data.get("runs")
+    if not isinstance(defaults, dict):
+        raise SweepError(f"{path}: [defaults] must be a table of settings")
+    if not isinstance(points, list) or not points or not all(isinstance(point, dict) for point in points):
+        raise SweepError(f"{path}: needs a [[runs]] list, each with a name and settings")
+    seen = set()
+    grid_points = []
+    for position, point in enumerate(points, start=1):
+        name = point.get("name")
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            raise SweepError(f"{path}: run {position} needs a name of letters, digits, '.', '_' or '-', got {name!r}")
+        if name in seen:
+            raise SweepError(f"{path}: two runs are named {name!r}")
+        seen.add(name)
+        settings = {**defaults, **{key: value for key, value in point.items() if key != "name"}}
+        for key in settings:
+            if key in COMMAND_LINE_ONLY:
+                raise SweepError(f"{path}: run {name!r} sets {key}, which the sweep's command line decides")
+            if key not in GRID_SETTINGS:
+                raise SweepError(f"{path}: run {name!r}: unknown setting {key!r} (known: {', '.join(GRID_SETTINGS)})")
+        grid_points.append(GridPoint(name, settings))
+    return Grid(path.stem, str(data.get("description", "")), tuple(grid_points))
+
+
+def trainer_arguments(settings: dict) -> list[str]:
+    """`python -m trainer.run` flags for TrainConfig settings."""
+    switches = {"recon": (False, "--no-recon"), "fast": (False, "--no-fast"),
+                "inner_routing_grad": (True, "--inner-routing-grad")}
+    arguments = []
+    for key, value in settings.items():
+        if key in switches:
+            if not isinstance(value, bool):
+                raise SweepError(f"{key} = {value!r}: must be true or false")
+            when, flag = switches[key]
+            if value == when:
+                arguments.append(flag)
+        elif value is not None:
+            arguments += [f"--{key.replace('_', '-')}", str(value)]
+    return arguments
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    name: str  # "<grid point>-seed<S>", the folder's name in the group
+    point: GridPoint
+    seed: int
+    run_dir: Path
+    arguments: tuple[str, ...]  # for python -m trainer.run
+    status: str  # NEW, RESUME, DONE or FAILED
+    epochs_done: int
+    note: str = ""  # why a run is FAILED
+
+
+def planned_status(run_dir: Path, epochs: int) -> tuple[str, int, str]:
+    """(status, epochs done, note) of a run directory for a sweep asking for `epochs`."""
+    if not (run_dir / runs.RUN_JSON).exists():
+        return NEW, 0, ""
+    try:
+        info = runs.read_run_json(run_dir)
+        done = len(runs.read_history(run_dir))
+    except runs.RunError as error:
+        raise SweepError(f"{error}; fix or move {run_dir} and run the sweep again") from None
+    if runs.effective_status(info) == "running":  # two trainers in one directory would corrupt it
+        raise SweepError(f"{run_dir} is being trained now (pid {info.get('pid')}); wait for it or stop it first")
+    if info["status"] == "failed":
+        return FAILED, done, str(info.get("error") or "no error recorded")
+    if info["status"] == "finished" and done >= epochs:
+        return DONE, done, ""
+    return RESUME, done, ""
+
+
+def plan_sweep(grid: Grid, *, seeds: Sequence[int], epochs: int, out: Path,
+               passthrough: Sequence[str] = ()) -> list[PlannedRun]:
+    """Every (grid point, seed) with its run directory, trainer arguments and status; each is
+    checked by the trainer's own planning (no file written), so a bad value is refused before
+    anything trains."""
+    planned = []
+    for point in grid.points:
+        for seed in seeds:
+            name = f"{point.name}-seed{seed}"
+            run_dir = out / name
+            status, done, note = planned_status(run_dir, epochs)
+            arguments = [*trainer_arguments(point.settings), "--seed", str(seed), "--epochs", str(epochs),
+                         *passthrough, "--out", str(run_dir)]
+            if status == RESUME:
+                arguments.append("--resume")
+            if status in (NEW, RESUME):
+                try:
+                    plan_trainer_run(arguments)
+                except CliError as error:
+                    raise SweepError(f"{name}: {error}") from None
+                except SystemExit:  # argparse has printed what is wrong with the grid's value
+                    raise SweepError(f"{name}: the trainer refused the grid's settings ({' '.join(arguments)})") from None
+            planned.append(PlannedRun(name, point, seed, run_dir, tuple(arguments), status, done, note))
+    return planned
+
+
+def describe(planned: PlannedRun, epochs: int) -> str:
+    what = {NEW: f"new, {epochs} epoch(s)", RESUME: f"resume after epoch {planned.epochs_done} of {epochs}",
+            DONE: f"done ({planned.epochs_done} epochs)", FAILED: f"failed earlier, left alone: {planned.note}"}
+    return what[planned.status]
+
+
+def result_line(run_dir: Path) -> str:
+    """What a run reached, from its directory: the final epoch's test error first (the headline),
+    the best epoch's labelled as chosen on the test set."""
+    try:
+        info = runs.read_run_json(run_dir)
+        history = runs.read_history(run_dir)
+    except runs.RunError as error:
+        return f"unreadable: {error}"
+    status = runs.effective_status(info)
+    if not len(history):
+        return f"{status}, no complete epoch"
+    best = best_test_error(history)
+    wall = last_value(history, "wall_seconds")
+    text = (f"{status} after {len(history)}/{info['config'].get('epochs')} epochs: "
+            f"final test error {last_value(history, 'test_error'):.2f}%")
+    if best:
+        text += f", best {best[1]:.2f}% at epoch {best[0]} (selected on the test set)"
+    if wall is not None:
+        text += f", {wall / 60:.1f} min"
+    if status == "failed":
+        text += f"; {info.get('error')}"
+    return text
+
+
+def write_sweep_record(out: Path, grid: Grid, seeds: Sequence[int], epochs: int, argv: Sequence[str]) -> None:
+    """The sweep's arguments beside its runs (each run keeps its own in run.json)."""
+    record = {"grid": grid.name, "description": grid.description, "seeds": list(seeds), "epochs": epochs,
+              "runs": [{"name": point.name, **point.settings} for point in grid.points],
+              "command": "python -m trainer.sweep " + " ".join(argv),
+              "updated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / SWEEP_JSON, json.dumps(record, indent=2) + "\n")
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers such as 0,1,2, got {text!r}") from None
+    if not seeds or any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"must be distinct non-negative integers such as 0,1,2, got {text!r}")
+    return seeds
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m trainer.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = p.add_argument
+    add("--grid", required=True, help=f"a grid in trainer/grids ({', '.join(available_grids())}) or a .toml file")
+    add("--seeds", type=parse_seeds, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
+    add("--epochs", type=positive_int, required=True, help="epochs per run (a later sweep with more extends them)")
+    add("--out", type=Path, help="group folder (default: the grid's name under $CAPSVIZ_RUNS's first root, else checkpoints/)")
+    add("--jobs", type=positive_int, default=1,
+        help="runs trained at once (default 1; on a GPU several small runs share it well; on a CPU each gets "
+             "its share of the cores)")
+    add("--dry-run", action="store_true", help="list the runs and what would happen to each, then stop")
+    passed = p.add_argument_group("passed to every run (see python -m trainer.run --help)")
+    passed.add_argument("--device")
+    passed.add_argument("--precision")
+    passed.add_argument("--data-dir")
+    passed.add_argument("--subset", type=positive_int)
+    passed.add_argument("--test-subset", type=positive_int)
+    passed.add_argument("--no-fast", action="store_true")
+    return p
+
+
+def passthrough_arguments(args: argparse.Namespace) -> list[str]:
+    arguments = []
+    for key in ("device", "precision", "data_dir", "subset", "test_subset"):
+        if getattr(args, key) is not None:
+            arguments += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    if args.no_fast:
+        arguments.append("--no-fast")
+    return arguments
+
+
+class Stop(Exception):
+    """SIGTERM to the sweep: stop its runs the way Ctrl-C does."""
+
+
+def raise_stop(signum, frame):
+    raise Stop
+
+
+def child_environment(jobs: int) -> dict:
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if jobs > 1 and "OMP_NUM_THREADS" not in environment:  # share the cores instead of oversubscribing them
+        environment["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return environment
+
+
+def start_run(planned: PlannedRun, *, jobs: int, log_dir: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "trainer.run", *planned.arguments]
+    if jobs == 1:  # the trainer's own progress bar and lines, as if run by hand
+        return subprocess.Popen(command, env=child_environment(jobs))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / f"{planned.name}.log", "a") as log:
+        return subprocess.Popen(command, env=child_environment(jobs), stdout=log, stderr=subprocess.STDOUT)
+
+
+def run_sweep(planned: list[PlannedRun], *, epochs: int, jobs: int, log_dir: Path) -> int:
+    """Train the NEW and RESUME runs, at most `jobs` at a time, in order. 0 when every run is done,
+    1 when one failed, 130 when interrupted (the runs keep their complete epochs)."""
+    total = len(planned)
+    position = {run.name: index for index, run in enumerate(planned, start=1)}
+    queue = [run for run in planned if run.status in (NEW, RESUME)]
+    for run in planned:
+        if run.status not in (NEW, RESUME):
+            print(f"[{position[run.name]}/{total}] {run.name}: {describe(run, epochs)}", flush=True)
+    running: dict[str, tuple[PlannedRun, subprocess.Popen]] = {}
+    failures = 0
+    previous = signal.signal(signal.SIGTERM, raise_stop)
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                run = queue.pop(0)
+                print(f"[{position[run.name]}/{total}] {run.name}: {describe(run, epochs)}"
+                      + (f" (log: {log_dir / (run.name + '.log')})" if jobs > 1 else ""), flush=True)
+                running[run.name] = (run, start_run(run, jobs=jobs, log_dir=log_dir))
+            time.sleep(0.2)
+            for name, (run, process) in list(running.items()):
+                code = process.poll()
+                if code is None:
+                    continue
+                del running[name]
+                print(f"[{position[name]}/{total}] {name}: {result_line(run.run_dir)}", flush=True)
+                if code == 130:  # the run was interrupted on its own (its trainer got the signal)
+                    raise KeyboardInterrupt
+                failures += code != 0
+    except (KeyboardInterrupt, Stop):
+        for _run, process in running.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # the trainer keeps its complete epochs and says so
+        for run, process in running.values():
+            process.wait()
+            print(f"[{position[run.name]}/{total}] {run.name}: {result_line(run.run_dir)}", flush=True)
+        print("sweep interrupted: run the same command again to resume it", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 1 if failures or any(run.status == FAILED for run in planned) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(argv)
+    try:
+        grid = load_grid(args.grid)
+        out = args.out or runs.default_runs_root() / grid.name
+        planned = plan_sweep(grid, seeds=args.seeds, epochs=args.epochs, out=out,
+                             passthrough=passthrough_arguments(args))
+    except SweepError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"sweep {grid.name}: {len(grid.points)} setting(s) x {len(args.seeds)} seed(s), {args.epochs} epoch(s) "
+          f"each, in {out}" + (f" ({args.jobs} at a time)" if args.jobs > 1 else ""))
+    if args.dry_run:
+        for index, run in enumerate(planned, start=1):
+            print(f"[{index}/{len(planned)}] {run.name}: {describe(run, args.epochs)}")
+            if run.status in (NEW, RESUME):
+                print(f"    python -m trainer.run {' '.join(run.arguments)}")
+        return 0
+    write_sweep_record(out, grid, args.seeds, args.epochs, argv)
+    code = run_sweep(planned, epochs=args.epochs, jobs=args.jobs, log_dir=out / "logs")
+    if code == 0:
+        print(f"sweep {grid.name}: all {len(planned)} run(s) done")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
