@@ -1,8 +1,10 @@
 """The sweep: grids as data, a plan that says what each run needs, and a real resumable sweep."""
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -126,3 +128,22 @@ def test_a_sweep_skips_what_is_done_resumes_the_interrupted_run_and_trains_the_r
     assert record["seeds"] == [0, 1] and record["epochs"] == 2 and record["runs"] == [{"name": "a", "routings": 1}]
     again = subprocess.run([*command, "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and again.stdout.count("done (2 epochs)") == 2, again.stdout
+
+
+def test_killing_the_sweep_stops_its_trainer_cleanly_and_says_how_to_go_on(tmp_path):
+    grid = write_grid(tmp_path, '[[runs]]\nname = "a"\nroutings = 1\n')
+    group = tmp_path / "group"
+    process = subprocess.Popen([sys.executable, "-m", "trainer.sweep", "--grid", grid, "--seeds", "0", "--epochs", "3",
+                                "--subset", "200", "--test-subset", "100", "--precision", "fp32", "--out", str(group)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_json = group / "a-seed0" / runs.RUN_JSON
+    deadline = time.monotonic() + 240
+    while not run_json.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert run_json.exists(), "the trainer started"
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=240)
+    assert process.returncode == 130 and "run the same command again to resume it" in stderr
+    info = runs.read_run_json(group / "a-seed0")
+    assert info["status"] == "interrupted", "the trainer was told, and said what it kept"
+    assert runs.process_alive(info["pid"]) is False, "no trainer left behind"

@@ -47,6 +47,7 @@ COMMAND_LINE_ONLY = ("seed", "epochs", "device", "data_dir", "precision", "fast"
 GRID_SETTINGS = tuple(f.name for f in fields(TrainConfig) if f.name not in COMMAND_LINE_ONLY + ("model_options",))
 # status of a planned run
 NEW, RESUME, DONE, FAILED = "new", "resume", "done", "failed"
+SIGINT_GRACE_SECONDS = 30.0  # after Ctrl-C, how long the trainers get to stop on their own
 
 
 class SweepError(Exception):
@@ -321,7 +322,12 @@ def run_sweep(planned: list[PlannedRun], *, epochs: int, jobs: int, log_dir: Pat
                 if code == 130:  # the run was interrupted on its own (its trainer got the signal)
                     raise KeyboardInterrupt
                 failures += code != 0
-    except (KeyboardInterrupt, Stop):
+    except (KeyboardInterrupt, Stop) as stop:
+        # Ctrl-C in a terminal reaches the trainers too (one process group): give them time to save
+        # and say what they kept before signalling them; `kill` of the sweep alone is passed on at once.
+        grace = time.monotonic() + (SIGINT_GRACE_SECONDS if isinstance(stop, KeyboardInterrupt) else 0)
+        while time.monotonic() < grace and any(process.poll() is None for _run, process in running.values()):
+            time.sleep(0.2)
         for _run, process in running.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)  # the trainer keeps its complete epochs and says so
