@@ -34,7 +34,7 @@ from capsviz.tasks import StepResult, Task
 
 from .distributed import SINGLE, Distributed
 
-EVAL_BATCH_SIZE = 500
+EVAL_BATCH_SIZE = 500  # test images per forward pass at 28x28; larger inputs take fewer (eval_batch_size)
 
 
 @dataclass
@@ -203,6 +203,15 @@ def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpe
     return EpochStats.from_totals(totals, count=count, seconds=seconds)
 
 
+def eval_batch_size(image_size: int) -> int:
+    """Test images per forward pass for images of `image_size` pixels a side. A CapsNet's routing
+    tensors grow with its PrimaryCaps grid, about the square of the image's area: 500 images at 28x28
+    make a (500, 1152, 10, 16) float tensor of 369 MB, and the same batch at 40x40 one of 1.5 GB,
+    several alive at once, and the fast path's allocator keeps its peak. So the batch shrinks by the
+    area ratio squared (182 at 36x36, 120 at 40x40), keeping each tensor near 28x28's size."""
+    return max(50, int(EVAL_BATCH_SIZE * (28 / max(image_size, 28)) ** 4))
+
+
 @torch.no_grad()
 def validate(model: nn.Module, task: Task, images: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
              device: torch.device, *, precision: str = "fp32", processes: Distributed = SINGLE,
@@ -218,7 +227,7 @@ def validate(model: nn.Module, task: Task, images: torch.Tensor, labels: torch.T
     totals = torch.zeros(4, dtype=torch.float64, device=device)
     start = time.perf_counter()
     where, problem = f"epoch {epoch}, evaluation on the test images", None
-    for index in batches(len(images), EVAL_BATCH_SIZE):
+    for index in batches(len(images), eval_batch_size(images.shape[-1])):
         inputs, targets = to_inputs(images[index], config.fast), labels[index]
         with precision_context(device, precision):
             result = task.step(model, inputs, targets)
