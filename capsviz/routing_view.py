@@ -72,6 +72,7 @@ class DigitRouting:
     digit_lengths: np.ndarray  # (T, n_out)
     types: int
     grid: int
+    routings: int  # the model's own iteration count; T may go past it to show where routing would go next
 
     @property
     def iterations(self) -> int:
@@ -79,39 +80,45 @@ class DigitRouting:
 
     @property
     def lengths(self) -> np.ndarray:
-        """The digit capsules' lengths the model outputs: those after its last iteration."""
-        return self.digit_lengths[-1]
+        """The digit capsules' lengths the model outputs: those after its own last iteration."""
+        return self.digit_lengths[min(self.routings, self.iterations) - 1]
 
     @property
     def prediction(self) -> int:
         return int(self.lengths.argmax())
 
 
-def trace_digit(model: CapsNet, image: np.ndarray) -> DigitRouting:
-    """One grayscale digit, uint8 (H, W) or float in [0, 1], through the model with its routing kept."""
+def trace_digit(model: CapsNet, image: np.ndarray, *, iterations: int | None = None) -> DigitRouting:
+    """One grayscale digit, uint8 (H, W) or float in [0, 1], through the model with its routing kept,
+    for `iterations` (default: the model's routings; more show where routing would go next)."""
     image = np.asarray(image)
     pixels = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
     size = model.config.input_size
     assert pixels.shape == (size, size), f"expected a {size}x{size} digit, got {pixels.shape}"
-    record = trace_routing(model, torch.from_numpy(pixels)[None, None])
+    record = trace_routing(model, torch.from_numpy(pixels)[None, None], iterations=iterations)
     first = lambda tensor: tensor[0].cpu().numpy()  # noqa: E731
     return DigitRouting(image=pixels, primary_lengths=first(record.primary_lengths), coupling=first(record.coupling),
                         logits=first(record.logits), agreement=first(record.agreement),
                         digit_lengths=first(record.digit_lengths), types=model.config.primary_types,
-                        grid=model.config.primary_grid)
+                        grid=model.config.primary_grid, routings=model.routings)
 
 
 ALL_TYPES = "sum"  # coupling_maps: the 32 capsule types summed
 
 
-def coupling_maps(routing: DigitRouting, iteration: int, *, capsule_type: int | str = ALL_TYPES) -> np.ndarray:
+def coupling_maps(routing: DigitRouting, iteration: int, *, capsule_type: int | str = ALL_TYPES,
+                  from_uniform: bool = False) -> np.ndarray:
     """(n_out, grid, grid): for each class j, c_ij * |u_i| at each position of the PrimaryCaps grid,
     the capsule types summed or one of them picked. Weighted by |u_i| because a primary capsule that
     barely exists sends almost nothing, whatever its coupling: this is the part of s_j's input
     that each position routes to class j. Since c_i sums to 1 over the classes, the maps of all classes
-    sum to the map of primary capsule lengths."""
+    sum to the map of primary capsule lengths. `from_uniform`: (c_ij - 1/n_out) * |u_i| instead, what
+    routing moved towards (or away from) each class compared with 1 iteration; these sum to 0."""
     assert 0 <= iteration < routing.iterations, f"iteration must be in [0, {routing.iterations}), got {iteration}"
-    weighted = routing.coupling[iteration] * routing.primary_lengths[:, None]  # (n_in, n_out)
+    coupling = routing.coupling[iteration]  # (n_in, n_out)
+    if from_uniform:
+        coupling = coupling - 1.0 / coupling.shape[-1]
+    weighted = coupling * routing.primary_lengths[:, None]  # (n_in, n_out)
     maps = weighted.reshape(routing.types, routing.grid, routing.grid, -1)  # (32, 6, 6, 10)
     if capsule_type == ALL_TYPES:
         maps = maps.sum(axis=0)
