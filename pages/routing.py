@@ -34,7 +34,7 @@ st.caption("Routing by agreement (Procedure 1), iteration by iteration: each pri
 
 runs = load_runs()
 show_run_errors(runs)
-controls = st.columns([3, 3, 3, 2, 2], vertical_alignment="bottom")
+controls = st.columns([4, 4, 7, 3, 3], vertical_alignment="bottom")
 run, model, images, labels = model_page_inputs(runs, key="routing_run", where=controls[0])
 others = [other for other in runs.with_capsules if other.name != run.name
           and other.dataset_name == run.dataset_name]  # the same digit must fit both models
@@ -55,7 +55,7 @@ if compare_name != NO_COMPARISON:
 
 shown = [(run, model), *compared]
 traced = max(3, *(m.routings for _, m in shown))  # 3 at least: a 1-routing model's next steps are worth seeing
-options = st.columns([4, 2, 2, 3], vertical_alignment="bottom")
+options = st.columns([5, 3, 3, 5], vertical_alignment="bottom")
 iterations = options[1].number_input(
     "Iterations traced", 1, MAX_ITERATIONS, traced, key="routing_traced",
     help="Iterations past a model's own routings show where routing would go next; its output (prediction, "
@@ -117,7 +117,10 @@ for candidate in runs.runs:
     except RunError as error:
         st.error(str(error), icon=":material/error:")
         continue
-    (routed.__setitem__(candidate.name, frame) if len(frame) else missing.append(candidate.name))
+    if len(frame):
+        routed[candidate.name] = frame
+    else:
+        missing.append(candidate.name)
 if routed:
     chosen = st.multiselect("Runs", list(routed), default=list(routed), key="routing_a1_runs")
     st.plotly_chart(logit_change_figure({name: routed[name] for name in chosen}), width="stretch", key="routing_a1")

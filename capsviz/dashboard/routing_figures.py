@@ -27,7 +27,7 @@ def receptive_field_centres(grid: int) -> np.ndarray:
 
 
 def coupling_overlay(maps: np.ndarray, image: np.ndarray, *, zmax: float, scale: int = 6, gap: int = 6,
-                     columns: int = 5) -> np.ndarray:
+                     row_gap: int = 30, columns: int = 5) -> np.ndarray:
     """maps: (n_out, grid, grid); image: (H, W) in [0, 1] -> one RGBA uint8 mosaic, a tile per class:
     the digit in grey, upsampled `scale` times, and over it each PrimaryCaps position as a square at
     the centre of its receptive field, as opaque as |maps| / zmax: orange where positive, blue where
@@ -39,7 +39,7 @@ def coupling_overlay(maps: np.ndarray, image: np.ndarray, *, zmax: float, scale:
     grey = np.repeat(np.repeat(np.clip(image, 0, 1), scale, axis=0), scale, axis=1)  # (H*s, W*s)
     starts = (receptive_field_centres(grid) * 2 + 1) * scale // 2 - scale  # pixel centre minus half a square
     rows = math.ceil(classes / columns)
-    mosaic = np.zeros((rows * height * scale + (rows - 1) * gap, columns * width * scale + (columns - 1) * gap, 4), np.uint8)
+    mosaic = np.zeros((rows * height * scale + (rows - 1) * row_gap, columns * width * scale + (columns - 1) * gap, 4), np.uint8)
     positive, negative = (np.array(rgb, dtype=np.float32) / 255.0 for rgb in (OVERLAY_RGB, NEGATIVE_RGB))
     for j in range(classes):
         values = np.zeros_like(grey)
@@ -50,7 +50,7 @@ def coupling_overlay(maps: np.ndarray, image: np.ndarray, *, zmax: float, scale:
         alpha = (np.abs(values) * OVERLAY_OPACITY)[..., None]
         color = np.where(values[..., None] >= 0, positive, negative)
         tile = grey[..., None] * (1 - alpha) + color * alpha  # (H*s, W*s, 3)
-        top, left = (j // columns) * (height * scale + gap), (j % columns) * (width * scale + gap)
+        top, left = (j // columns) * (height * scale + row_gap), (j % columns) * (width * scale + gap)
         mosaic[top:top + height * scale, left:left + width * scale, :3] = np.rint(tile * 255).astype(np.uint8)
         mosaic[top:top + height * scale, left:left + width * scale, 3] = 255
     return mosaic
@@ -62,8 +62,8 @@ def coupling_maps_figure(maps: np.ndarray, image: np.ndarray, *, zmax: float, pr
     tile per class (coupling_overlay), sent as one PNG: twenty heatmaps would cost the server several
     times more. `zmax` is shared by all tiles (and by the iterations, when the page passes the same)."""
     classes = maps.shape[0]
-    scale, gap, columns = 6, 6, 5
-    mosaic = coupling_overlay(maps, image, zmax=zmax, scale=scale, gap=gap, columns=columns)
+    scale, gap, row_gap, columns = 6, 6, 30, 5
+    mosaic = coupling_overlay(maps, image, zmax=zmax, scale=scale, gap=gap, row_gap=row_gap, columns=columns)
     figure = go.Figure(go.Image(source=png_data_uri(mosaic), hoverinfo="skip"))
     tile_width, tile_height = image.shape[1] * scale, image.shape[0] * scale
     for j in range(classes):
@@ -71,7 +71,7 @@ def coupling_maps_figure(maps: np.ndarray, image: np.ndarray, *, zmax: float, pr
         text = f"<b>{j}</b>" if j == prediction else str(j)
         if label is not None and j == label and label != prediction:
             text += " (label)"
-        figure.add_annotation(x=(j % columns) * (tile_width + gap) + tile_width / 2, y=(j // columns) * (tile_height + gap),
+        figure.add_annotation(x=(j % columns) * (tile_width + gap) + tile_width / 2, y=(j // columns) * (tile_height + row_gap),
                               text=text, showarrow=False, yshift=10, font=dict(size=14 if marked else 12))
     figure.update_xaxes(visible=False, constrain="domain")
     figure.update_yaxes(visible=False, scaleanchor="x", constrain="domain")
@@ -101,16 +101,18 @@ def lengths_by_iteration_figure(routing: DigitRouting, *, label: int | None = No
 
 
 def entropy_figure(routing: DigitRouting, *, height: int = 280) -> go.Figure:
-    """Mean entropy of c_i over the classes per iteration, with uniform coupling's log 10 for reference."""
+    """Mean entropy of c_i over the classes per iteration, with uniform coupling's log 10 for reference;
+    the axis zoomed on the values, which a trained model may move by thousandths of a nat only."""
     iterations = np.arange(1, routing.iterations + 1)
     entropy = coupling_entropy(routing.coupling)
     uniform = math.log(routing.coupling.shape[-1])
+    margin = max(0.002, 0.15 * (uniform - float(entropy.min())))  # trained routing may move it by thousandths: zoom in
     figure = go.Figure(go.Scatter(x=iterations, y=entropy, mode="lines+markers", name="mean entropy",
                                   hovertemplate="iteration %{x}: %{y:.3f} nats<extra></extra>"))
     figure.add_hline(y=uniform, line_dash="dot", line_color="gray", annotation_text=f"uniform: log {routing.coupling.shape[-1]}")
     figure.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), title="How peaked the coupling is",
                          xaxis=dict(title="routing iteration", dtick=1), yaxis=dict(title="mean entropy of c_i (nats)",
-                                                                                     range=[0, uniform * 1.08]))
+                                                                                     range=[entropy.min() - margin, uniform + margin]))
     return figure
 
 
