@@ -7,6 +7,8 @@
                        Shipped runs are compact ("compact" set, compact_weights): int8 with per-channel
                        scales, dequantised by load_weights
     <run>/state.pt     resume state (fp32 weights, optimizer, schedule, RNG, history); not shipped
+    <run>/routing.csv  CapsNet runs: Figure A.1's routing statistics per epoch and iteration (ROUTING_COLUMNS);
+                       derived from state.pt's history rows like history.csv; older runs lack it
 
 Every file is replaced atomically. state.pt is written first at the end of an epoch and is the
 commit point: the other three are derived from it, and --resume rewrites them from it.
@@ -45,6 +47,8 @@ RUN_JSON, HISTORY_CSV, WEIGHTS, STATE = "run.json", "history.csv", "model.pt", "
 STATUSES = ("running", "finished", "interrupted", "failed")
 STALE = "stale"  # not written by the trainer: what a run marked running reads back as once its trainer is gone
 TEMPORARY_PATTERNS = tuple(f".{name}.*.tmp" for name in (RUN_JSON, HISTORY_CSV, WEIGHTS, STATE))  # atomic.py's names
+ROUTING_CSV = "routing.csv"  # Figure A.1 over training: see the routing.csv section below
+TEMPORARY_PATTERNS += (f".{ROUTING_CSV}.*.tmp",)
 HEARTBEAT_SECONDS = 30.0  # how often a training trainer rewrites run.json at least
 # A run whose heartbeat is older than this is taken for dead when its pid cannot be checked (another
 # host). Generous: an evaluation or a slow first batch must never make a live run look stale.
@@ -571,3 +575,38 @@ def check_inside_root(run_dir: Path, root: Path) -> None:
         if (path.exists() or path.is_symlink()) and not is_inside(path, root):
             raise RunError(f"{path}: a link that leads outside the runs directory; not read")
 
+
+
+# ---- routing.csv: Figure A.1 over training (trainer.routing_probe) --------------------------------
+
+# One row per (epoch, routing iteration), measured at the end of the epoch on the probe set (the first
+# probe_digits test digits): the mean |delta b_ij| that iteration added to the routing logits, and the mean
+# |b_ij| after it (the last iteration's: the final logits). Runs of CapsNet only; older runs lack the file.
+ROUTING_COLUMNS = ["epoch", "iteration", "mean_abs_logit_change", "mean_abs_logit", "probe_digits"]
+
+
+def write_routing(run_dir: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ROUTING_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(Path(run_dir) / ROUTING_CSV, buffer.getvalue())
+
+
+def read_routing(run_dir: Path) -> pd.DataFrame:
+    """routing.csv, or an empty frame with its columns when the run has none (older runs, the baseline).
+    Raises RunError naming the file when it is damaged."""
+    path = Path(run_dir) / ROUTING_CSV
+    if not path.exists():
+        return pd.DataFrame({column: pd.Series(dtype="float64") for column in ROUTING_COLUMNS})
+    try:
+        routing = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise RunError(f"{path}: unreadable CSV ({str(error).splitlines()[0]})") from None
+    missing = [column for column in ROUTING_COLUMNS if column not in routing.columns]
+    if missing:
+        raise RunError(f"{path}: missing columns {missing}")
+    numbers = routing[ROUTING_COLUMNS].apply(pd.to_numeric, errors="coerce")
+    if numbers.isna().any(axis=None):
+        raise RunError(f"{path}: truncated or malformed row")
+    return numbers
