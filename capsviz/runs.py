@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .atomic import atomic_torch_save, atomic_write_text
+from .atomic import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from .datasets import DATASETS
 from .machine import PRECISIONS
 from .models import MODELS, model_from_config, model_kind
@@ -610,3 +610,36 @@ def read_routing(run_dir: Path) -> pd.DataFrame:
     if numbers.isna().any(axis=None):
         raise RunError(f"{path}: truncated or malformed row")
     return numbers
+
+
+# ---- Capsule dimensions' measured meanings (capsviz.dimension_meanings), cached beside the weights.
+# Optional: older runs have none; a cache measured on other weights (its digest differs) is ignored.
+DIMENSIONS = "dimensions.npz"
+
+
+def write_dimensions(run_dir: Path, arrays: Mapping) -> None:
+    """Store the measurement's arrays ({name: numpy array}, `digest` among them), atomically."""
+    import numpy as np
+
+    assert "digest" in arrays, "a dimensions cache must name the weights it was measured from (digest)"
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(Path(run_dir) / DIMENSIONS, buffer.getvalue())
+
+
+def read_dimensions(run_dir: Path, digest: str) -> dict | None:
+    """The cached arrays when they were measured from weights of this `digest`; None when there is no
+    cache or it is stale. A damaged file raises RunError."""
+    import numpy as np
+
+    path = Path(run_dir) / DIMENSIONS
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+    except Exception as error:
+        raise RunError(f"{path}: unreadable dimensions cache ({type(error).__name__})") from None
+    if "digest" not in arrays:
+        raise RunError(f"{path}: a dimensions cache without the digest of its weights")
+    return arrays if str(arrays["digest"]) == digest else None
