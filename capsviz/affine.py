@@ -68,15 +68,16 @@ def identity_parameters(n: int = 1) -> dict[str, torch.Tensor]:
 
 
 def sample_parameters(n: int, recipe: AffineRecipe, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """n draws of each transform parameter (float64 (n,) tensors), per the recipe."""
-    def uniform(low: float, high: float) -> torch.Tensor:
-        return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
-
+    """n draws of each transform parameter (float64 (n,) tensors), per the recipe. Image k's six numbers
+    are the generator's k-th six: the first m of n draws are the m draws, so a subset is a prefix."""
+    unit = torch.rand(n, len(PARAMETERS), generator=generator, dtype=torch.float64)  # (n, 6) in [0, 1)
     log_low, log_high = math.log(recipe.scale_min), math.log(recipe.scale_max)
     r, s, t = recipe.rotation_degrees, recipe.shear, recipe.translation_pixels
-    return {"rotation": uniform(-r, r), "shear": uniform(-s, s),
-            "scale_x": uniform(log_low, log_high).exp(), "scale_y": uniform(log_low, log_high).exp(),
-            "translate_x": uniform(-t, t), "translate_y": uniform(-t, t)}
+    low = torch.tensor([-r, -s, log_low, log_low, -t, -t], dtype=torch.float64)
+    high = torch.tensor([r, s, log_high, log_high, t, t], dtype=torch.float64)
+    drawn = low + (high - low) * unit
+    drawn[:, 2:4] = drawn[:, 2:4].exp()  # log-uniform scales
+    return {name: drawn[:, k].contiguous() for k, name in enumerate(PARAMETERS)}
 
 
 def forward_matrices(parameters: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,7 +140,8 @@ def affnist_like(images_u8: np.ndarray, labels: np.ndarray, *, versions: int = 1
                  recipe: AffineRecipe | None = None, batch_size: int = 2000) -> AffineSet:
     """The affNIST-like set of some MNIST digits (uint8 (N, 28, 28) or (N, 1, 28, 28)): `versions`
     transformed copies of each, deterministic from `seed` (CPU generator, the same on every machine).
-    Copies are ordered version-major: image k * N + i is version k of digit i."""
+    Copies are ordered digit-major: image i * versions + k is version k of digit i, so that the set of
+    the first m digits is a prefix of the set of all of them."""
     recipe = recipe or AffineRecipe()
     images = np.asarray(images_u8)
     images = images[:, None] if images.ndim == 3 else images
@@ -148,7 +150,7 @@ def affnist_like(images_u8: np.ndarray, labels: np.ndarray, *, versions: int = 1
     assert len(images) == len(labels) and versions >= 1, "one label per digit, at least one version"
     generator = torch.Generator().manual_seed(seed)
     parameters = sample_parameters(versions * len(images), recipe, generator)
-    source = np.tile(np.arange(len(images)), versions)
+    source = np.repeat(np.arange(len(images)), versions)
     out = np.empty((len(source), 1, recipe.canvas, recipe.canvas), dtype=np.uint8)
     for start in range(0, len(source), batch_size):
         stop = min(start + batch_size, len(source))

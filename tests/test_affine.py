@@ -30,7 +30,10 @@ def test_generator_is_deterministic_from_its_seed_and_draws_within_the_recipe():
     other = affnist_like(digits, labels, versions=3, seed=6)
     assert first.images.shape == (60, 1, 40, 40) and first.images.dtype == np.uint8
     assert np.array_equal(first.images, again.images) and not np.array_equal(first.images, other.images)
-    assert np.array_equal(first.labels, np.tile(labels, 3)) and np.array_equal(first.source, np.tile(np.arange(20), 3))
+    assert np.array_equal(first.labels, np.repeat(labels, 3)) and np.array_equal(first.source, np.repeat(np.arange(20), 3))
+    prefix = affnist_like(digits[:4], labels[:4], versions=3, seed=5)  # the first digits' set is a prefix
+    assert np.array_equal(prefix.images, first.images[:12])
+    assert all(np.array_equal(prefix.parameters[k], first.parameters[k][:12]) for k in prefix.parameters)
     params = sample_parameters(5000, AffineRecipe(), torch.Generator().manual_seed(0))
     assert params["rotation"].abs().max() <= 20 and params["rotation"].abs().max() > 19.9
     assert params["shear"].abs().max() <= 0.2 and params["shear"].abs().max() > 0.199
