@@ -22,6 +22,7 @@ PAGES = [
     st.Page("pages/curves.py", title="Routing curves", icon=":material/show_chart:", url_path="curves"),
     st.Page("pages/dimensions.py", title="Capsule dimensions", icon=":material/tune:", url_path="dimensions"),
     st.Page("pages/reconstructions.py", title="Reconstructions", icon=":material/grid_view:", url_path="reconstructions"),
+    st.Page("pages/robustness.py", title="Robustness", icon=":material/transform:", url_path="robustness"),
 ]
 page = st.navigation(PAGES)
 

@@ -64,7 +64,7 @@ def predict(model: nn.Module, images_u8: np.ndarray, *, batch_size: int = 100) -
     scores = []
     for start in range(0, len(images_u8), batch_size):
         inputs = torch.from_numpy(np.ascontiguousarray(images_u8[start:start + batch_size])).float().div_(255.0)
-        scores.append(class_scores(model(inputs)).float().cpu())
+        scores.append(class_scores(model(inputs, reconstruct=False)).float().cpu())  # no decoder: not needed here
     return torch.cat(scores).numpy() if scores else np.zeros((0, 10), dtype=np.float32)
 
 
