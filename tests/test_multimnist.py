@@ -134,3 +134,21 @@ def test_the_baseline_on_multimnist_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--model baseline: trains on one label per image, not 2" in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_shipped_multimnist_run_is_labelled_honestly_and_sits_beside_the_papers_5_2():
+    from capsviz import load_run
+    from capsviz.results import run_summary_row
+    from capsviz.runs import default_runs_root
+
+    run = load_run(default_runs_root() / "multimnist-r3")
+    assert run.status == "interrupted" and run.dataset_name == "multimnist" and run.routings == 3 and run.reconstruction
+    assert run.info["dataset"]["labels_per_image"] == 2 and run.info["model"]["input_size"] == 36
+    assert run.info["parameters"] == 11_361_808  # a 36x36 CapsNet: 10x10x32 = 3,200 primary capsules
+    assert len(run.history) == run.info["epochs_done"] == 24 and run.config["epochs"] == 30
+    assert run.history["test_error"].iloc[-1] == run.info["final_test_error"] == 16.06
+    again = run.info["reevaluation"]
+    assert again["test_pairs"] == 10_000 and 0 < again["test_error"] < 100 and again["commit"]
+    assert "lost trainer code" in run.info["history_test_set"]
+    row = run_summary_row(run)
+    assert row["Paper (%)"] == 5.2 and row["Status"] == "interrupted"
