@@ -56,7 +56,8 @@ else:
                                           "selected on the test set, so optimistic"),
             "Best epoch": NUMBER("at epoch", help="The epoch of the best test error (from 1)"),
             "Paper (%)": NUMBER("Paper (%)", format="%.2f", help="Table 1's MNIST error for this model (the "
-                                "baseline CNN, or CapsNet by routing and reconstruction)"),
+                                "baseline CNN, or CapsNet by routing and reconstruction); its MultiMNIST "
+                                "error for a MultiMNIST run"),
             "Parameters": NUMBER("Params", format="compact", help="Trainable parameters, decoder included"),
             "Device": st.column_config.TextColumn("Device"),
             "Seconds / epoch": NUMBER("s / epoch", format="%.0f", help="Mean training seconds per epoch"),

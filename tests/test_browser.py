@@ -6,7 +6,9 @@ test-artifacts/ (gitignored).
 Needs /usr/bin/chromium (`apt-get install -y chromium`; Playwright cannot download browsers
 here). Without it the test is skipped, unless CI is set: then it fails, since CI must run it.
 """
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -45,10 +47,18 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def dashboard_url(runs_root) -> str:
+def pair_runs_root(multimnist_run, tmp_path_factory) -> Path:
+    """A second runs root, for the MultiMNIST page: conftest's tiny real MultiMNIST run."""
+    root = tmp_path_factory.mktemp("browser-pairs")
+    shutil.copytree(multimnist_run, root / multimnist_run.name, ignore=shutil.ignore_patterns("state.pt"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(runs_root, pair_runs_root) -> str:
     require_chromium()
     port = free_port()
-    env = {**os.environ, RUNS_ROOT_ENV: str(runs_root)}
+    env = {**os.environ, RUNS_ROOT_ENV: os.pathsep.join([str(runs_root), str(pair_runs_root)])}
     log = (ARTIFACTS / "streamlit.log")
     ARTIFACTS.mkdir(exist_ok=True)
     with open(log, "w") as log_file:
@@ -281,3 +291,40 @@ def test_dragging_a_dimension_morphs_the_digit_live_and_matches_the_servers_deco
         page.close()
     finally:
         (run_dir / DIMENSIONS).unlink(missing_ok=True)
+def chart_pixels(page, key: str) -> str:
+    chart = page.locator(f".st-key-{key} .js-plotly-plot").last
+    chart.wait_for(timeout=TIMEOUT_MS)
+    return chart.evaluate("element => JSON.stringify(element._fullData[0].z)")
+
+
+def test_multimnist_page_in_a_browser_a_slider_redraws_one_digit_and_not_the_other(dashboard_url, browser,
+                                                                                    pair_runs_root):
+    page = browser.new_page(viewport={"width": 1440, "height": 1800})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{dashboard_url}/multimnist")
+    page.get_by_role("heading", name="MultiMNIST", exact=True).wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    page.locator('.st-key-runs_root [data-testid="stSelectbox"]').get_by_role("combobox").click()
+    page.get_by_role("option", name=str(pair_runs_root)).click()  # the server's second root
+    page.locator(".st-key-pair_edited_red .js-plotly-plot").first.wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert_no_exception(page, "multimnist")
+    red, green = chart_pixels(page, "pair_edited_red"), chart_pixels(page, "pair_edited_green")
+    assert len(json.loads(red)) == 36, "36x36 MultiMNIST canvases"
+    thumb = page.locator(".st-key-pair_dim_0 input[type='range']")
+    thumb.focus()
+    for _ in range(5):
+        thumb.press("ArrowRight")
+    page.wait_for_function(
+        "before => { const charts = document.querySelectorAll('.st-key-pair_edited_red .js-plotly-plot');"
+        " const chart = charts[charts.length - 1];"
+        " return chart && chart._fullData && document.body.innerText.includes('d1 +0.25')"
+        " && JSON.stringify(chart._fullData[0].z) !== before; }", arg=red, timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert chart_pixels(page, "pair_edited_red") != red, "the edited digit is redrawn"
+    assert chart_pixels(page, "pair_edited_green") == green, "the other digit is held fixed"
+    assert_no_exception(page, "multimnist after the slider moved")
+    page.screenshot(path=ARTIFACTS / "browser-multimnist-slider-moved.png", full_page=True)
+    assert not errors, f"JavaScript errors in the page: {errors}"
+    page.close()

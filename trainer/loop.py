@@ -74,7 +74,8 @@ class TrainConfig:
                            inner_routing_grad=self.inner_routing_grad, overrides=self.model_options)
 
     def task(self) -> Task:
-        return get_model_entry(self.model).task(reconstruct=self.recon, recon_weight=self.recon_weight)
+        return get_model_entry(self.model).task(reconstruct=self.recon, recon_weight=self.recon_weight,
+                                                labels_per_image=get_dataset(self.dataset).labels_per_image)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -178,9 +179,10 @@ def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpe
     for step, index in enumerate(batches(count, config.batch_size, order)):
         if len(index) < processes.world_size:
             continue  # a last batch smaller than the number of processes would leave a rank without data
-        batch = dataset.augment(images[index].float().div_(255.0), shift=config.shift, generator=generator)
+        # the dataset makes the batch: augmented digits (MultiMNIST: fresh pairs) and the task's targets
+        batch, batch_targets = dataset.train_batch(images, labels, index, shift=config.shift, generator=generator)
         mine = processes.part(len(index))  # this rank's slice of the global batch
-        inputs, targets = prepare_images(batch[mine], config.fast), labels[index][mine]
+        inputs, targets = prepare_images(batch[mine], config.fast), batch_targets[mine]
         size = len(targets)
         with precision_context(device, precision):
             result = task.step(model, inputs, targets)
@@ -229,8 +231,10 @@ def validate(model: nn.Module, task: Task, images: torch.Tensor, labels: torch.T
     totals = torch.zeros(4, dtype=torch.float64, device=device)
     start = time.perf_counter()
     where, problem = f"epoch {epoch}, evaluation on the test images", None
+    dataset = get_dataset(config.dataset)
     for index in batches(len(images), eval_batch_size(images.shape[-1])):
-        inputs, targets = to_inputs(images[index], config.fast), labels[index]
+        batch, targets = dataset.test_batch(images, labels, index)  # MultiMNIST: overlays its stored pairs
+        inputs = prepare_images(batch, config.fast)
         with precision_context(device, precision):
             result = task.step(model, inputs, targets)
         problem = problem or non_finite_loss(result, where=where)
@@ -252,9 +256,8 @@ def trial_timings(model: nn.Module, device: torch.device, config: TrainConfig, *
     bf16 and in fp32: what --precision auto measures before it keeps bf16. Uses its own generator, so
     the run's seeded initialisation and shuffles are untouched."""
     generator = torch.Generator().manual_seed(0)
-    size = model.config.input_size
-    inputs = torch.rand(batch, model.config.in_channels, size, size, generator=generator).to(device)
-    targets = torch.randint(0, model.config.num_classes, (batch,), generator=generator).to(device)
+    inputs, targets = get_dataset(config.dataset).example_batch(batch, generator)
+    inputs, targets = inputs.to(device), targets.to(device)
     task = config.task()
     images = prepare_images(inputs, True)
 
