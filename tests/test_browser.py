@@ -24,9 +24,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]
-PAGES = {"home": "", "curves": "curves", "dimensions": "dimensions", "reconstructions": "reconstructions"}
+PAGES = {"home": "", "curves": "curves", "dimensions": "dimensions", "reconstructions": "reconstructions",
+         "robustness": "robustness"}
 TITLES = {"home": "CapsViz", "curves": "Routing curves", "dimensions": "Capsule dimensions",
-          "reconstructions": "Reconstructions"}
+          "reconstructions": "Reconstructions", "robustness": "Robustness"}
 TIMEOUT_MS = 60_000  # generous: a cold page loads a model and MNIST on 2 busy cores
 
 
@@ -174,5 +175,35 @@ def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboa
     assert reconstruction_pixels(page) != before, "moving a capsule slider must redraw the reconstruction"
     assert_no_exception(page, "dimensions after the slider moved")
     page.screenshot(path=ARTIFACTS / "browser-dimensions-slider-moved.png", full_page=True)
+    assert not errors, f"JavaScript errors in the page: {errors}"
+    page.close()
+
+
+def class_scores(page, run: str) -> str:
+    """The explorer's class-score bars of one run (the last chart: a rerun may briefly hold two)."""
+    chart = page.locator(f".st-key-affine_scores_{run} .js-plotly-plot").last
+    chart.wait_for(timeout=TIMEOUT_MS)
+    return chart.evaluate("element => JSON.stringify(Array.from(element._fullData[0].y))")  # y may be a typed array
+
+
+def test_the_affine_explorer_follows_its_rotation_slider(dashboard_url, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 2400})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    open_page(page, dashboard_url, "robustness")
+    before = class_scores(page, "tiny-r1")
+    assert len(json.loads(before)) == 10
+    thumb = page.locator(".st-key-affine_rotation input[type='range']")  # the slider's keyboard handle
+    thumb.focus()
+    thumb.press("End")  # 90 degrees: one rerun of the explorer
+    page.wait_for_function(
+        "before => { const charts = document.querySelectorAll('.st-key-affine_scores_tiny-r1 .js-plotly-plot');"
+        " const chart = charts[charts.length - 1];"
+        " return chart && chart._fullData && JSON.stringify(Array.from(chart._fullData[0].y)) !== before; }",
+        arg=before, timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert class_scores(page, "tiny-r1") != before, "turning the digit must change the prediction panel"
+    assert_no_exception(page, "robustness after the rotation slider moved")
+    page.screenshot(path=ARTIFACTS / "browser-robustness-rotated.png", full_page=True)
     assert not errors, f"JavaScript errors in the page: {errors}"
     page.close()
