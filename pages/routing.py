@@ -16,8 +16,8 @@ from capsviz.dashboard.routing_figures import (
     logit_change_figure,
     provenance,
 )
-from capsviz.dashboard.state import load_runs, model_for
-from capsviz.routing_view import ALL_TYPES, coupling_maps, trace_digit
+from capsviz.dashboard.state import digit_routing, load_runs, model_for
+from capsviz.routing_view import ALL_TYPES, coupling_maps
 from capsviz.runs import RunError, read_routing
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
@@ -68,8 +68,7 @@ map_mode = options[3].segmented_control(
     "Maps show", list(MAP_MODES), format_func=MAP_MODES.get, default=FROM_UNIFORM, key="routing_map_mode",
     help="Change from uniform: (c_ij - 1/10) · |u_i|, what routing moved towards each class (orange) or away from it "
          "(blue) since iteration 1. Routed length: c_ij · |u_i|, all of what each position sends to each class.") or FROM_UNIFORM
-routings = {name: trace_digit(m, picked.image, iterations=int(iterations)) for name, m in
-            ((r.name, m) for r, m in shown)}
+routings = {shown_run.name: digit_routing(shown_run, picked.image, iterations=int(iterations)) for shown_run, _ in shown}
 if iterations > 1:
     if st.session_state.get("routing_iteration", 1) > iterations:  # fewer iterations traced than the slider was at
         st.session_state["routing_iteration"] = int(iterations)

@@ -118,6 +118,12 @@ def routing_page(repeats: int) -> None:
         runs_shown = app.selectbox(key="routing_run").value + ("" if choice == compare.options[0] else f" + {choice}")
         print(f"   {label} ({runs_shown}): page's own time   {summary(reported, 'ms')}")
         print(f"   {' ' * len(label)}   AppTest rerun, whole        {summary(page_seconds, 'ms', 1000)}")
+        moved = []
+        for step in range(2 * repeats):  # the same digit: its traces come from the cache
+            app.slider(key="routing_iteration").set_value(1 + step % 3).run()
+            captions = [caption.value for caption in app.caption if ROUTING_DRAWN.search(caption.value)]
+            moved.append(float(ROUTING_DRAWN.search(captions[0]).group(1)))
+        print(f"   {' ' * len(label)}   iteration slider moved      {summary(moved, 'ms')}")
 
 
 def free_port() -> int:
