@@ -180,7 +180,9 @@ def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboa
 
 
 def routing_prediction(page) -> str:
-    return page.locator(".st-key-routing_prediction_0").last.inner_text()
+    metric = page.locator(".st-key-routing_prediction_0 [data-testid='stMetric']").last
+    metric.wait_for(timeout=TIMEOUT_MS)
+    return metric.inner_text()
 
 
 def draw_stroke(page, canvas, points: list[tuple[float, float]]) -> None:
