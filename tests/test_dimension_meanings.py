@@ -77,3 +77,15 @@ def test_the_digest_follows_the_weights():
     with torch.no_grad():
         model.decoder[0].weight[0, 0] += 1e-3
     assert dm.model_digest(model) != before
+
+
+def test_the_heatmap_rows_are_the_labelled_dimensions_and_its_columns_the_nameable_properties(toy_meanings):
+    from capsviz.dashboard.dimension_views import meanings_heatmap, shared_zmax
+
+    zmax = shared_zmax(toy_meanings, None, digit_class=0)
+    assert zmax == pytest.approx(toy_meanings.shift[0].max())
+    figure = meanings_heatmap(toy_meanings, 0, title="toy", zmax=zmax)
+    heatmap = figure.data[0]
+    assert list(heatmap.y[:3]) == ["1 · width +", "2 · centre_y +", "3 · weak"]
+    assert "ink" not in heatmap.x and "width" in heatmap.x, "ink is measured but names no dimension"
+    assert heatmap.zmax == zmax and np.asarray(heatmap.z).shape == (16, len(heatmap.x))
