@@ -89,3 +89,22 @@ def test_the_heatmap_rows_are_the_labelled_dimensions_and_its_columns_the_nameab
     assert list(heatmap.y[:3]) == ["1 · width +", "2 · centre_y +", "3 · weak"]
     assert "ink" not in heatmap.x and "width" in heatmap.x, "ink is measured but names no dimension"
     assert heatmap.zmax == zmax and np.asarray(heatmap.z).shape == (16, len(heatmap.x))
+
+
+def test_the_decoder_goes_to_the_browser_as_float16_only_when_that_is_exact():
+    import base64
+
+    from capsviz.dashboard.live_decoder import weights_payload
+
+    torch.manual_seed(0)
+    model = CapsNet()
+    payload = weights_payload(model)  # fresh float32 weights: float16 would round them
+    assert payload["dtype"] == "float32"
+    first = payload["layers"][0]
+    assert (first["rows"], first["cols"]) == (512, 160)
+    weight = np.frombuffer(base64.b64decode(first["weight"]), "<f4").reshape(512, 160)
+    assert np.array_equal(weight, model.decoder[0].weight.detach().numpy())
+    with torch.no_grad():
+        for parameter in model.decoder.parameters():
+            parameter.copy_(parameter.half().float())  # as a run's float16 model.pt loads
+    assert weights_payload(model)["dtype"] == "float16"
