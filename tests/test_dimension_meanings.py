@@ -108,3 +108,13 @@ def test_the_decoder_goes_to_the_browser_as_float16_only_when_that_is_exact():
         for parameter in model.decoder.parameters():
             parameter.copy_(parameter.half().float())  # as a run's float16 model.pt loads
     assert weights_payload(model)["dtype"] == "float16"
+
+
+def test_the_measure_script_says_in_one_line_what_is_wrong(tmp_path, capsys):
+    from scripts.measure_dimensions import main
+
+    assert main([str(tmp_path / "nowhere")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nowhere'}: no such run directory"
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--digits", "1"])
+    assert exit_info.value.code == 2 and "--digits must be at least 2, got 1" in capsys.readouterr().err
