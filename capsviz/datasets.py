@@ -10,6 +10,12 @@ training device to each batch. The trainer and the dashboard look a dataset up b
                Training: centred, then shifted by up to 6 pixels each way, fresh every epoch (so a digit
                can sit anywhere on the canvas). Test: every digit at a fixed random offset drawn from a
                seeded generator, the same for every run.
+    multimnist the paper's MultiMNIST (section 6): two digits of different classes, each shifted by up
+               to 4 pixels on a 36x36 canvas, overlaid (capsviz.multimnist). Training pairs are drawn
+               afresh for every batch; the test set is a fixed seeded set of pairs.
+
+A dataset whose examples are made of several digits (MultiMNIST) overrides `train_batch` and
+`test_batch`, which turn stored arrays into the float inputs and the targets the task trains on.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import multimnist
 from .data import DataError, load_mnist, random_shift
 
 SPLITS = ("train", "test")
@@ -42,7 +49,7 @@ class DatasetSpec:
         if split not in SPLITS:
             raise DataError(f"{self.name}: unknown split {split!r} (use 'train' or 'test')")
         images, labels = self.read(split, data_dir)
-        expected = (self.channels, self.image_size, self.image_size)
+        expected = (self.channels * self.stored_layers(split), self.image_size, self.image_size)
         assert images.dtype == np.uint8 and images.shape[1:] == expected, (
             f"{self.name} {split}: expected uint8 images (N, {expected}), got {images.dtype} {images.shape}")
         return images, labels
@@ -51,6 +58,27 @@ class DatasetSpec:
         """A training batch, float (B, C, H, W) on the training device -> the same, augmented. Random
         numbers come from `generator` (CPU), so the same generator state gives the same batch on any device."""
         return random_shift(images, shift, generator)
+
+    # The images stored per example are this many layers of `channels` each (MultiMNIST's test set keeps
+    # its two digits apart, 2; test_batch overlays them).
+    def stored_layers(self, split: str) -> int:
+        return 1
+
+    def train_batch(self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, *, shift: int,
+                    generator: torch.Generator | None):
+        """A training batch from the stored arrays (on the training device) at `index`: float inputs
+        (B, C, H, W) in [0, 1], augmented, and the targets the task takes (here the labels (B,))."""
+        return self.augment(images[index].float().div_(255.0), shift=shift, generator=generator), labels[index]
+
+    def test_batch(self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor):
+        """A test batch as it is: float inputs (B, C, H, W) in [0, 1] and the task's targets."""
+        return images[index].float().div_(255.0), labels[index]
+
+    def example_batch(self, batch: int, generator: torch.Generator):
+        """Random inputs and targets of the right kinds (the precision trial times a step on them)."""
+        size = self.image_size
+        inputs = torch.rand(batch, self.channels, size, size, generator=generator)
+        return inputs, torch.randint(0, self.classes, (batch,), generator=generator)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "image_size": self.image_size, "channels": self.channels,
@@ -86,11 +114,37 @@ def _mnist_40(split: str, data_dir) -> tuple[np.ndarray, np.ndarray]:
     return placed.numpy(), labels
 
 
+@dataclass(frozen=True, kw_only=True)
+class MultiMNISTSpec(DatasetSpec):
+    """MultiMNIST through the hooks (capsviz.multimnist): the train split is the pool of single digits,
+    paired afresh in train_batch; the test split the fixed pairs' separate digits, overlaid in test_batch."""
+
+    def stored_layers(self, split: str) -> int:
+        return 2 if split == "test" else 1
+
+    def train_batch(self, images, labels, index, *, shift, generator):
+        return multimnist.make_pairs(images, labels, index, shift=shift, generator=generator)
+
+    def test_batch(self, images, labels, index):
+        layers = images[index].float().div_(255.0)  # (B, 2, 36, 36)
+        return multimnist.overlay(layers), multimnist.PairTargets(labels[index], layers)
+
+    def example_batch(self, batch: int, generator: torch.Generator):
+        layers = torch.rand(batch, 2, self.image_size, self.image_size, generator=generator)
+        first = torch.randint(0, self.classes, (batch,), generator=generator)
+        second = (first + torch.randint(1, self.classes, (batch,), generator=generator)) % self.classes
+        return multimnist.overlay(layers), multimnist.PairTargets(torch.stack([first, second], dim=1), layers)
+
+
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec(name="mnist", description="MNIST, 28x28", image_size=28, shift=2, read=_mnist),
     DatasetSpec(name="mnist-40", description="expanded MNIST: digits placed at random on a 40x40 canvas "
                                              "(paper section 5.2)",
                 image_size=EXPANDED_CANVAS, shift=EXPANDED_SHIFT, read=_mnist_40),
+    MultiMNISTSpec(name="multimnist", description="MultiMNIST: two overlapping digits of different classes on "
+                                                  "a 36x36 canvas (paper section 6)",
+                   image_size=multimnist.CANVAS, labels_per_image=2, shift=multimnist.SHIFT,
+                   read=multimnist.read_split),
 )}
 
 

@@ -16,8 +16,23 @@ def margin_loss(lengths: torch.Tensor, labels: torch.Tensor, *, m_plus: float = 
     k, averaged over the batch. lengths: (B, K); labels: (B,) class indices."""
     lengths = lengths.float()
     present = F.one_hot(labels, lengths.shape[1]).float()  # (B, K)
+    return present_margin_loss(lengths, present, m_plus=m_plus, m_minus=m_minus, lam=lam)
+
+
+def present_margin_loss(lengths: torch.Tensor, present: torch.Tensor, *, m_plus: float = M_PLUS,
+                        m_minus: float = M_MINUS, lam: float = LAMBDA) -> torch.Tensor:
+    """Eq. 4 with T_k given: present (B, K) is 1 for every class in the image (two for MultiMNIST,
+    section 6: "the margin loss ... for each digit present") and 0 elsewhere."""
+    lengths = lengths.float()
     loss = present * F.relu(m_plus - lengths) ** 2 + lam * (1.0 - present) * F.relu(lengths - m_minus) ** 2
     return loss.sum(dim=1).mean()
+
+
+def pair_margin_loss(lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Eq. 4 for images holding two digits of different classes. lengths (B, K); labels (B, 2)."""
+    assert labels.dim() == 2 and labels.shape[1] == 2, f"expected labels (B, 2), got {tuple(labels.shape)}"
+    present = F.one_hot(labels, lengths.shape[1]).sum(dim=1).clamp(max=1).float()  # (B, K), two ones
+    return present_margin_loss(lengths, present)
 
 
 def reconstruction_loss(reconstruction: torch.Tensor, images: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from torch import nn
 from .baseline import BaselineCNN, BaselineConfig
 from .capsnet import CapsNet, CapsNetConfig
 from .datasets import DatasetSpec
-from .tasks import CapsuleTask, ClassifierTask, Task
+from .tasks import CapsulePairTask, CapsuleTask, ClassifierTask, Task
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class ModelEntry:
     description: str
     # (dataset, routings, inner_routing_grad, overrides) -> the model's config
     configure: Callable[..., object]
-    # (reconstruct, recon_weight) -> the task that trains it
+    # (reconstruct, recon_weight, labels_per_image) -> the task that trains it
     task: Callable[..., Task]
 
 
@@ -40,11 +40,25 @@ def _baseline_config(dataset: DatasetSpec, *, routings: int, inner_routing_grad:
                           **overrides)
 
 
+def _capsnet_task(*, reconstruct: bool, recon_weight: float, labels_per_image: int = 1) -> Task:
+    if labels_per_image == 2:  # MultiMNIST (section 6)
+        return CapsulePairTask(reconstruct=reconstruct, recon_weight=recon_weight)
+    assert labels_per_image == 1, f"CapsNet trains on one or two labels per image, not {labels_per_image}"
+    return CapsuleTask(reconstruct=reconstruct, recon_weight=recon_weight)
+
+
+def _baseline_task(*, reconstruct: bool, recon_weight: float, labels_per_image: int = 1) -> Task:
+    if labels_per_image != 1:
+        raise ValueError(f"--model baseline: trains on one label per image, not {labels_per_image} "
+                         f"(the paper's MultiMNIST baseline is not described)")
+    return ClassifierTask()
+
+
 MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in (
     ModelEntry("capsnet", CapsNet, CapsNetConfig, "CapsNet with dynamic routing (section 4)", _capsnet_config,
-               lambda *, reconstruct, recon_weight: CapsuleTask(reconstruct=reconstruct, recon_weight=recon_weight)),
+               _capsnet_task),
     ModelEntry("baseline", BaselineCNN, BaselineConfig, "the paper's baseline CNN (section 5)", _baseline_config,
-               lambda *, reconstruct, recon_weight: ClassifierTask()),
+               _baseline_task),
 )}
 
 

@@ -9,6 +9,9 @@ matching history.csv columns stay empty.
     capsule      CapsNet: margin loss plus the weighted reconstruction error (section 3 and 4.1);
                  the prediction is the longest digit capsule
     classifier   the baseline CNN: softmax cross-entropy; the prediction is the largest logit
+    capsule pair CapsNet on MultiMNIST (section 6): margin loss with both classes present, and two
+                 reconstructions, each from its own digit's capsule against its own digit; the
+                 prediction is the two longest capsules, right only when both digits are
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .losses import RECON_WEIGHT, capsule_loss
+from .losses import RECON_WEIGHT, capsule_loss, pair_margin_loss, reconstruction_loss
 
 
 @dataclass
@@ -55,4 +58,37 @@ class ClassifierTask:
         return StepResult(total=loss, margin=None, reconstruction=None, correct=output.logits.argmax(dim=1) == targets)
 
 
-Task = CapsuleTask | ClassifierTask
+def two_longest(lengths: torch.Tensor) -> torch.Tensor:
+    """(B, K) capsule lengths -> (B, 2) the classes of the two longest capsules, longest first."""
+    return lengths.topk(2, dim=1).indices
+
+
+def pair_correct(predicted: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B, 2) predicted and true classes, in any order -> (B,) bool: both digits right (Table 1's rule)."""
+    return (predicted.sort(dim=1).values == labels.sort(dim=1).values).all(dim=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CapsulePairTask:
+    """CapsNet on images of two digits, targets multimnist.PairTargets (labels (B, 2), digits (B, 2, H, W)).
+    The reconstruction part is the sum of both digits' errors, each weighted like MNIST's single one."""
+
+    reconstruct: bool = True
+    recon_weight: float = RECON_WEIGHT
+
+    def step(self, model: nn.Module, inputs: torch.Tensor, targets) -> StepResult:
+        labels, digits = targets.labels, targets.digits  # (B, 2), (B, 2, H, W)
+        output = model(inputs, labels[:, 0], reconstruct=self.reconstruct)  # the first digit's reconstruction
+        margin = pair_margin_loss(output.lengths, labels)
+        correct = pair_correct(two_longest(output.lengths), labels)
+        if not self.reconstruct:
+            return StepResult(total=margin, margin=margin, reconstruction=None, correct=correct)
+        capsnet = getattr(model, "module", model)  # under DistributedDataParallel
+        second = capsnet.decode(output.poses, labels[:, 1])  # (B, 1, H, W), the other capsules masked
+        recon = (reconstruction_loss(output.reconstruction, digits[:, :1])
+                 + reconstruction_loss(second, digits[:, 1:]))
+        total = margin + self.recon_weight * recon if self.recon_weight > 0 else margin
+        return StepResult(total=total, margin=margin, reconstruction=recon, correct=correct)
+
+
+Task = CapsuleTask | ClassifierTask | CapsulePairTask

@@ -56,7 +56,8 @@ else:
                                           "selected on the test set, so optimistic"),
             "Best epoch": NUMBER("at epoch", help="The epoch of the best test error (from 1)"),
             "Paper (%)": NUMBER("Paper (%)", format="%.2f", help="Table 1's MNIST error for this model (the "
-                                "baseline CNN, or CapsNet by routing and reconstruction)"),
+                                "baseline CNN, or CapsNet by routing and reconstruction); its MultiMNIST "
+                                "error for a MultiMNIST run"),
             "Parameters": NUMBER("Params", format="compact", help="Trainable parameters, decoder included"),
             "Device": st.column_config.TextColumn("Device"),
             "Seconds / epoch": NUMBER("s / epoch", format="%.0f", help="Mean training seconds per epoch"),
@@ -68,7 +69,11 @@ else:
 
 st.subheader("Table 1, measured")
 measured = table1_measured(runs.runs)
-st.dataframe(measured.drop(columns=["Paper mean (%)"]), hide_index=True, width="stretch", column_config={
+if not (measured["n"] > 0).any():
+    st.caption("No full-MNIST run here has finished an epoch yet: this table fills in as runs of the paper's "
+               "settings train.")
+else:
+  st.dataframe(measured.drop(columns=["Paper mean (%)"]), hide_index=True, width="stretch", column_config={
     "Setup": st.column_config.TextColumn("Setup", pinned=True),
     "Runs": st.column_config.TextColumn("Runs", help="The runs of this setting that differ only in seed (a sweep's "
                                         "-seed0, -seed1, ...), or one run"),

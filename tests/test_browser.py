@@ -6,7 +6,9 @@ test-artifacts/ (gitignored).
 Needs /usr/bin/chromium (`apt-get install -y chromium`; Playwright cannot download browsers
 here). Without it the test is skipped, unless CI is set: then it fails, since CI must run it.
 """
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +28,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 PAGES = {"home": "", "curves": "curves", "dimensions": "dimensions", "reconstructions": "reconstructions"}
 TITLES = {"home": "CapsViz", "curves": "Routing curves", "dimensions": "Capsule dimensions",
           "reconstructions": "Reconstructions"}
+PAGES["routing"], TITLES["routing"] = "routing", "Routing"
 TIMEOUT_MS = 60_000  # generous: a cold page loads a model and MNIST on 2 busy cores
 
 
@@ -44,10 +47,18 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def dashboard_url(runs_root) -> str:
+def pair_runs_root(multimnist_run, tmp_path_factory) -> Path:
+    """A second runs root, for the MultiMNIST page: conftest's tiny real MultiMNIST run."""
+    root = tmp_path_factory.mktemp("browser-pairs")
+    shutil.copytree(multimnist_run, root / multimnist_run.name, ignore=shutil.ignore_patterns("state.pt"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(runs_root, pair_runs_root) -> str:
     require_chromium()
     port = free_port()
-    env = {**os.environ, RUNS_ROOT_ENV: str(runs_root)}
+    env = {**os.environ, RUNS_ROOT_ENV: os.pathsep.join([str(runs_root), str(pair_runs_root)])}
     log = (ARTIFACTS / "streamlit.log")
     ARTIFACTS.mkdir(exist_ok=True)
     with open(log, "w") as log_file:
@@ -168,6 +179,55 @@ def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboa
     page.close()
 
 
+def routing_prediction(page) -> str:
+    return page.locator(".st-key-routing_prediction_0").last.inner_text()
+
+
+def draw_stroke(page, canvas, points: list[tuple[float, float]]) -> None:
+    """A mouse stroke through `points`, given as fractions of the canvas's width and height."""
+    box = canvas.bounding_box()
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for x, y in xy[1:]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+
+
+def test_routing_page_iteration_slider_and_a_digit_drawn_with_the_mouse(dashboard_url, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 2000})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    open_page(page, dashboard_url, "routing")
+    assert "prediction" in routing_prediction(page)
+    caption = page.get_by_text("Coupling maps of iteration 3")  # the slider starts at the last iteration traced
+    caption.wait_for(timeout=TIMEOUT_MS)
+    thumb = page.locator(".st-key-routing_iteration input[type='range']")
+    thumb.focus()
+    thumb.press("ArrowLeft")
+    page.get_by_text("Coupling maps of iteration 2").wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert_no_exception(page, "routing after the iteration slider moved")
+    page.screenshot(path=ARTIFACTS / "browser-routing-iteration-2.png", full_page=True)
+
+    page.locator(".st-key-routing_digit_mode").get_by_role("radio", name="Draw").click()
+    page.get_by_text("Nothing drawn yet").wait_for(timeout=TIMEOUT_MS)
+    canvas = page.locator(".st-key-routing_digit_canvas canvas").last  # fabric's upper canvas takes the mouse
+    canvas.wait_for(timeout=TIMEOUT_MS)
+    draw_stroke(page, canvas, [(0.5, 0.15), (0.52, 0.5), (0.53, 0.85)])  # a "1"
+    page.get_by_text("1 stroke(s)").wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    first = routing_prediction(page)
+    assert "prediction" in first, first
+    draw_stroke(page, canvas, [(0.3, 0.2), (0.5, 0.12), (0.7, 0.2), (0.3, 0.85), (0.75, 0.85)])  # ... made a "2"
+    page.get_by_text("2 stroke(s)").wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert routing_prediction(page) != first, "the prediction panel follows the drawing"
+    assert_no_exception(page, "routing with a drawn digit")
+    page.screenshot(path=ARTIFACTS / "browser-routing-drawn.png", full_page=True)
+    print(f"drawn: {first!r} then {routing_prediction(page)!r}")
+    assert not errors, f"JavaScript errors in the page: {errors}"
+    page.close()
 def test_dragging_a_dimension_morphs_the_digit_live_and_matches_the_servers_decode(dashboard_url, browser, runs_root):
     """Mouse down on a slider, move, and the canvas changes before the mouse is released (decoded in
     the browser); on release the offsets reach the server; the final canvas equals model.decode of
@@ -232,3 +292,40 @@ def test_dragging_a_dimension_morphs_the_digit_live_and_matches_the_servers_deco
         page.close()
     finally:
         (run_dir / DIMENSIONS).unlink(missing_ok=True)
+def chart_pixels(page, key: str) -> str:
+    chart = page.locator(f".st-key-{key} .js-plotly-plot").last
+    chart.wait_for(timeout=TIMEOUT_MS)
+    return chart.evaluate("element => JSON.stringify(element._fullData[0].z)")
+
+
+def test_multimnist_page_in_a_browser_a_slider_redraws_one_digit_and_not_the_other(dashboard_url, browser,
+                                                                                    pair_runs_root):
+    page = browser.new_page(viewport={"width": 1440, "height": 1800})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{dashboard_url}/multimnist")
+    page.get_by_role("heading", name="MultiMNIST", exact=True).wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    page.locator('.st-key-runs_root [data-testid="stSelectbox"]').get_by_role("combobox").click()
+    page.get_by_role("option", name=str(pair_runs_root)).click()  # the server's second root
+    page.locator(".st-key-pair_edited_red .js-plotly-plot").first.wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert_no_exception(page, "multimnist")
+    red, green = chart_pixels(page, "pair_edited_red"), chart_pixels(page, "pair_edited_green")
+    assert len(json.loads(red)) == 36, "36x36 MultiMNIST canvases"
+    thumb = page.locator(".st-key-pair_dim_0 input[type='range']")
+    thumb.focus()
+    for _ in range(5):
+        thumb.press("ArrowRight")
+    page.wait_for_function(
+        "before => { const charts = document.querySelectorAll('.st-key-pair_edited_red .js-plotly-plot');"
+        " const chart = charts[charts.length - 1];"
+        " return chart && chart._fullData && document.body.innerText.includes('d1 +0.25')"
+        " && JSON.stringify(chart._fullData[0].z) !== before; }", arg=red, timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert chart_pixels(page, "pair_edited_red") != red, "the edited digit is redrawn"
+    assert chart_pixels(page, "pair_edited_green") == green, "the other digit is held fixed"
+    assert_no_exception(page, "multimnist after the slider moved")
+    page.screenshot(path=ARTIFACTS / "browser-multimnist-slider-moved.png", full_page=True)
+    assert not errors, f"JavaScript errors in the page: {errors}"
+    page.close()

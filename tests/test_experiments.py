@@ -63,7 +63,7 @@ def test_mnist_40_training_shifts_are_fresh_per_epoch_and_reach_the_canvas_edges
 
 
 def test_unknown_names_are_refused_in_one_line(tmp_path, capsys):
-    for argv, message in ((["--dataset", "cifar"], "--dataset cifar: unknown dataset (use mnist, mnist-40)"),
+    for argv, message in ((["--dataset", "cifar"], "--dataset cifar: unknown dataset (use mnist, mnist-40"),
                           (["--model", "resnet"], "--model resnet: unknown model (use capsnet, baseline)"),
                           (["--model", "baseline", "--routings", "3"], "--routings 3: only CapsNet routes")):
         assert main([*argv, "--out", str(tmp_path / "run")]) == 2

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from capsviz import runs
+from capsviz.capsnet import CapsNet
 from capsviz.datasets import DATASETS, DatasetSpec, get_dataset
 from capsviz.fast import optimizer_options, precision_context, prepare_images, prepare_model
 from capsviz.fast.precision import PrecisionChoice, choose_precision, kept_on_resume, time_steps
@@ -33,6 +34,7 @@ from capsviz.models import build_model, get_model_entry
 from capsviz.tasks import StepResult, Task
 
 from .distributed import SINGLE, Distributed
+from .routing_probe import PROBE_DIGITS, ROUTING_KEY, routing_probe, routing_rows
 
 EVAL_BATCH_SIZE = 500  # test images per forward pass at 28x28; larger inputs take fewer (eval_batch_size)
 
@@ -72,7 +74,8 @@ class TrainConfig:
                            inner_routing_grad=self.inner_routing_grad, overrides=self.model_options)
 
     def task(self) -> Task:
-        return get_model_entry(self.model).task(reconstruct=self.recon, recon_weight=self.recon_weight)
+        return get_model_entry(self.model).task(reconstruct=self.recon, recon_weight=self.recon_weight,
+                                                labels_per_image=get_dataset(self.dataset).labels_per_image)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -176,9 +179,10 @@ def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpe
     for step, index in enumerate(batches(count, config.batch_size, order)):
         if len(index) < processes.world_size:
             continue  # a last batch smaller than the number of processes would leave a rank without data
-        batch = dataset.augment(images[index].float().div_(255.0), shift=config.shift, generator=generator)
+        # the dataset makes the batch: augmented digits (MultiMNIST: fresh pairs) and the task's targets
+        batch, batch_targets = dataset.train_batch(images, labels, index, shift=config.shift, generator=generator)
         mine = processes.part(len(index))  # this rank's slice of the global batch
-        inputs, targets = prepare_images(batch[mine], config.fast), labels[index][mine]
+        inputs, targets = prepare_images(batch[mine], config.fast), batch_targets[mine]
         size = len(targets)
         with precision_context(device, precision):
             result = task.step(model, inputs, targets)
@@ -227,8 +231,10 @@ def validate(model: nn.Module, task: Task, images: torch.Tensor, labels: torch.T
     totals = torch.zeros(4, dtype=torch.float64, device=device)
     start = time.perf_counter()
     where, problem = f"epoch {epoch}, evaluation on the test images", None
+    dataset = get_dataset(config.dataset)
     for index in batches(len(images), eval_batch_size(images.shape[-1])):
-        inputs, targets = to_inputs(images[index], config.fast), labels[index]
+        batch, targets = dataset.test_batch(images, labels, index)  # MultiMNIST: overlays its stored pairs
+        inputs = prepare_images(batch, config.fast)
         with precision_context(device, precision):
             result = task.step(model, inputs, targets)
         problem = problem or non_finite_loss(result, where=where)
@@ -250,9 +256,8 @@ def trial_timings(model: nn.Module, device: torch.device, config: TrainConfig, *
     bf16 and in fp32: what --precision auto measures before it keeps bf16. Uses its own generator, so
     the run's seeded initialisation and shuffles are untouched."""
     generator = torch.Generator().manual_seed(0)
-    size = model.config.input_size
-    inputs = torch.rand(batch, model.config.in_channels, size, size, generator=generator).to(device)
-    targets = torch.randint(0, model.config.num_classes, (batch,), generator=generator).to(device)
+    inputs, targets = get_dataset(config.dataset).example_batch(batch, generator)
+    inputs, targets = inputs.to(device), targets.to(device)
     task = config.task()
     images = prepare_images(inputs, True)
 
@@ -361,7 +366,7 @@ class Trainer:
         if (self.run_dir / runs.STATE).exists():
             raise runs.RunError(f"{self.run_dir / runs.STATE}: the run has committed epochs; resume it instead")
         if self.processes.is_main:
-            for name in (runs.HISTORY_CSV, runs.WEIGHTS):
+            for name in (runs.HISTORY_CSV, runs.WEIGHTS, runs.ROUTING_CSV):
                 (self.run_dir / name).unlink(missing_ok=True)
         self.write_status("running")
 
@@ -421,7 +426,7 @@ class Trainer:
             self.write_derived_files(status, **extra)
         else:  # no epoch committed: no weights or history belong to the run yet
             self.history, self.wall_seconds = [], 0.0
-            for name in (runs.HISTORY_CSV, runs.WEIGHTS) if self.processes.is_main else ():
+            for name in (runs.HISTORY_CSV, runs.WEIGHTS, runs.ROUTING_CSV) if self.processes.is_main else ():
                 (self.run_dir / name).unlink(missing_ok=True)
             self.write_status(status, **extra)
         return len(self.history)
@@ -453,6 +458,8 @@ class Trainer:
         if self.processes.is_main:
             runs.write_weights(self.run_dir, self.model)
             runs.write_history(self.run_dir, self.history)
+            if isinstance(self.model, CapsNet):  # Figure A.1 over training, from the history rows' probes
+                runs.write_routing(self.run_dir, routing_rows(self.history))
         self.write_status(status, **extra)
 
     def save_epoch(self) -> None:
@@ -518,6 +525,8 @@ class Trainer:
         }
         # parts the model does not have (NaN totals) are left empty in history.csv
         row = {k: (round(v, 8) if math.isfinite(v) else None) if isinstance(v, float) else v for k, v in row.items()}
+        if isinstance(self.model, CapsNet):  # Figure A.1: routing's logit changes on the probe set (routing_probe)
+            row[ROUTING_KEY] = routing_probe(self.model, self.test_images[:PROBE_DIGITS], fast=config.fast)
         self.log(f"epoch {epoch:3d}/{config.epochs}  loss {train.loss:.4f}  train acc {100 * train.acc:.2f}%  "
                  f"test loss {test.loss:.4f}  test error {row['test_error']:.2f}%  "
                  f"{row['images_per_second']:.0f} img/s  {train.seconds:.1f}+{test.seconds:.1f} s")

@@ -154,6 +154,10 @@ def plan(argv) -> tuple[TrainConfig, Path, str]:
         raise CliError(f"--{name} {value}: {rule}")
     if "routings" in given and given.get("model", DEFAULTS.model) != "capsnet":
         raise CliError(f"--routings {given['routings']}: only CapsNet routes (--model {given['model']})")
+    try:
+        TrainConfig(**given).task()  # a model that cannot train on the dataset (the baseline on MultiMNIST)
+    except ValueError as error:
+        raise CliError(str(error)) from None
     run_dir = args.out or default_run_dir(TrainConfig(**given))
     check_writable(run_dir)
     saved = None

@@ -10,7 +10,7 @@ import streamlit as st
 from torch import nn
 
 from ..data import DataError
-from ..datasets import get_dataset
+from ..datasets import DATASETS, get_dataset
 from ..runs import Run, RunError
 from . import state
 from .state import Runs, model_for
@@ -44,11 +44,33 @@ def no_runs_message(root: Path) -> None:
             icon=":material/rocket_launch:")
 
 
-def choose_model_run(runs: Runs, *, key: str, where=None) -> Run | None:
+MULTIMNIST_TRAIN_COMMAND = "python -m trainer.run --dataset multimnist --routings 3"
+
+
+def shows_pairs(run: Run) -> bool:
+    """A run on images of two digits (MultiMNIST): the MultiMNIST page shows it, not the single-digit pages."""
+    spec = DATASETS.get(run.dataset_name or "")
+    return spec is not None and spec.labels_per_image == 2
+
+
+def no_pair_runs_message(runs: Runs) -> None:
+    st.info(f"No MultiMNIST CapsNet run with weights (model.pt) in `{runs.root}`. Train one with\n\n"
+            f"```\n{MULTIMNIST_TRAIN_COMMAND}\n```\n\n(add `--epochs 1 --subset 2000` for a quick look). A run that "
+            f"ships only its history is on the Home and Routing curves pages.", icon=":material/info:")
+
+
+def choose_model_run(runs: Runs, *, key: str, where=None, pairs: bool = False) -> Run | None:
     """The run selector of the model pages (in `where`, a column, when given): only CapsNet runs with
-    weights, since these pages show capsules and draw with the decoder. Says why in the main area
-    when there are none."""
-    candidates = runs.with_capsules
+    weights, since these pages show capsules and draw with the decoder; MultiMNIST runs on the
+    MultiMNIST page alone (`pairs`). Says why in the main area when there are none."""
+    candidates = [run for run in runs.with_capsules if shows_pairs(run) == pairs]
+    if not candidates and pairs:
+        no_pair_runs_message(runs)
+        return None
+    if not candidates and runs.with_capsules:
+        st.info("Only MultiMNIST runs have capsules and weights here: they are on the MultiMNIST page.",
+                icon=":material/info:")
+        return None
     if not candidates:
         if runs.with_weights:
             models = sorted({run.model_name for run in runs.with_weights})
