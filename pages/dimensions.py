@@ -10,6 +10,7 @@ from capsviz.dashboard.dimension_views import (
     decoder_payload,
     meanings_heatmap,
     run_meanings,
+    shared_zmax,
     slider_labels,
     summary_row,
     weights_digest,
@@ -125,19 +126,19 @@ st.subheader("What each dimension does", help=(
     "by at least 1 px ('weak' otherwise). See the README."))
 others = [candidate for candidate in runs.with_capsules if candidate.name != run.name]
 left, right = st.columns(2, gap="large")
+other = right.selectbox("Compare with", [candidate.name for candidate in others], key="dimensions_other_run",
+                        help="Do 1 and 3 routings learn equally interpretable dimensions?") if others else None
+other_run = next((candidate for candidate in others if candidate.name == other), None)
+other_measured = run_meanings(other_run) if other_run is not None else None
+zmax = shared_zmax(measured.meanings, other_measured and other_measured.meanings, digit_class=capsule)
 if measured.meanings is not None:
-    left.plotly_chart(meanings_heatmap(measured.meanings, capsule, title=f"{run.name}"), width="stretch",
+    left.plotly_chart(meanings_heatmap(measured.meanings, capsule, title=f"{run.name}", zmax=zmax), width="stretch",
                       key="meanings_heatmap")
 else:
     left.info(measured.problem, icon=":material/straighten:")
-other = right.selectbox("Compare with", [candidate.name for candidate in others], key="dimensions_other_run",
-                        help="Do 1 and 3 routings learn equally interpretable dimensions?") if others else None
-other_measured = None
-if other is not None:
-    other_run = next(candidate for candidate in others if candidate.name == other)
-    other_measured = run_meanings(other_run)
+if other_measured is not None:
     if other_measured.meanings is not None:
-        right.plotly_chart(meanings_heatmap(other_measured.meanings, capsule, title=f"{other_run.name}"),
+        right.plotly_chart(meanings_heatmap(other_measured.meanings, capsule, title=f"{other_run.name}", zmax=zmax),
                            width="stretch", key="meanings_heatmap_other")
     else:
         right.info(other_measured.problem, icon=":material/straighten:")

@@ -77,3 +77,44 @@ def test_the_digest_follows_the_weights():
     with torch.no_grad():
         model.decoder[0].weight[0, 0] += 1e-3
     assert dm.model_digest(model) != before
+
+
+def test_the_heatmap_rows_are_the_labelled_dimensions_and_its_columns_the_nameable_properties(toy_meanings):
+    from capsviz.dashboard.dimension_views import meanings_heatmap, shared_zmax
+
+    zmax = shared_zmax(toy_meanings, None, digit_class=0)
+    assert zmax == pytest.approx(toy_meanings.shift[0].max())
+    figure = meanings_heatmap(toy_meanings, 0, title="toy", zmax=zmax)
+    heatmap = figure.data[0]
+    assert list(heatmap.y[:3]) == ["1 · width +", "2 · centre_y +", "3 · weak"]
+    assert "ink" not in heatmap.x and "width" in heatmap.x, "ink is measured but names no dimension"
+    assert heatmap.zmax == zmax and np.asarray(heatmap.z).shape == (16, len(heatmap.x))
+
+
+def test_the_decoder_goes_to_the_browser_as_float16_only_when_that_is_exact():
+    import base64
+
+    from capsviz.dashboard.live_decoder import weights_payload
+
+    torch.manual_seed(0)
+    model = CapsNet()
+    payload = weights_payload(model)  # fresh float32 weights: float16 would round them
+    assert payload["dtype"] == "float32"
+    first = payload["layers"][0]
+    assert (first["rows"], first["cols"]) == (512, 160)
+    weight = np.frombuffer(base64.b64decode(first["weight"]), "<f4").reshape(512, 160)
+    assert np.array_equal(weight, model.decoder[0].weight.detach().numpy())
+    with torch.no_grad():
+        for parameter in model.decoder.parameters():
+            parameter.copy_(parameter.half().float())  # as a run's float16 model.pt loads
+    assert weights_payload(model)["dtype"] == "float16"
+
+
+def test_the_measure_script_says_in_one_line_what_is_wrong(tmp_path, capsys):
+    from scripts.measure_dimensions import main
+
+    assert main([str(tmp_path / "nowhere")]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nowhere'}: no such run directory"
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--digits", "1"])
+    assert exit_info.value.code == 2 and "--digits must be at least 2, got 1" in capsys.readouterr().err

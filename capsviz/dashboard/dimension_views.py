@@ -92,9 +92,10 @@ def labelled_properties(meanings: DimensionMeanings) -> list[int]:
     return [p for p in range(len(meanings.properties)) if meanings.shift[..., p].any()]
 
 
-def meanings_heatmap(meanings: DimensionMeanings, digit_class: int, *, title: str, height: int = 430) -> go.Figure:
+def meanings_heatmap(meanings: DimensionMeanings, digit_class: int, *, title: str, height: int = 430,
+                     zmax: float | None = None) -> go.Figure:
     """Dimension x property: how far each property moves the ink's edges over Figure 4's range (px,
-    times its consistency), the label on each row."""
+    times its consistency), the label on each row. `zmax`: a colour scale shared with another run's."""
     columns = labelled_properties(meanings)
     shift = meanings.shift[digit_class][:, columns]  # (D, P')
     slope = meanings.slope[digit_class][:, columns] * 0.5
@@ -103,7 +104,7 @@ def meanings_heatmap(meanings: DimensionMeanings, digit_class: int, *, title: st
     names = [meanings.properties[p] for p in columns]
     hover = np.dstack([slope, consistency])
     figure = go.Figure(go.Heatmap(
-        z=shift, x=names, y=rows, customdata=hover, colorscale="Blues", zmin=0, colorbar=dict(title="px"),
+        z=shift, x=names, y=rows, customdata=hover, colorscale="Blues", zmin=0, zmax=zmax, colorbar=dict(title="px"),
         hovertemplate="dim %{y}<br>%{x}: %{z:.1f} px of edge movement<br>change over the range %{customdata[0]:+.2f}"
                       "<br>%{customdata[1]:.0%} of digits agree<extra></extra>"))
     figure.update_layout(title=dict(text=title, subtitle=dict(
@@ -111,6 +112,12 @@ def meanings_heatmap(meanings: DimensionMeanings, digit_class: int, *, title: st
         height=height, margin=dict(l=4, r=4, t=64, b=4))
     figure.update_yaxes(autorange="reversed", type="category")
     return figure
+
+
+def shared_zmax(*measured: DimensionMeanings | None, digit_class: int) -> float | None:
+    """The largest shift of `digit_class` among the runs shown, so that their heatmaps share a scale."""
+    peaks = [float(meanings.shift[digit_class].max()) for meanings in measured if meanings is not None]
+    return max(peaks) if peaks else None
 
 
 def summary_row(name: str, meanings: DimensionMeanings | None) -> dict:

@@ -5,7 +5,7 @@
 //
 // data: {digest, weights|null, capsule: [16], digit_class, labels: [16], limit, step, values: [16], token,
 //        size, title}
-// weights: {layers: [{rows, cols, weight: base64 float16, bias: base64 float16}] x 3}, sent once per
+// weights: {dtype, layers: [{rows, cols, weight: base64, bias: base64}] x 3} (float16 or float32), sent once per
 //          run and session and cached here by digest; when missing, the component asks for them
 //          (trigger `need_weights`).
 // state sent back: offsets ([16]), on release of a slider and on reset.
@@ -28,11 +28,12 @@ function halfTable() {
   return (globalThis.__capsvizHalfTable = table);
 }
 
-function halves(base64) {
+function floats(base64, dtype) {
   const binary = atob(base64);
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  const bits = new Uint16Array(bytes.buffer); // little-endian, as numpy wrote them
+  if (dtype === "float32") return new Float32Array(bytes.buffer); // little-endian, as numpy wrote them
+  const bits = new Uint16Array(bytes.buffer);
   const table = halfTable();
   const out = new Float32Array(bits.length);
   for (let i = 0; i < bits.length; i++) out[i] = table[bits[i]];
@@ -43,7 +44,8 @@ function loadDecoder(digest, weights) {
   if (DECODERS.has(digest)) return DECODERS.get(digest);
   if (!weights) return null;
   const layers = weights.layers.map((layer) => ({
-    rows: layer.rows, cols: layer.cols, weight: halves(layer.weight), bias: halves(layer.bias),
+    rows: layer.rows, cols: layer.cols, weight: floats(layer.weight, weights.dtype),
+    bias: floats(layer.bias, weights.dtype),
   }));
   const decoder = {layers, h1: new Float32Array(layers[0].rows), h2: new Float32Array(layers[1].rows),
                    out: new Float32Array(layers[2].rows)};

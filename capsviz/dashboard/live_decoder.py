@@ -1,7 +1,7 @@
 """The live decoder (Streamlit components v2, no iframe): 16 capsule-dimension sliders beside the
 reconstruction, decoded in the browser by live_decoder.js on every input event while a slider is
 dragged, with no server round trip. The decoder's weights go to the browser once per run and
-session (float16, base64: about 3.8 MB for the 160-512-1024-784 MLP), cached there by the digest of
+session (float16 when that is exact, base64: about 3.8 MB for the 160-512-1024-784 MLP), cached there by the digest of
 the run's weights; the slider values come back to Python on release (for the Figure 4 grid, the
 capsule's bar chart and the tests). model.decode stays the reference: the browser test compares
 the canvas's pixels with it."""
@@ -41,12 +41,20 @@ def decoder_layers(model: nn.Module) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def weights_payload(model: nn.Module) -> dict:
-    """What live_decoder.js needs to decode: each layer's shape and float16 weights, base64."""
-    def encoded(array: np.ndarray) -> str:
-        return base64.b64encode(np.ascontiguousarray(array, dtype="<f2").tobytes()).decode("ascii")
+    """What live_decoder.js needs to decode: each layer's shape and weights, base64, as float16 when
+    every weight is exactly a float16 (weights saved in float16, as runs are: half the bytes, nothing
+    lost), else as float32, so that the browser computes what model.decode computes."""
+    layers = decoder_layers(model)
+    exact = all(np.array_equal(array.astype(np.float16).astype(np.float32), array)
+                for weight, bias in layers for array in (weight, bias))
+    dtype = "<f2" if exact else "<f4"
 
-    return {"layers": [{"rows": int(weight.shape[0]), "cols": int(weight.shape[1]), "weight": encoded(weight),
-                        "bias": encoded(bias)} for weight, bias in decoder_layers(model)]}
+    def encoded(array: np.ndarray) -> str:
+        return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
+
+    return {"dtype": "float16" if exact else "float32",
+            "layers": [{"rows": int(weight.shape[0]), "cols": int(weight.shape[1]), "weight": encoded(weight),
+                        "bias": encoded(bias)} for weight, bias in layers]}
 
 
 def live_decoder(*, key: str, digest: str, payload: dict, capsule: np.ndarray, digit_class: int,
