@@ -20,6 +20,7 @@ st.set_page_config(page_title="CapsViz", page_icon=":material/hub:", layout="wid
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/curves.py", title="Routing curves", icon=":material/show_chart:", url_path="curves"),
+    st.Page("pages/routing.py", title="Routing", icon=":material/call_split:", url_path="routing"),
     st.Page("pages/dimensions.py", title="Capsule dimensions", icon=":material/tune:", url_path="dimensions"),
     st.Page("pages/reconstructions.py", title="Reconstructions", icon=":material/grid_view:", url_path="reconstructions"),
     st.Page("pages/multimnist.py", title="MultiMNIST", icon=":material/join_inner:", url_path="multimnist"),

@@ -66,9 +66,17 @@ def group_runs(runs: Sequence[Run]) -> list[RunGroup]:
     for run in runs:
         by_key.setdefault(experiment_key(run), []).append(run)
     groups = []
-    for members in by_key.values():
+    for runs_of_key in by_key.values():
+        # a group holds each seed once: a second run with the same seed (a copy, a rerun) is not another
+        # sample of the setting, so it stands alone rather than shrinking the spread
+        members: list[Run] = []
+        repeats: list[Run] = []
+        for run in runs_of_key:
+            same_seed = any(run.config.get("seed") == member.config.get("seed") for member in members)
+            (repeats if same_seed else members).append(run)
         members = sorted(members, key=lambda run: (run.config.get("seed") is None, run.config.get("seed") or 0))
         groups.append(RunGroup(group_name(members), tuple(members)))
+        groups.extend(RunGroup(run.name, (run,)) for run in repeats)
     return groups
 
 

@@ -3,8 +3,12 @@
     <run>/run.json     config, environment, status, epochs done, final and best test error
     <run>/history.csv  one row per finished epoch (HISTORY_COLUMNS)
     <run>/model.pt     latest weights: {"format", "model", "model_config", "dtype", "state_dict"}; float16 on
-                       disk by default, restored to float32 on load; torch.load(weights_only=True) safe
+                       disk by default, restored to float32 on load; torch.load(weights_only=True) safe.
+                       Shipped runs are compact ("compact" set, compact_weights): int8 with per-channel
+                       scales, dequantised by load_weights
     <run>/state.pt     resume state (fp32 weights, optimizer, schedule, RNG, history); not shipped
+    <run>/routing.csv  CapsNet runs: Figure A.1's routing statistics per epoch and iteration (ROUTING_COLUMNS);
+                       derived from state.pt's history rows like history.csv; older runs lack it
 
 Every file is replaced atomically. state.pt is written first at the end of an epoch and is the
 commit point: the other three are derived from it, and --resume rewrites them from it.
@@ -33,7 +37,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .atomic import atomic_torch_save, atomic_write_text
+from .atomic import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from .datasets import DATASETS
 from .machine import PRECISIONS
 from .models import MODELS, model_from_config, model_kind
@@ -43,6 +47,8 @@ RUN_JSON, HISTORY_CSV, WEIGHTS, STATE = "run.json", "history.csv", "model.pt", "
 STATUSES = ("running", "finished", "interrupted", "failed")
 STALE = "stale"  # not written by the trainer: what a run marked running reads back as once its trainer is gone
 TEMPORARY_PATTERNS = tuple(f".{name}.*.tmp" for name in (RUN_JSON, HISTORY_CSV, WEIGHTS, STATE))  # atomic.py's names
+ROUTING_CSV = "routing.csv"  # Figure A.1 over training: see the routing.csv section below
+TEMPORARY_PATTERNS += (f".{ROUTING_CSV}.*.tmp",)
 HEARTBEAT_SECONDS = 30.0  # how often a training trainer rewrites run.json at least
 # A run whose heartbeat is older than this is taken for dead when its pid cannot be checked (another
 # host). Generous: an evaluation or a slow first batch must never make a live run look stale.
@@ -118,6 +124,69 @@ def write_weights(run_dir: Path, model: nn.Module, *, dtype: torch.dtype = torch
         "format": FORMAT_VERSION, "model": model_kind(model), "model_config": model.config.to_dict(),
         "dtype": str(dtype).removeprefix("torch."), "state_dict": state,
     })
+
+
+# ---- compact weights (what ships in checkpoints/) --------------------------------------------------
+# int8 with one float32 scale per output channel (convolutions, linear layers) or per capsule pair (i, j)
+# (DigitCaps' W_ij): a quarter of float32's bytes, half of float16's. Biases and small tensors stay
+# float32. Symmetric rounding, q = round(w / scale) with scale = max|w| / 127 over the group, so that
+# the largest weight of each group is exact and no group's range is set by another's.
+COMPACT_MIN_ELEMENTS = 4096  # tensors smaller than this stay float32: they cost little and gain nothing
+DIGIT_WEIGHT = "digits.weight"  # W_ij, (n_in, D_in, n_out * D_out): grouped by (i, j), not by output column
+
+
+def quantise_int8(tensor: torch.Tensor, group_shape: tuple[int, ...], reduce_dims: tuple[int, ...]) -> dict:
+    """{"q": int8 in group_shape, "scale": float32 broadcasting against it, "shape": the original shape}."""
+    grouped = tensor.detach().to("cpu", torch.float32).reshape(group_shape)
+    scale = grouped.abs().amax(dim=reduce_dims, keepdim=True) / 127.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero group stays zero
+    q = torch.round(grouped / scale).clamp(-127, 127).to(torch.int8)
+    return {"q": q.contiguous(), "scale": scale.contiguous(), "shape": list(tensor.shape)}
+
+
+def compact_tensor(name: str, tensor: torch.Tensor, model_config: Mapping) -> dict | torch.Tensor:
+    """One state_dict entry as stored compactly: a quantised dict, or the tensor itself in float32
+    (biases, small tensors, integers)."""
+    if not tensor.is_floating_point():
+        return tensor
+    if tensor.dim() < 2 or tensor.numel() < COMPACT_MIN_ELEMENTS:
+        return tensor.detach().to("cpu", torch.float32).contiguous()
+    if name.endswith(DIGIT_WEIGHT):
+        n_in, d_in, out = tensor.shape  # (1152, 8, 160) at 28x28
+        n_out = model_config.get("num_classes", 10)
+        assert out % n_out == 0, f"{name}: {out} columns do not split into {n_out} capsules"
+        return quantise_int8(tensor, (n_in, d_in, n_out, out // n_out), (1, 3))  # a scale per (i, j)
+    return quantise_int8(tensor, tuple(tensor.shape), tuple(range(1, tensor.dim())))  # a scale per output
+
+
+def expanded_state_dict(checkpoint: Mapping) -> dict:
+    """model.pt's state_dict as tensors: compact entries dequantised to float32, others as stored."""
+    state = checkpoint["state_dict"]
+    if not checkpoint.get("compact"):
+        return dict(state)
+    out = {}
+    for name, entry in state.items():
+        if isinstance(entry, dict):
+            assert {"q", "scale", "shape"} <= set(entry), f"{name}: compact entry lacks q, scale or shape"
+            out[name] = (entry["q"].float() * entry["scale"]).reshape(entry["shape"])
+        else:
+            out[name] = entry
+    return out
+
+
+def compact_weights(run_dir: Path) -> tuple[int, int]:
+    """Rewrite a run's model.pt in compact int8 (atomically: the old file stays whole until the new one
+    is complete). Returns (bytes before, bytes after). A file already compact is left as it is."""
+    path = Path(run_dir) / WEIGHTS
+    before = path.stat().st_size if path.exists() else 0
+    load_weights(path)  # one clear RunError for a missing, corrupt or ill-fitting file, before anything is written
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if checkpoint.get("compact"):
+        return before, before
+    config = checkpoint["model_config"]
+    state = {name: compact_tensor(name, tensor, config) for name, tensor in checkpoint["state_dict"].items()}
+    atomic_torch_save(path, {**checkpoint, "dtype": "int8", "compact": "int8-per-channel", "state_dict": state})
+    return before, path.stat().st_size
 
 
 def write_state(run_dir: Path, state: dict) -> None:
@@ -376,7 +445,7 @@ def load_weights(path: Path) -> nn.Module:
     try:
         model = model_from_config(checkpoint.get("model", "capsnet"), checkpoint["model_config"])
         model.load_state_dict({name: tensor.float() if tensor.is_floating_point() else tensor
-                               for name, tensor in checkpoint["state_dict"].items()})
+                               for name, tensor in expanded_state_dict(checkpoint).items()})
     except (AssertionError, RuntimeError, TypeError, ValueError) as error:
         raise RunError(f"{path}: weights do not fit the model ({str(error).splitlines()[0]})") from None
     # a diverged run's weights would draw blank digits and meaningless capsules without a word
@@ -506,3 +575,71 @@ def check_inside_root(run_dir: Path, root: Path) -> None:
         if (path.exists() or path.is_symlink()) and not is_inside(path, root):
             raise RunError(f"{path}: a link that leads outside the runs directory; not read")
 
+
+
+# ---- routing.csv: Figure A.1 over training (trainer.routing_probe) --------------------------------
+
+# One row per (epoch, routing iteration), measured at the end of the epoch on the probe set (the first
+# probe_digits test digits): the mean |delta b_ij| that iteration added to the routing logits, and the mean
+# |b_ij| after it (the last iteration's: the final logits). Runs of CapsNet only; older runs lack the file.
+ROUTING_COLUMNS = ["epoch", "iteration", "mean_abs_logit_change", "mean_abs_logit", "probe_digits"]
+
+
+def write_routing(run_dir: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ROUTING_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(Path(run_dir) / ROUTING_CSV, buffer.getvalue())
+
+
+def read_routing(run_dir: Path) -> pd.DataFrame:
+    """routing.csv, or an empty frame with its columns when the run has none (older runs, the baseline).
+    Raises RunError naming the file when it is damaged."""
+    path = Path(run_dir) / ROUTING_CSV
+    if not path.exists():
+        return pd.DataFrame({column: pd.Series(dtype="float64") for column in ROUTING_COLUMNS})
+    try:
+        routing = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise RunError(f"{path}: unreadable CSV ({str(error).splitlines()[0]})") from None
+    missing = [column for column in ROUTING_COLUMNS if column not in routing.columns]
+    if missing:
+        raise RunError(f"{path}: missing columns {missing}")
+    numbers = routing[ROUTING_COLUMNS].apply(pd.to_numeric, errors="coerce")
+    if numbers.isna().any(axis=None):
+        raise RunError(f"{path}: truncated or malformed row")
+    return numbers
+
+
+# ---- Capsule dimensions' measured meanings (capsviz.dimension_meanings), cached beside the weights.
+# Optional: older runs have none; a cache measured on other weights (its digest differs) is ignored.
+DIMENSIONS = "dimensions.npz"
+
+
+def write_dimensions(run_dir: Path, arrays: Mapping) -> None:
+    """Store the measurement's arrays ({name: numpy array}, `digest` among them), atomically."""
+    import numpy as np
+
+    assert "digest" in arrays, "a dimensions cache must name the weights it was measured from (digest)"
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(Path(run_dir) / DIMENSIONS, buffer.getvalue())
+
+
+def read_dimensions(run_dir: Path, digest: str) -> dict | None:
+    """The cached arrays when they were measured from weights of this `digest`; None when there is no
+    cache or it is stale. A damaged file raises RunError."""
+    import numpy as np
+
+    path = Path(run_dir) / DIMENSIONS
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+    except Exception as error:
+        raise RunError(f"{path}: unreadable dimensions cache ({type(error).__name__})") from None
+    if "digest" not in arrays:
+        raise RunError(f"{path}: a dimensions cache without the digest of its weights")
+    return arrays if str(arrays["digest"]) == digest else None

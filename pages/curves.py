@@ -88,7 +88,8 @@ def charts(imported: list[Run]) -> None:
     grouped = {name for members in group_members.values() for name in members}
     key = " &nbsp;&nbsp; ".join(
         [f"<span style='color:{group_colors[group.name]}; font-size:1.3em'>◆</span> {group.name} "
-         f"<small>(mean of seeds {', '.join(str(seed) for seed in group.seeds)})</small>" for group in groups]
+         f"<small>(mean of seeds {', '.join(str(seed) for seed in group.seeds)}"
+         f"{', training' if any(run.is_running for run in group.runs) else ''})</small>" for group in groups]
         + [f"<span style='color:{colors[run.name]}; font-size:1.3em'>●</span> {run.name}"
            + (" <small>(training)</small>" if run.is_running else "") for run in shown if run.name not in grouped])
     st.markdown(key + " &nbsp;&nbsp; <small>— dashed: train, solid: test</small>", unsafe_allow_html=True)

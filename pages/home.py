@@ -69,7 +69,11 @@ else:
 
 st.subheader("Table 1, measured")
 measured = table1_measured(runs.runs)
-st.dataframe(measured.drop(columns=["Paper mean (%)"]), hide_index=True, width="stretch", column_config={
+if not (measured["n"] > 0).any():
+    st.caption("No full-MNIST run here has finished an epoch yet: this table fills in as runs of the paper's "
+               "settings train.")
+else:
+  st.dataframe(measured.drop(columns=["Paper mean (%)"]), hide_index=True, width="stretch", column_config={
     "Setup": st.column_config.TextColumn("Setup", pinned=True),
     "Runs": st.column_config.TextColumn("Runs", help="The runs of this setting that differ only in seed (a sweep's "
                                         "-seed0, -seed1, ...), or one run"),

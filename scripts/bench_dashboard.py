@@ -89,6 +89,37 @@ def server_side(repeats: int) -> None:
     print(f"   whole page rerun, for comparison         {summary(page_seconds, 'ms', 1000)}")
 
 
+ROUTING_DRAWN = re.compile(r"Page traced and drawn in (\d+) ms on the server")
+
+
+def routing_page(repeats: int) -> None:
+    """The Routing page's own server time (it times itself: trace each model, build and send every
+    figure), for a new test digit each time, one run alone and two runs side by side."""
+    from streamlit.testing.v1 import AppTest
+
+    print("4. Routing page, server side (new digit each time)")
+    app = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=300).run()
+    app.switch_page("pages/routing.py").run()
+    if app.exception or not app.number_input:
+        print("   no CapsNet run with weights, or the page failed: skipped")
+        return
+    compare = app.selectbox(key="routing_compare")
+    for label, choice in (("one run", compare.options[0]), ("two runs side by side", compare.options[-1])):
+        app.selectbox(key="routing_compare").set_value(choice).run()
+        reported, page_seconds = [], []
+        for index in range(1, 2 * repeats + 1):
+            app.number_input(key="routing_digit_index").set_value(index)
+            start = time.perf_counter()
+            app.run()
+            page_seconds.append(time.perf_counter() - start)
+            assert not app.exception, [exception.value for exception in app.exception]
+            captions = [caption.value for caption in app.caption if ROUTING_DRAWN.search(caption.value)]
+            reported.append(float(ROUTING_DRAWN.search(captions[0]).group(1)))
+        runs_shown = app.selectbox(key="routing_run").value + ("" if choice == compare.options[0] else f" + {choice}")
+        print(f"   {label} ({runs_shown}): page's own time   {summary(reported, 'ms')}")
+        print(f"   {' ' * len(label)}   AppTest rerun, whole        {summary(page_seconds, 'ms', 1000)}")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -175,6 +206,7 @@ def main() -> None:
     print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load average "
           f"{', '.join(f'{load:.1f}' for load in os.getloadavg())}")
     server_side(args.repeats)
+    routing_page(args.repeats)
     if args.no_browser:
         return
     if not CHROMIUM.exists():

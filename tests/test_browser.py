@@ -28,6 +28,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 PAGES = {"home": "", "curves": "curves", "dimensions": "dimensions", "reconstructions": "reconstructions"}
 TITLES = {"home": "CapsViz", "curves": "Routing curves", "dimensions": "Capsule dimensions",
           "reconstructions": "Reconstructions"}
+PAGES["routing"], TITLES["routing"] = "routing", "Routing"
 TIMEOUT_MS = 60_000  # generous: a cold page loads a model and MNIST on 2 busy cores
 
 
@@ -222,5 +223,56 @@ def test_multimnist_page_in_a_browser_a_slider_redraws_one_digit_and_not_the_oth
     assert chart_pixels(page, "pair_edited_green") == green, "the other digit is held fixed"
     assert_no_exception(page, "multimnist after the slider moved")
     page.screenshot(path=ARTIFACTS / "browser-multimnist-slider-moved.png", full_page=True)
+    assert not errors, f"JavaScript errors in the page: {errors}"
+    page.close()
+
+
+def routing_prediction(page) -> str:
+    return page.locator(".st-key-routing_prediction_0").last.inner_text()
+
+
+def draw_stroke(page, canvas, points: list[tuple[float, float]]) -> None:
+    """A mouse stroke through `points`, given as fractions of the canvas's width and height."""
+    box = canvas.bounding_box()
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for x, y in xy[1:]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+
+
+def test_routing_page_iteration_slider_and_a_digit_drawn_with_the_mouse(dashboard_url, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 2000})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    open_page(page, dashboard_url, "routing")
+    assert "prediction" in routing_prediction(page)
+    caption = page.get_by_text("Coupling maps of iteration 3")  # the slider starts at the last iteration traced
+    caption.wait_for(timeout=TIMEOUT_MS)
+    thumb = page.locator(".st-key-routing_iteration input[type='range']")
+    thumb.focus()
+    thumb.press("ArrowLeft")
+    page.get_by_text("Coupling maps of iteration 2").wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert_no_exception(page, "routing after the iteration slider moved")
+    page.screenshot(path=ARTIFACTS / "browser-routing-iteration-2.png", full_page=True)
+
+    page.locator(".st-key-routing_digit_mode").get_by_role("radio", name="Draw").click()
+    page.get_by_text("Nothing drawn yet").wait_for(timeout=TIMEOUT_MS)
+    canvas = page.locator(".st-key-routing_digit_canvas canvas").last  # fabric's upper canvas takes the mouse
+    canvas.wait_for(timeout=TIMEOUT_MS)
+    draw_stroke(page, canvas, [(0.5, 0.15), (0.52, 0.5), (0.53, 0.85)])  # a "1"
+    page.get_by_text("1 stroke(s)").wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    first = routing_prediction(page)
+    assert "prediction" in first, first
+    draw_stroke(page, canvas, [(0.3, 0.2), (0.5, 0.12), (0.7, 0.2), (0.3, 0.85), (0.75, 0.85)])  # ... made a "2"
+    page.get_by_text("2 stroke(s)").wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert routing_prediction(page) != first, "the prediction panel follows the drawing"
+    assert_no_exception(page, "routing with a drawn digit")
+    page.screenshot(path=ARTIFACTS / "browser-routing-drawn.png", full_page=True)
+    print(f"drawn: {first!r} then {routing_prediction(page)!r}")
     assert not errors, f"JavaScript errors in the page: {errors}"
     page.close()

@@ -48,6 +48,11 @@ def test_a_group_with_unrelated_names_is_named_by_its_first_run():
     assert [group.name for group in groups] == ["first +1"]
 
 
+def test_a_second_run_with_the_same_seed_stands_alone_rather_than_counting_as_another_seed():
+    groups = group_runs([run("a-seed0", [1.0], seed=0), run("copy-of-a", [1.0], seed=0), run("a-seed1", [1.0], seed=1)])
+    assert [(group.name, group.seeds) for group in groups] == [("a", [0, 1]), ("copy-of-a", [0])]
+
+
 def test_group_curve_is_the_mean_and_spread_of_the_seeds_that_reached_each_epoch():
     curve = group_curve([history([1.0, 2.0]), history([3.0, 4.0]), history([5.0])], "test_error")
     assert curve["epoch"].tolist() == [1, 2]

@@ -37,3 +37,25 @@ def test_validate_uses_it(monkeypatch):
     labels = torch.zeros(130, dtype=torch.long)
     stats = validate(model, config.task(), images, labels, config, torch.device("cpu"))
     assert sizes == [eval_batch_size(40)] and stats.images == 130
+
+
+def test_a_training_steps_routing_tensors_are_freed_without_waiting_for_the_garbage_collector():
+    # A reference cycle (output -> grad_fn -> ctx -> output) kept every batch's routing tensors alive
+    # until Python's cycle collector happened to run: trainers grew by gigabytes.
+    import gc
+    import weakref
+
+    from capsviz.fast.routing import routed_with_fused_backward
+    weight = torch.randn(32, 8, 160, requires_grad=True)
+    poses = torch.randn(4, 32, 8, requires_grad=True)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        v = routed_with_fused_backward(poses, weight, out_capsules=10, iterations=3, detach_inner=True)
+        v.sum().backward()
+        coupling = weakref.ref(v.grad_fn.steps[0].coupling)  # (4, 10, 32), kept for the backward
+        del v
+        assert coupling() is None, "freed as soon as the output is dropped"
+    finally:
+        if collecting:
+            gc.enable()

@@ -1,5 +1,6 @@
 """The sweep: grids as data, a plan that says what each run needs, and a real resumable sweep."""
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -147,3 +148,15 @@ def test_killing_the_sweep_stops_its_trainer_cleanly_and_says_how_to_go_on(tmp_p
     info = runs.read_run_json(group / "a-seed0")
     assert info["status"] == "interrupted", "the trainer was told, and said what it kept"
     assert runs.process_alive(info["pid"]) is False, "no trainer left behind"
+
+
+def test_a_dry_run_piped_into_a_reader_that_has_gone_ends_without_a_traceback(tmp_path):
+    reading, writing = os.pipe()
+    os.close(reading)  # like `| head -1` once head has exited: every write fails with EPIPE
+    try:
+        finished = subprocess.run([sys.executable, "-m", "trainer.sweep", "--grid", "table1", "--seeds", "0,1,2",
+                                   "--epochs", "2", "--out", str(tmp_path / "t"), "--dry-run"],
+                                  cwd=ROOT, stdout=writing, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(writing)
+    assert finished.returncode == 0 and "Traceback" not in finished.stderr, finished.stderr

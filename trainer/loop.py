@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from capsviz import runs
+from capsviz.capsnet import CapsNet
 from capsviz.datasets import DATASETS, DatasetSpec, get_dataset
 from capsviz.fast import optimizer_options, precision_context, prepare_images, prepare_model
 from capsviz.fast.precision import PrecisionChoice, choose_precision, kept_on_resume, time_steps
@@ -33,6 +34,7 @@ from capsviz.models import build_model, get_model_entry
 from capsviz.tasks import StepResult, Task
 
 from .distributed import SINGLE, Distributed
+from .routing_probe import PROBE_DIGITS, ROUTING_KEY, routing_probe, routing_rows
 
 EVAL_BATCH_SIZE = 500  # test images per forward pass at 28x28; larger inputs take fewer (eval_batch_size)
 
@@ -364,7 +366,7 @@ class Trainer:
         if (self.run_dir / runs.STATE).exists():
             raise runs.RunError(f"{self.run_dir / runs.STATE}: the run has committed epochs; resume it instead")
         if self.processes.is_main:
-            for name in (runs.HISTORY_CSV, runs.WEIGHTS):
+            for name in (runs.HISTORY_CSV, runs.WEIGHTS, runs.ROUTING_CSV):
                 (self.run_dir / name).unlink(missing_ok=True)
         self.write_status("running")
 
@@ -424,7 +426,7 @@ class Trainer:
             self.write_derived_files(status, **extra)
         else:  # no epoch committed: no weights or history belong to the run yet
             self.history, self.wall_seconds = [], 0.0
-            for name in (runs.HISTORY_CSV, runs.WEIGHTS) if self.processes.is_main else ():
+            for name in (runs.HISTORY_CSV, runs.WEIGHTS, runs.ROUTING_CSV) if self.processes.is_main else ():
                 (self.run_dir / name).unlink(missing_ok=True)
             self.write_status(status, **extra)
         return len(self.history)
@@ -456,6 +458,8 @@ class Trainer:
         if self.processes.is_main:
             runs.write_weights(self.run_dir, self.model)
             runs.write_history(self.run_dir, self.history)
+            if isinstance(self.model, CapsNet):  # Figure A.1 over training, from the history rows' probes
+                runs.write_routing(self.run_dir, routing_rows(self.history))
         self.write_status(status, **extra)
 
     def save_epoch(self) -> None:
@@ -497,6 +501,12 @@ class Trainer:
             raise
         return runs.summarize(self.history)
 
+    def probe_images(self) -> torch.Tensor:
+        """The routing probe's digits, uint8 (N, C, H, W) as the model sees them (MultiMNIST: overlaid pairs)."""
+        count = min(PROBE_DIGITS, len(self.test_images))
+        inputs, _ = self.dataset.test_batch(self.test_images, self.test_labels, torch.arange(count, device=self.device))
+        return inputs.mul(255.0).round_().to(torch.uint8)
+
     def run_epoch(self, epoch: int) -> dict:
         config = self.config
         lr = self.optimizer.param_groups[0]["lr"]
@@ -521,6 +531,8 @@ class Trainer:
         }
         # parts the model does not have (NaN totals) are left empty in history.csv
         row = {k: (round(v, 8) if math.isfinite(v) else None) if isinstance(v, float) else v for k, v in row.items()}
+        if isinstance(self.model, CapsNet):  # Figure A.1: routing's logit changes on the probe set (routing_probe)
+            row[ROUTING_KEY] = routing_probe(self.model, self.probe_images(), fast=config.fast)
         self.log(f"epoch {epoch:3d}/{config.epochs}  loss {train.loss:.4f}  train acc {100 * train.acc:.2f}%  "
                  f"test loss {test.loss:.4f}  test error {row['test_error']:.2f}%  "
                  f"{row['images_per_second']:.0f} img/s  {train.seconds:.1f}+{test.seconds:.1f} s")

@@ -35,7 +35,11 @@ class _FusedRouting(torch.autograd.Function):
         u_hat = predictions(u, weight, out_capsules)  # (B, 10, 1152, 16)
         steps = list(routing_iterations(u_hat, iterations=iterations))  # no graph is built in here
         ctx.save_for_backward(u, weight, u_hat)
-        ctx.steps, ctx.detach_inner = steps, detach_inner
+        # The last step's v is the output: kept on ctx it would make a reference cycle (output -> grad_fn
+        # -> ctx -> output) that Python's collector cannot see through, and every training batch's routing
+        # tensors would stay alive (trainers grew to 11 GB). backward never reads it.
+        ctx.steps = steps[:-1] + [steps[-1]._replace(v=None)]
+        ctx.detach_inner = detach_inner
         return steps[-1].v
 
     @staticmethod

@@ -1,0 +1,138 @@
+"""Routing: dynamic routing made visible, per iteration, per digit (picked or drawn), two runs side by
+side, and over training (Figure A.1)."""
+import time
+
+import numpy as np
+import streamlit as st
+
+from capsviz.dashboard.digit_picker import pick_or_draw_digit
+from capsviz.dashboard.figures import digit_figure
+from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors
+from capsviz.dashboard.routing_figures import (
+    agreement_figure,
+    coupling_maps_figure,
+    entropy_figure,
+    lengths_by_iteration_figure,
+    logit_change_figure,
+)
+from capsviz.dashboard.state import load_runs, model_for
+from capsviz.routing_view import ALL_TYPES, coupling_maps, trace_digit
+from capsviz.runs import RunError, read_routing
+
+ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
+started = time.perf_counter()  # the page's server time, shown at its end (scripts/bench_dashboard.py reads it)
+
+NO_COMPARISON = "(none)"
+FROM_UNIFORM, ROUTED = "from_uniform", "routed"
+MAP_MODES = {FROM_UNIFORM: "Change from uniform", ROUTED: "Routed length"}
+MAX_ITERATIONS = 10
+
+st.title("Routing")
+st.caption("Routing by agreement (Procedure 1), iteration by iteration: each primary capsule i splits its vote "
+           "u_hat_{j|i} among the digit capsules j by its coupling c_ij = softmax_j(b_ij), and b_ij grows by the "
+           "agreement u_hat_{j|i} · v_j. With 1 iteration the coupling is uniform (1/10).")
+
+runs = load_runs()
+show_run_errors(runs)
+controls = st.columns([4, 4, 7, 3, 3], vertical_alignment="bottom")
+run, model, images, labels = model_page_inputs(runs, key="routing_run", where=controls[0])
+others = [other for other in runs.with_capsules if other.name != run.name
+          and other.dataset_name == run.dataset_name]  # the same digit must fit both models
+compare_name = controls[1].selectbox("Side by side with", [NO_COMPARISON, *(other.name for other in others)],
+                                     key="routing_compare", help="Another CapsNet run on the same dataset, e.g. 1 "
+                                     "routing against 3, on the same digit.")
+picked = pick_or_draw_digit(images, labels, key="routing_digit", where=controls[2:])
+if picked is None:
+    st.stop()
+
+compared = []
+if compare_name != NO_COMPARISON:
+    other = next(other for other in others if other.name == compare_name)
+    try:
+        compared = [(other, model_for(other))]
+    except RunError as error:
+        st.error(f"Cannot load {other.name}'s model: {error}", icon=":material/error:")
+
+shown = [(run, model), *compared]
+traced = max(3, *(m.routings for _, m in shown))  # 3 at least: a 1-routing model's next steps are worth seeing
+options = st.columns([5, 3, 3, 5], vertical_alignment="bottom")
+iterations = options[1].number_input(
+    "Iterations traced", 1, MAX_ITERATIONS, traced, key="routing_traced",
+    help="Iterations past a model's own routings show where routing would go next; its output (prediction, "
+         "lengths) is always after its own.")
+capsule_type = options[2].selectbox(
+    "Capsule types", [ALL_TYPES, *range(model.config.primary_types)], key="routing_type",
+    format_func=lambda value: f"all {model.config.primary_types} summed" if value == ALL_TYPES else f"type {value}")
+map_mode = options[3].segmented_control(
+    "Maps show", list(MAP_MODES), format_func=MAP_MODES.get, default=FROM_UNIFORM, key="routing_map_mode",
+    help="Change from uniform: (c_ij - 1/10) · |u_i|, what routing moved towards each class (orange) or away from it "
+         "(blue) since iteration 1. Routed length: c_ij · |u_i|, all of what each position sends to each class.") or FROM_UNIFORM
+routings = {name: trace_digit(m, picked.image, iterations=int(iterations)) for name, m in
+            ((r.name, m) for r, m in shown)}
+if iterations > 1:
+    if st.session_state.get("routing_iteration", 1) > iterations:  # fewer iterations traced than the slider was at
+        st.session_state["routing_iteration"] = int(iterations)
+    iteration = options[0].slider("Routing iteration", 1, int(iterations), int(iterations), key="routing_iteration",
+                                  help="The coupling c_ij used in this iteration (iteration 1's is uniform).")
+else:
+    iteration = 1
+    options[0].caption("1 iteration traced: uniform coupling.")
+
+columns = st.columns(len(shown), gap="large")
+for position, (column, (shown_run, _)) in enumerate(zip(columns, shown)):
+    routing = routings[shown_run.name]
+    with column:
+        head = st.columns([1, 2], vertical_alignment="center")
+        head[0].plotly_chart(digit_figure(routing.image, title=picked.title, subtitle=picked.subtitle, height=200),
+                             width="stretch", key=f"routing_input_{shown_run.name}")
+        verdict = "" if picked.label is None else (" ✓" if routing.prediction == picked.label else f" ✗ (label {picked.label})")
+        with head[1].container(key=f"routing_prediction_{position}"):
+            st.metric(f"{shown_run.name} · {routing.routings} routing(s)", f"prediction {routing.prediction}{verdict}",
+                      f"|v| {routing.lengths[routing.prediction]:.3f}", delta_color="off")
+        every = [coupling_maps(routing, t, capsule_type=capsule_type, from_uniform=map_mode == FROM_UNIFORM)
+                 for t in range(routing.iterations)]  # one colour scale for every iteration
+        maps = every[iteration - 1]
+        st.plotly_chart(coupling_maps_figure(maps, routing.image, zmax=max(np.abs(m).max() for m in every),
+                                             prediction=routing.prediction, label=picked.label),
+                        width="stretch", key=f"routing_maps_{shown_run.name}")
+        charts = st.columns(2)
+        charts[0].plotly_chart(lengths_by_iteration_figure(routing, label=picked.label), width="stretch",
+                               key=f"routing_lengths_{shown_run.name}")
+        charts[1].plotly_chart(entropy_figure(routing), width="stretch", key=f"routing_entropy_{shown_run.name}")
+        st.plotly_chart(agreement_figure(routing), width="stretch", key=f"routing_agreement_{shown_run.name}")
+st.caption(f"Coupling maps of iteration {iteration}, one per class: each square is one PrimaryCaps position (6x6 for "
+           "28x28 inputs) drawn at the centre of its 17x17-pixel receptive field, as opaque as its capsules' length |u_i| "
+           "times their coupling to that class (or its change from the uniform 1/10), one colour scale for all classes and "
+           "iterations: which strokes vote for which digit. A capsule that barely exists (short u_i) stays transparent.")
+
+st.subheader("Over training: Figure A.1", help="Measured by the trainer at the end of each epoch on the first 300 "
+             "test digits (the same for every run of a dataset): the mean |Δb_ij| each routing iteration adds.")
+routed = {}
+missing = []
+for candidate in runs.runs:
+    if not candidate.has_capsules or candidate.path is None:
+        continue
+    try:
+        frame = read_routing(candidate.path)
+    except RunError as error:
+        st.error(str(error), icon=":material/error:")
+        continue
+    if len(frame):
+        routed[candidate.name] = frame
+    else:
+        missing.append(candidate.name)
+if routed:
+    chosen = st.multiselect("Runs", list(routed), default=list(routed), key="routing_a1_runs")
+    st.plotly_chart(logit_change_figure({name: routed[name] for name in chosen}), width="stretch", key="routing_a1")
+    partial = [name for name in chosen if routed[name]["epoch"].min() > 1]
+    if partial:
+        st.caption(f"{', '.join(partial)}: recomputed from the saved weights for the last epoch only; earlier epochs "
+                   "were trained before the trainer recorded routing.")
+else:
+    st.info("No run has routing statistics yet (routing.csv): runs trained from now on record them each epoch.",
+            icon=":material/info:")
+if missing:
+    st.caption(f"Without routing statistics (trained before the trainer recorded them): {', '.join(missing)}.")
+st.caption(f"Page traced and drawn in {1000 * (time.perf_counter() - started):.0f} ms on the server", help=(
+    "From the top of this page's script to here: tracing the digit through each model, and building and sending "
+    "every figure. Measured by scripts/bench_dashboard.py."))

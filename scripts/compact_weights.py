@@ -1,0 +1,32 @@
+"""Rewrite runs' model.pt in compact int8 (capsviz.runs.compact_weights), as the shipped runs are stored.
+
+    python scripts/compact_weights.py checkpoints/mnist-r1 checkpoints/mnist-r3
+
+Each file is replaced atomically; one already compact is left alone. Check the result against the run's
+reported test error (tests/test_shipped_runs.py does for the shipped runs).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from capsviz.runs import WEIGHTS, RunError, compact_weights
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="store runs' model.pt as int8 with per-channel scales")
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="DIR", help="run directories")
+    args = parser.parse_args(argv)
+    for run_dir in args.run_dirs:
+        try:
+            before, after = compact_weights(run_dir)
+        except RunError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"{run_dir / WEIGHTS}: {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""The Routing page through Streamlit's AppTest, on the dashboard tests' runs root (conftest's tiny
+real run, which records routing.csv, and a synthetic run with weights beside it)."""
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from capsviz.runs import RUNS_ROOT_ENV
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
+
+
+def test_routing_page_traces_a_digit_compares_runs_and_plots_figure_a1(runs_root, monkeypatch):
+    monkeypatch.setenv(RUNS_ROOT_ENV, str(runs_root))
+    app = AppTest.from_file(str(DASHBOARD), default_timeout=120).run()
+    app.switch_page("pages/routing.py").run()
+    assert not app.exception, [exception.value for exception in app.exception]
+    assert app.selectbox(key="routing_run").value == "r3-live"  # the first CapsNet run with weights
+    assert [metric.label for metric in app.metric] == ["r3-live · 1 routing(s)"]
+    assert app.slider(key="routing_iteration").value == 3, "a 1-routing model is traced 3 iterations, shown at the last"
+    maps = app.get_by_key("routing_maps_r3-live").proto.spec
+    app.slider(key="routing_iteration").set_value(1).run()
+    assert app.get_by_key("routing_maps_r3-live").proto.spec != maps, "the coupling maps follow the iteration"
+    assert any("Coupling maps of iteration 1" in caption.value for caption in app.caption)
+
+    app.selectbox(key="routing_compare").set_value("tiny-r1")
+    app.selectbox(key="routing_type").set_value(5)
+    app.number_input(key="routing_digit_index").set_value(7).run()
+    assert not app.exception, [exception.value for exception in app.exception]
+    assert [metric.label for metric in app.metric] == ["r3-live · 1 routing(s)", "tiny-r1 · 1 routing(s)"]
+    assert app.get_by_key("routing_maps_tiny-r1") is not None
+    # Figure A.1: tiny-r1 was trained with the probe; the synthetic runs were not
+    assert app.multiselect(key="routing_a1_runs").value == ["tiny-r1"]
+    assert '"type":"log"' in app.get_by_key("routing_a1").proto.spec
+    assert any("Without routing statistics" in caption.value and "r3-live" in caption.value for caption in app.caption)
+    assert any("Page traced and drawn in" in caption.value for caption in app.caption)
+
+    app.segmented_control(key="routing_digit_mode").set_value("drawn").run()
+    assert not app.exception, [exception.value for exception in app.exception]
+    assert any("Nothing drawn yet" in info.value for info in app.info), "drawing mode waits for a drawing"
+    assert not app.metric

@@ -1,0 +1,122 @@
+"""The Routing page's helpers without Streamlit: one digit's routing trace against the model's own,
+coupling maps, entropy, agreements, Figure A.1's probe (in the trainer and in routing.csv), and the
+drawn-digit preprocessing."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from capsviz import runs
+from capsviz.capsnet import CapsNet
+from capsviz.digits import to_inputs
+from capsviz.drawing import canvas_gray, center_of_mass, to_mnist_digit
+from capsviz.routing_view import ALL_TYPES, agreement_split, coupling_entropy, coupling_maps, trace_digit
+from trainer.routing_probe import routing_probe, routing_rows
+
+
+@pytest.fixture(scope="module")
+def model() -> CapsNet:
+    torch.manual_seed(0)
+    model = CapsNet(routings=3).eval()
+    model.digits.weight.data.mul_(20)  # an untrained 0.01 init barely routes: votes this large do, as trained ones
+    return model
+
+
+@pytest.fixture(scope="module")
+def digit() -> np.ndarray:
+    image = np.zeros((28, 28), np.uint8)
+    image[6:22, 12:16] = 255  # a "1"
+    image[6:9, 9:12] = 180
+    return image
+
+
+def test_trace_digit_is_the_models_own_routing(model, digit):
+    routing = trace_digit(model, digit)
+    with torch.no_grad():
+        output = model(to_inputs(digit[None]), trace=True, reconstruct=False)
+    assert routing.coupling.shape == (3, 1152, 10) and routing.digit_lengths.shape == (3, 10)
+    np.testing.assert_allclose(routing.coupling, output.coupling[0].numpy(), atol=1e-6)
+    np.testing.assert_allclose(routing.logits, output.logits[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(routing.lengths, output.lengths[0].numpy(), atol=1e-5)
+    assert routing.prediction == int(output.lengths[0].argmax())
+    # the agreement of each iteration is what it added to the logits
+    np.testing.assert_allclose(np.cumsum(routing.agreement, axis=0), routing.logits, atol=1e-5)
+
+
+def test_coupling_maps_sum_over_classes_to_the_primary_lengths(model, digit):
+    routing = trace_digit(model, digit)
+    lengths = routing.primary_lengths.reshape(32, 6, 6)
+    for iteration in range(routing.iterations):
+        maps = coupling_maps(routing, iteration)
+        assert maps.shape == (10, 6, 6)
+        np.testing.assert_allclose(maps.sum(axis=0), lengths.sum(axis=0), rtol=1e-5)
+        one_type = coupling_maps(routing, iteration, capsule_type=7)
+        np.testing.assert_allclose(one_type.sum(axis=0), lengths[7], rtol=1e-5)
+    # 1 iteration: uniform coupling, each class gets a tenth of every capsule
+    np.testing.assert_allclose(coupling_maps(routing, 0, capsule_type=ALL_TYPES), np.broadcast_to(lengths.sum(0) / 10, (10, 6, 6)),
+                               rtol=1e-5)
+    assert not np.allclose(coupling_maps(routing, 2)[0], lengths.sum(0) / 10), "later iterations are not uniform"
+
+
+def test_entropy_of_one_iteration_is_log_10_and_routing_sharpens_it(model, digit):
+    entropy = coupling_entropy(trace_digit(model, digit).coupling)
+    assert entropy.shape == (3,)
+    assert entropy[0] == pytest.approx(math.log(10), abs=1e-5)
+    assert entropy[1] < math.log(10) - 1e-6 and entropy[2] < math.log(10) - 1e-6
+    peaked = np.zeros((1, 4, 10))
+    peaked[..., 3] = 1.0
+    assert coupling_entropy(peaked) == pytest.approx([0.0])
+
+
+def test_agreement_split_separates_the_winner_from_the_others(model, digit):
+    routing = trace_digit(model, digit)
+    winner, others = agreement_split(routing, 1)
+    assert winner.shape == (1152,) and others.shape == (1152 * 9,)
+    np.testing.assert_array_equal(winner, routing.agreement[1][:, routing.prediction])
+    assert np.isclose(winner.sum() + others.sum(), routing.agreement[1].sum(), rtol=1e-4)
+
+
+def test_routing_probe_has_one_row_per_iteration_with_the_mean_change(model, digit):
+    images = torch.from_numpy(np.stack([digit, np.roll(digit, 3, axis=1), 255 - digit]))[:, None]  # (3, 1, 28, 28)
+    rows = routing_probe(model, images, batch_size=2)  # two batches: the sums must add up across them
+    assert [row["iteration"] for row in rows] == [1, 2, 3] and all(row["probe_digits"] == 3 for row in rows)
+    traces = [trace_digit(model, image[0].numpy()) for image in images]
+    for row in rows:
+        t = row["iteration"] - 1
+        assert row["mean_abs_logit_change"] == pytest.approx(np.mean([np.abs(r.agreement[t]).mean() for r in traces]), rel=1e-4)
+        assert row["mean_abs_logit"] == pytest.approx(np.mean([np.abs(r.logits[t]).mean() for r in traces]), rel=1e-4)
+    assert routing_rows([{"epoch": 1, "routing": rows}, {"epoch": 2}])[2]["epoch"] == 1
+
+
+def test_the_trainer_writes_routing_csv_for_capsnet_runs(tiny_run, tmp_path):
+    routing = runs.read_routing(tiny_run)  # 1 routing, 1 epoch, probed on its 100 test digits
+    assert routing[["epoch", "iteration", "probe_digits"]].values.tolist() == [[1, 1, 100]]
+    assert (routing["mean_abs_logit_change"] > 0).all()
+    assert runs.read_routing(tmp_path).empty  # older runs (and the baseline CNN's) have none, and load
+    (tmp_path / runs.ROUTING_CSV).write_text("epoch,iteration,mean_abs_logit_change\n1,1,0.5\n")
+    with pytest.raises(runs.RunError, match="routing.csv: missing columns"):
+        runs.read_routing(tmp_path)
+    runs.write_routing(tmp_path, [{"epoch": 1, "iteration": 1, "mean_abs_logit_change": 0.5, "mean_abs_logit": 0.5,
+                                   "probe_digits": 3, "seconds": 0.1}])
+    pd.testing.assert_frame_equal(runs.read_routing(tmp_path), pd.DataFrame(
+        {"epoch": [1], "iteration": [1], "mean_abs_logit_change": [0.5], "mean_abs_logit": [0.5], "probe_digits": [3]}))
+
+
+def test_a_drawn_stroke_is_fitted_in_20x20_and_centred_by_mass():
+    canvas = np.zeros((280, 280, 4), np.uint8)  # what the canvas sends: white ink on black
+    canvas[..., 3] = 255
+    canvas[30:130, 170:220, :3] = 255  # a 100 x 50 bar in the top right corner
+    ink = canvas_gray(canvas)
+    assert ink.max() == 1.0 and ink[0, 0] == 0.0
+    digit = to_mnist_digit(ink)
+    assert digit.shape == (28, 28) and digit.dtype == np.uint8
+    rows, columns = np.nonzero(digit > 25)
+    assert rows.max() - rows.min() + 1 == 20, "the longer side fills the 20-pixel box"
+    assert 9 <= columns.max() - columns.min() + 1 <= 11, "the aspect ratio is kept"
+    row_mass, column_mass = center_of_mass(digit.astype(float))
+    assert abs(row_mass - 13.5) <= 0.5 and abs(column_mass - 13.5) <= 0.5
+    big = to_mnist_digit(ink, size=40)  # mnist-40: the same digit in the middle of a 40x40 canvas
+    np.testing.assert_array_equal(big[6:34, 6:34], digit)
+    assert to_mnist_digit(np.zeros((280, 280))) is None, "nothing drawn, no digit"
