@@ -152,3 +152,14 @@ def test_shipped_multimnist_run_is_labelled_honestly_and_sits_beside_the_papers_
     assert "lost trainer code" in run.info["history_test_set"]
     row = run_summary_row(run)
     assert row["Paper (%)"] == 5.2 and row["Status"] == "interrupted"
+
+
+def test_evaluate_run_reproduces_the_error_a_run_measured(multimnist_run):
+    """scripts/evaluate_run.py (how multimnist-r3 was re-evaluated) gives the tiny run's own final test
+    error from its weights: the same test pairs, the same rule."""
+    from capsviz import runs
+    from scripts.evaluate_run import evaluate
+
+    error, count, _ = evaluate(multimnist_run, weights="state.pt", test_subset=500)
+    assert count == 500
+    assert error == pytest.approx(float(runs.read_history(multimnist_run)["test_error"].iloc[-1]), abs=0.21)
