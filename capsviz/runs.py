@@ -456,6 +456,40 @@ def load_weights(path: Path) -> nn.Module:
     return model.eval()
 
 
+# ---- evaluation.json: a finished model's tests beyond its training set's (capsviz.robustness) -----
+# Written by trainer.robustness: {"format", "evaluated_at", "environment", "weights", "sets": {name: record}}.
+# Optional: runs without it load as before (Run.evaluation is None).
+EVALUATION = "evaluation.json"
+
+
+def write_evaluation(run_dir: Path, evaluation: dict) -> None:
+    assert isinstance(evaluation.get("sets"), dict), "an evaluation holds its sets' records under 'sets'"
+    text = json.dumps(finite_or_null({"format": FORMAT_VERSION, **evaluation}), indent=2, default=str, allow_nan=False)
+    atomic_write_text(Path(run_dir) / EVALUATION, text + "\n")
+
+
+def read_evaluation(run_dir: Path) -> dict | None:
+    """evaluation.json, or None where the run has none. Raises RunError naming the file and the problem."""
+    path = Path(run_dir) / EVALUATION
+    if not path.exists():
+        return None
+    try:
+        evaluation = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunError(f"{path}: not valid JSON ({error})") from None
+    except OSError as error:
+        raise RunError(f"{path}: cannot be read ({error.strerror})") from None
+    if not isinstance(evaluation, dict) or not isinstance(evaluation.get("sets"), dict):
+        raise RunError(f"{path}: no 'sets' object; not a CapsViz evaluation")
+    if evaluation.get("format") != FORMAT_VERSION:
+        raise RunError(f"{path}: format {show_value(evaluation.get('format'))}: must be {FORMAT_VERSION}")
+    for name, record in evaluation["sets"].items():
+        accuracy = record.get("accuracy") if isinstance(record, dict) else None
+        if not (_finite(accuracy) and 0 <= accuracy <= 100):
+            raise RunError(f"{path}: sets.{name}.accuracy {show_value(accuracy)}: must be a percentage")
+    return evaluation
+
+
 IMPORTED = "imported"  # the status of a history imported from elsewhere (Keras): nothing trains it here
 
 
@@ -535,6 +569,11 @@ class Run:
     @cached_property
     def model(self) -> nn.Module | None:
         return load_weights(self.path / WEIGHTS) if self.has_weights else None
+
+    @cached_property
+    def evaluation(self) -> dict | None:
+        """evaluation.json (read_evaluation), None without one or for an import; RunError when broken."""
+        return None if self.path is None else read_evaluation(self.path)
 
 
 def load_run(path: str | Path, *, root: str | Path | None = None) -> Run:

@@ -116,15 +116,13 @@ def assert_no_exception(page, name: str) -> None:
     assert exceptions.count() == 0, f"{name}: the page shows an exception: {exceptions.first.inner_text()[:500]}"
 
 
-# While a fragment reruns, Streamlit can briefly hold the outgoing chart beside the incoming one:
-# the last one in the document is the current one.
-CURRENT_RECONSTRUCTION = "[...document.querySelectorAll('.st-key-edited_reconstruction')].pop()"
-
-
-def reconstruction_pixels(page) -> str:
-    chart = page.locator(".st-key-edited_reconstruction .js-plotly-plot").last
-    chart.wait_for(timeout=TIMEOUT_MS)
-    return chart.evaluate("element => JSON.stringify(element._fullData[0].z)")
+def canvas_pixels(page) -> list[int]:
+    """The live decoder's reconstruction as drawn: the canvas's grey levels (0-255), row by row.
+    Playwright's CSS locators reach into the component's shadow root."""
+    page.locator('.cv-root[data-ready="true"]').wait_for(timeout=TIMEOUT_MS)
+    return page.locator(".cv-canvas").evaluate(
+        "canvas => Array.from(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data)"
+        ".filter((_, i) => i % 4 === 0)")
 
 
 def outward_address() -> str | None:
@@ -167,62 +165,16 @@ def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboa
         page.screenshot(path=ARTIFACTS / f"browser-{name}.png", full_page=True)
 
     open_page(page, dashboard_url, "dimensions")
-    before = reconstruction_pixels(page)
-    assert len(json.loads(before)) == 28
-    thumb = page.locator(".st-key-capsule_dim_0 input[type='range']")  # the slider's keyboard handle
-    thumb.focus()
-    for _ in range(5):  # 5 steps of 0.05: +0.25, the end of Figure 4's range
-        thumb.press("ArrowRight")
-    # Each key press reruns the editor; wait for the rerun of the last one (its offsets in the title).
-    page.wait_for_function(
-        f"before => {{ const box = {CURRENT_RECONSTRUCTION}; const chart = box && box.querySelector('.js-plotly-plot');"
-        " return chart && chart._fullData && box.innerText.includes('d1 +0.25')"
-        " && JSON.stringify(chart._fullData[0].z) !== before; }",
-        arg=before, timeout=TIMEOUT_MS)
-    wait_until_idle(page)
-    assert float(thumb.input_value()) == pytest.approx(0.25)
-    assert reconstruction_pixels(page) != before, "moving a capsule slider must redraw the reconstruction"
-    assert_no_exception(page, "dimensions after the slider moved")
-    page.screenshot(path=ARTIFACTS / "browser-dimensions-slider-moved.png", full_page=True)
-    assert not errors, f"JavaScript errors in the page: {errors}"
-    page.close()
-
-
-def chart_pixels(page, key: str) -> str:
-    chart = page.locator(f".st-key-{key} .js-plotly-plot").last
-    chart.wait_for(timeout=TIMEOUT_MS)
-    return chart.evaluate("element => JSON.stringify(element._fullData[0].z)")
-
-
-def test_multimnist_page_in_a_browser_a_slider_redraws_one_digit_and_not_the_other(dashboard_url, browser,
-                                                                                    pair_runs_root):
-    page = browser.new_page(viewport={"width": 1440, "height": 1800})
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{dashboard_url}/multimnist")
-    page.get_by_role("heading", name="MultiMNIST", exact=True).wait_for(timeout=TIMEOUT_MS)
-    wait_until_idle(page)
-    page.locator('.st-key-runs_root [data-testid="stSelectbox"]').get_by_role("combobox").click()
-    page.get_by_role("option", name=str(pair_runs_root)).click()  # the server's second root
-    page.locator(".st-key-pair_edited_red .js-plotly-plot").first.wait_for(timeout=TIMEOUT_MS)
-    wait_until_idle(page)
-    assert_no_exception(page, "multimnist")
-    red, green = chart_pixels(page, "pair_edited_red"), chart_pixels(page, "pair_edited_green")
-    assert len(json.loads(red)) == 36, "36x36 MultiMNIST canvases"
-    thumb = page.locator(".st-key-pair_dim_0 input[type='range']")
+    before = canvas_pixels(page)
+    assert len(before) == 28 * 28
+    thumb = page.locator(".cv-dim-0 input[type='range']")  # the live decoder's first slider, by keyboard
     thumb.focus()
     for _ in range(5):
         thumb.press("ArrowRight")
-    page.wait_for_function(
-        "before => { const charts = document.querySelectorAll('.st-key-pair_edited_red .js-plotly-plot');"
-        " const chart = charts[charts.length - 1];"
-        " return chart && chart._fullData && document.body.innerText.includes('d1 +0.25')"
-        " && JSON.stringify(chart._fullData[0].z) !== before; }", arg=red, timeout=TIMEOUT_MS)
-    wait_until_idle(page)
-    assert chart_pixels(page, "pair_edited_red") != red, "the edited digit is redrawn"
-    assert chart_pixels(page, "pair_edited_green") == green, "the other digit is held fixed"
-    assert_no_exception(page, "multimnist after the slider moved")
-    page.screenshot(path=ARTIFACTS / "browser-multimnist-slider-moved.png", full_page=True)
+    assert float(thumb.input_value()) > 0
+    assert canvas_pixels(page) != before, "moving a capsule slider must redraw the reconstruction"
+    assert_no_exception(page, "dimensions after the slider moved")
+    page.screenshot(path=ARTIFACTS / "browser-dimensions-slider-moved.png", full_page=True)
     assert not errors, f"JavaScript errors in the page: {errors}"
     page.close()
 
@@ -274,5 +226,105 @@ def test_routing_page_iteration_slider_and_a_digit_drawn_with_the_mouse(dashboar
     assert_no_exception(page, "routing with a drawn digit")
     page.screenshot(path=ARTIFACTS / "browser-routing-drawn.png", full_page=True)
     print(f"drawn: {first!r} then {routing_prediction(page)!r}")
+    assert not errors, f"JavaScript errors in the page: {errors}"
+    page.close()
+def test_dragging_a_dimension_morphs_the_digit_live_and_matches_the_servers_decode(dashboard_url, browser, runs_root):
+    """Mouse down on a slider, move, and the canvas changes before the mouse is released (decoded in
+    the browser); on release the offsets reach the server; the final canvas equals model.decode of
+    the same capsule within a grey level; the sliders are named by the run's measured meanings."""
+    import numpy as np
+    import torch
+    from playwright.sync_api import expect
+
+    from capsviz.digits import encode_digits, load_test_set
+    from capsviz.dimension_meanings import DimensionMeanings, model_digest
+    from capsviz.runs import DIMENSIONS, load_weights, read_dimensions
+    from scripts.measure_dimensions import measure_run
+
+    run_dir = runs_root / "tiny-r1"
+    measure_run(run_dir, digits=8)  # the page reads it on its next run; removed at the end
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1800})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        open_page(page, dashboard_url, "dimensions")
+        page.locator(".st-key-dimensions_run").get_by_role("combobox").click()
+        page.get_by_role("option", name="tiny-r1", exact=True).click()
+        wait_until_idle(page)
+        model = load_weights(run_dir / "model.pt")
+        meanings = DimensionMeanings.from_arrays(read_dimensions(run_dir, model_digest(model)))
+        images, labels = load_test_set("mnist")
+        label = int(labels[0])  # the page's first digit, its label's capsule
+        # the run switch's rerun replaces the editor (the outgoing one may linger a moment): one, labelled
+        expect(page.locator(".cv-root")).to_have_count(1, timeout=TIMEOUT_MS)
+        expect(page.locator(".cv-label")).to_have_text(
+            [f"dim {d + 1} · {name}" for d, name in enumerate(meanings.labels(label))], timeout=TIMEOUT_MS)
+        names = page.locator(".cv-label").all_inner_texts()
+        assert any(name.split(" · ")[1].split(" ")[0] in meanings.properties for name in names), names
+
+        before = canvas_pixels(page)
+        thumb = page.locator(".cv-dim-0 input[type='range']")
+        box = thumb.bounding_box()
+        middle_y = box["y"] + box["height"] / 2
+        page.mouse.move(box["x"] + box["width"] / 2, middle_y)
+        page.mouse.down()
+        draws = int(page.locator(".cv-root").get_attribute("data-draws"))
+        for step in range(1, 11):
+            page.mouse.move(box["x"] + box["width"] / 2 + step * box["width"] / 25, middle_y)
+        during = canvas_pixels(page)
+        assert int(page.locator(".cv-root").get_attribute("data-draws")) >= draws + 5, "a redraw per move"
+        assert during != before, "the digit must change while the slider is still held"
+        page.mouse.up()
+        offsets = np.array([float(value) for value in page.locator(".cv-slider input").evaluate_all(
+            "inputs => inputs.map(input => input.value)")], dtype=np.float32)
+        assert offsets[0] > 0.05 and not offsets[1:].any(), offsets
+        page.get_by_text(f"Offsets the server has: d1 {offsets[0]:+.2f}").wait_for(timeout=TIMEOUT_MS)
+
+        poses = encode_digits(model, images[:1]).poses  # (1, 10, 16)
+        poses[0, label] += offsets
+        with torch.no_grad():
+            expected = model.decode(torch.from_numpy(poses), label)[0, 0].numpy()  # (28, 28) in [0, 1]
+        drawn = np.array(canvas_pixels(page), dtype=np.float32).reshape(28, 28) / 255
+        assert np.abs(drawn - expected).max() <= 1 / 255 + 1e-6, "the browser's decode is model.decode's"
+        assert not errors, f"JavaScript errors in the page: {errors}"
+        page.screenshot(path=ARTIFACTS / "browser-dimensions-dragged.png", full_page=True)
+        page.close()
+    finally:
+        (run_dir / DIMENSIONS).unlink(missing_ok=True)
+def chart_pixels(page, key: str) -> str:
+    chart = page.locator(f".st-key-{key} .js-plotly-plot").last
+    chart.wait_for(timeout=TIMEOUT_MS)
+    return chart.evaluate("element => JSON.stringify(element._fullData[0].z)")
+
+
+def test_multimnist_page_in_a_browser_a_slider_redraws_one_digit_and_not_the_other(dashboard_url, browser,
+                                                                                    pair_runs_root):
+    page = browser.new_page(viewport={"width": 1440, "height": 1800})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{dashboard_url}/multimnist")
+    page.get_by_role("heading", name="MultiMNIST", exact=True).wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    page.locator('.st-key-runs_root [data-testid="stSelectbox"]').get_by_role("combobox").click()
+    page.get_by_role("option", name=str(pair_runs_root)).click()  # the server's second root
+    page.locator(".st-key-pair_edited_red .js-plotly-plot").first.wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert_no_exception(page, "multimnist")
+    red, green = chart_pixels(page, "pair_edited_red"), chart_pixels(page, "pair_edited_green")
+    assert len(json.loads(red)) == 36, "36x36 MultiMNIST canvases"
+    thumb = page.locator(".st-key-pair_dim_0 input[type='range']")
+    thumb.focus()
+    for _ in range(5):
+        thumb.press("ArrowRight")
+    page.wait_for_function(
+        "before => { const charts = document.querySelectorAll('.st-key-pair_edited_red .js-plotly-plot');"
+        " const chart = charts[charts.length - 1];"
+        " return chart && chart._fullData && document.body.innerText.includes('d1 +0.25')"
+        " && JSON.stringify(chart._fullData[0].z) !== before; }", arg=red, timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert chart_pixels(page, "pair_edited_red") != red, "the edited digit is redrawn"
+    assert chart_pixels(page, "pair_edited_green") == green, "the other digit is held fixed"
+    assert_no_exception(page, "multimnist after the slider moved")
+    page.screenshot(path=ARTIFACTS / "browser-multimnist-slider-moved.png", full_page=True)
     assert not errors, f"JavaScript errors in the page: {errors}"
     page.close()

@@ -19,7 +19,7 @@ from capsviz.runs import RUNS_ROOT_ENV
 from dashboard_fixtures import KERAS_HISTORIES
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
-PAGES = ["pages/home.py", "pages/curves.py", "pages/dimensions.py", "pages/reconstructions.py"]
+PAGES = ["pages/home.py", "pages/curves.py", "pages/dimensions.py", "pages/reconstructions.py", "pages/routing.py"]
 
 
 def open_app(root: Path, monkeypatch, page: str | None = None) -> AppTest:

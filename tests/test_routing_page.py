@@ -1,10 +1,11 @@
 """The Routing page through Streamlit's AppTest, on the dashboard tests' runs root (conftest's tiny
 real run, which records routing.csv, and a synthetic run with weights beside it)."""
+import shutil
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from capsviz.runs import RUNS_ROOT_ENV
+from capsviz.runs import ROUTING_CSV, RUNS_ROOT_ENV, STATE, WEIGHTS
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
 
@@ -38,3 +39,24 @@ def test_routing_page_traces_a_digit_compares_runs_and_plots_figure_a1(runs_root
     assert not app.exception, [exception.value for exception in app.exception]
     assert any("Nothing drawn yet" in info.value for info in app.info), "drawing mode waits for a drawing"
     assert not app.metric
+
+
+def test_routing_page_with_broken_weights_and_a_damaged_routing_csv(tiny_run, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    good = shutil.copytree(tiny_run, root / "good", ignore=shutil.ignore_patterns(STATE))
+    corrupt = shutil.copytree(good, root / "a-corrupt-weights")
+    (corrupt / WEIGHTS).write_bytes((corrupt / WEIGHTS).read_bytes()[:1000])
+    damaged = shutil.copytree(good, root / "damaged-routing")
+    text = (damaged / ROUTING_CSV).read_text()
+    (damaged / ROUTING_CSV).write_text(text[: len(text) - 12])  # the last row cut off mid-line
+    monkeypatch.setenv(RUNS_ROOT_ENV, str(root))
+    app = AppTest.from_file(str(DASHBOARD), default_timeout=120).run()
+    app.switch_page("pages/routing.py").run()
+    assert not app.exception, [exception.value for exception in app.exception]
+    [error] = [error.value for error in app.error]
+    assert "Cannot load this run's model" in error and "model.pt: corrupt weights" in error
+    app.selectbox(key="routing_run").set_value("good").run()
+    assert not app.exception, [exception.value for exception in app.exception]
+    [error] = [error.value for error in app.error]  # one line for the damaged file; the page goes on
+    assert "damaged-routing/routing.csv: truncated or malformed row" in error
+    assert app.multiselect(key="routing_a1_runs").value == ["a-corrupt-weights", "good"] and app.metric

@@ -120,3 +120,27 @@ def test_a_drawn_stroke_is_fitted_in_20x20_and_centred_by_mass():
     big = to_mnist_digit(ink, size=40)  # mnist-40: the same digit in the middle of a 40x40 canvas
     np.testing.assert_array_equal(big[6:34, 6:34], digit)
     assert to_mnist_digit(np.zeros((280, 280))) is None, "nothing drawn, no digit"
+
+
+def test_tracing_past_the_models_routings_keeps_its_output(model, digit):
+    own, longer = trace_digit(model, digit), trace_digit(model, digit, iterations=5)
+    assert longer.iterations == 5 and longer.routings == 3
+    np.testing.assert_allclose(longer.coupling[:3], own.coupling, atol=1e-6)
+    np.testing.assert_array_equal(longer.lengths, longer.digit_lengths[2])  # the model's output: after its own 3
+    np.testing.assert_allclose(longer.lengths, own.lengths, atol=1e-6)
+
+
+def test_coupling_overlay_puts_each_square_over_its_receptive_field_centre():
+    from capsviz.dashboard.routing_figures import OVERLAY_RGB, coupling_overlay
+
+    maps = np.zeros((10, 6, 6), np.float32)
+    maps[3, 2, 4] = 1.0  # class 3, PrimaryCaps row 2, column 4: receptive field rows 4-20, columns 8-24, centre (12, 16)
+    mosaic = coupling_overlay(maps, np.zeros((28, 28), np.float32), zmax=1.0, scale=6, gap=6, row_gap=30, columns=5)
+    assert mosaic.shape == (2 * 168 + 30, 5 * 168 + 4 * 6, 4)
+    coloured = np.argwhere(mosaic[..., 0] > 0)
+    tile_left = 3 * (168 + 6)
+    rows, columns = coloured[:, 0], coloured[:, 1] - tile_left
+    # a square 2 input pixels (12 upsampled) wide around the centre pixel's middle, (12.5, 16.5) * 6 = (75, 99)
+    assert (rows.min(), rows.max() + 1) == (69, 81) and (columns.min(), columns.max() + 1) == (93, 105)
+    expected = np.rint(np.array(OVERLAY_RGB) * 0.75).astype(np.uint8)
+    np.testing.assert_array_equal(mosaic[75, tile_left + 99, :3], expected)

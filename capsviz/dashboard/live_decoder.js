@@ -161,14 +161,14 @@ export default function (component) {
     root.dataset.draws = String(Number(root.dataset.draws) + 1);
   }
 
-  const latency = (globalThis.__capsvizLatency ??= []); // input event -> drawn, -> next frame painted (ms)
   function onInput(event) {
     const d = Number(event.target.dataset.dim);
     values[d] = Number(event.target.value);
     event.target.parentElement.querySelector(".cv-value").textContent = format(values[d]);
     draw();
     const drawn = performance.now();
-    requestAnimationFrame(() => setTimeout(() => {
+    requestAnimationFrame(() => setTimeout(() => { // input event -> drawn, -> next frame painted (ms)
+      const latency = (globalThis.__capsvizLatency ??= []);
       latency.push({drawn: drawn - event.timeStamp, painted: performance.now() - event.timeStamp});
       if (latency.length > 1000) latency.splice(0, latency.length - 1000);
     }, 0));

@@ -3,16 +3,19 @@ maps over the input digit, the digit capsules' lengths and the coupling's entrop
 agreements of the winner against the others, and Figure A.1 over training."""
 from __future__ import annotations
 
+import base64
+import io
 import math
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from PIL import Image
 from plotly.subplots import make_subplots
 
 from ..routing_view import DigitRouting, agreement_split, coupling_entropy
-from .figures import PALETTE, png_data_uri, run_colors
+from .figures import PALETTE, run_colors
 
 OVERLAY_RGB, NEGATIVE_RGB = (255, 90, 20), (40, 120, 255)
 OVERLAY_OPACITY = 0.75  # of the fullest square: the digit stays visible under every square
@@ -37,23 +40,32 @@ def coupling_overlay(maps: np.ndarray, image: np.ndarray, *, zmax: float, scale:
     classes, grid, _ = maps.shape
     height, width = image.shape
     grey = np.repeat(np.repeat(np.clip(image, 0, 1), scale, axis=0), scale, axis=1)  # (H*s, W*s)
-    starts = (receptive_field_centres(grid) * 2 + 1) * scale // 2 - scale  # pixel centre minus half a square
+    # which PrimaryCaps row (column) each upsampled pixel row (column) lies in, -1 outside every square
+    first = (2 * int(receptive_field_centres(grid)[0]) + 1) * scale // 2 - scale  # the centre pixel's middle, less half a square
+    cell_of = lambda size: np.where((np.arange(size) >= first) & (np.arange(size) < first + 2 * scale * grid),  # noqa: E731
+                                    (np.arange(size) - first) // (2 * scale), -1)
+    rows_of, columns_of = cell_of(height * scale), cell_of(width * scale)
+    inside = (rows_of[:, None] >= 0) & (columns_of[None, :] >= 0)  # (H*s, W*s)
+    cells = np.clip(maps / max(zmax, 1e-12), -1, 1)  # (n_out, grid, grid)
+    values = cells[:, np.clip(rows_of, 0, None)][:, :, np.clip(columns_of, 0, None)] * inside  # (n_out, H*s, W*s)
+    alpha = (np.abs(values) * OVERLAY_OPACITY)[..., None]
+    positive, negative = (np.array(rgb, dtype=np.float32) / 255.0 for rgb in (OVERLAY_RGB, NEGATIVE_RGB))
+    color = np.where(values[..., None] >= 0, positive, negative)
+    tiles = np.rint((grey[None, ..., None] * (1 - alpha) + color * alpha) * 255).astype(np.uint8)  # (n_out, H*s, W*s, 3)
     rows = math.ceil(classes / columns)
     mosaic = np.zeros((rows * height * scale + (rows - 1) * row_gap, columns * width * scale + (columns - 1) * gap, 4), np.uint8)
-    positive, negative = (np.array(rgb, dtype=np.float32) / 255.0 for rgb in (OVERLAY_RGB, NEGATIVE_RGB))
     for j in range(classes):
-        values = np.zeros_like(grey)
-        cells = np.clip(maps[j] / max(zmax, 1e-12), -1, 1)  # (grid, grid)
-        for r, top in enumerate(starts):
-            for c, left in enumerate(starts):
-                values[top:top + 2 * scale, left:left + 2 * scale] = cells[r, c]
-        alpha = (np.abs(values) * OVERLAY_OPACITY)[..., None]
-        color = np.where(values[..., None] >= 0, positive, negative)
-        tile = grey[..., None] * (1 - alpha) + color * alpha  # (H*s, W*s, 3)
         top, left = (j // columns) * (height * scale + row_gap), (j % columns) * (width * scale + gap)
-        mosaic[top:top + height * scale, left:left + width * scale, :3] = np.rint(tile * 255).astype(np.uint8)
+        mosaic[top:top + height * scale, left:left + width * scale, :3] = tiles[j]
         mosaic[top:top + height * scale, left:left + width * scale, 3] = 255
     return mosaic
+
+
+def fast_png_data_uri(pixels: np.ndarray) -> str:
+    """figures.png_data_uri at zlib level 1: a few kB larger, several times faster to encode."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="RGBA").save(buffer, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def coupling_maps_figure(maps: np.ndarray, image: np.ndarray, *, zmax: float, prediction: int,
@@ -64,7 +76,7 @@ def coupling_maps_figure(maps: np.ndarray, image: np.ndarray, *, zmax: float, pr
     classes = maps.shape[0]
     scale, gap, row_gap, columns = 6, 6, 30, 5
     mosaic = coupling_overlay(maps, image, zmax=zmax, scale=scale, gap=gap, row_gap=row_gap, columns=columns)
-    figure = go.Figure(go.Image(source=png_data_uri(mosaic), hoverinfo="skip"))
+    figure = go.Figure(go.Image(source=fast_png_data_uri(mosaic), hoverinfo="skip"))
     tile_width, tile_height = image.shape[1] * scale, image.shape[0] * scale
     for j in range(classes):
         marked = j == prediction or j == label
