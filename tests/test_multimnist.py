@@ -145,6 +145,10 @@ def test_shipped_multimnist_run_is_labelled_honestly_and_sits_beside_the_papers_
     assert run.status == "interrupted" and run.dataset_name == "multimnist" and run.routings == 3 and run.reconstruction
     assert run.info["dataset"]["labels_per_image"] == 2 and run.info["model"]["input_size"] == 36
     assert run.info["parameters"] == 11_361_808  # a 36x36 CapsNet: 10x10x32 = 3,200 primary capsules
+    from capsviz.capsnet import CapsNetConfig
+
+    config = CapsNetConfig.from_dict(run.info["model"])
+    assert (config.primary_grid, config.primary_capsules) == (10, 3200)
     assert len(run.history) == run.info["epochs_done"] == 24 and run.config["epochs"] == 30
     assert run.history["test_error"].iloc[-1] == run.info["final_test_error"] == 16.06
     again = run.info["reevaluation"]
