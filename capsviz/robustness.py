@@ -6,6 +6,7 @@ accuracy (99.23% and 99.22%) and tested both on affNIST: 79% and 66%.
 """
 from __future__ import annotations
 
+import base64
 import math
 
 import numpy as np
@@ -68,6 +69,32 @@ def predict(model: nn.Module, images_u8: np.ndarray, *, batch_size: int = 100) -
     return torch.cat(scores).numpy() if scores else np.zeros((0, 10), dtype=np.float32)
 
 
+def pack_correct(correct: np.ndarray) -> str:
+    """Which images a model got right, as base64 of one bit per image (10,000 images: 1,668 characters),
+    so that two models can be compared image by image (paired_comparison) from their records alone."""
+    return base64.b64encode(np.packbits(np.asarray(correct, dtype=bool)).tobytes()).decode("ascii")
+
+
+def unpack_correct(text: str, count: int) -> np.ndarray:
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))
+    assert len(bits) >= count, f"{len(bits)} bits recorded, {count} images expected"
+    return bits[:count].astype(bool)
+
+
+def paired_comparison(a: np.ndarray, b: np.ndarray) -> dict:
+    """Two models on the same images: how many each alone got right, and the exact two-sided McNemar
+    p-value (a binomial test on those discordant images): the chance of a split at least this uneven if
+    the two were equally accurate."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    assert a.shape == b.shape, f"the same images for both, got {a.shape} and {b.shape}"
+    only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
+    discordant = only_a + only_b
+    tail = sum(math.comb(discordant, k) for k in range(min(only_a, only_b) + 1))
+    p_value = min(1.0, 2 * tail / 2 ** discordant) if discordant else 1.0
+    return {"images": int(a.size), "both": int((a & b).sum()), "only_a": only_a, "only_b": only_b,
+            "neither": int((~a & ~b).sum()), "p_value": p_value}
+
+
 def affine_evaluation(predictions: np.ndarray, dataset: AffineSet) -> dict:
     """The record of one model on an affNIST-like set: recipe, size, accuracy overall and by bins."""
     correct = np.asarray(predictions) == dataset.labels
@@ -79,7 +106,7 @@ def affine_evaluation(predictions: np.ndarray, dataset: AffineSet) -> dict:
                         f"{dataset.recipe.describe()}"),
         "recipe": dataset.recipe.to_dict(), "seed": dataset.seed,
         "digits": digits, "versions": len(dataset.labels) // max(digits, 1), "images": int(len(correct)),
-        "accuracy": round(100.0 * float(correct.mean()), 3),
+        "accuracy": round(100.0 * float(correct.mean()), 3), "correct": pack_correct(correct),
         "by_transform": {name: {"label": label, **accuracy_by_bins(correct, values[name], edges)}
                          for name, (label, edges) in BINS.items()},
     }
