@@ -15,7 +15,7 @@ import torch
 
 from capsviz import runs
 from capsviz.capsnet import CapsNet
-from capsviz.digits import load_test_set
+from capsviz.datasets import get_dataset
 from trainer.routing_probe import PROBE_DIGITS, routing_probe
 
 
@@ -28,9 +28,12 @@ def backfill(run_dir, *, data_dir=None) -> str:
     model = run.model
     if not isinstance(model, CapsNet):
         return f"{run.path}: not a CapsNet ({run.model_name}); no routing"
-    images, _ = load_test_set(run.dataset_name, data_dir)
+    # the probe set as the trainer takes it (Trainer.probe_images): the dataset's first test inputs
+    dataset = get_dataset(run.dataset_name)
+    images, labels = (torch.tensor(array) for array in dataset.load("test", data_dir))  # copies: memory-mapped files are read-only
+    inputs, _ = dataset.test_batch(images, labels, torch.arange(min(PROBE_DIGITS, len(images))))
     started = time.perf_counter()
-    rows = routing_probe(model, torch.from_numpy(images[:PROBE_DIGITS].copy())[:, None])
+    rows = routing_probe(model, inputs.mul(255.0).round_().to(torch.uint8))
     epoch = int(run.info["epochs_done"])
     runs.write_routing(run.path, [{"epoch": epoch, **row} for row in rows])
     changes = ", ".join(f"{row['mean_abs_logit_change']:.3g}" for row in rows)
