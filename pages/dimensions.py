@@ -17,7 +17,7 @@ from capsviz.dashboard.dimension_views import (
 )
 from capsviz.dashboard.figures import capsule_lengths_figure, capsule_vector_figure, digit_figure, perturbation_figure
 from capsviz.dashboard.live_decoder import live_decoder
-from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors
+from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors, shows_pairs
 from capsviz.dashboard.state import digit_codes, load_runs
 from capsviz.digits import PICK_CLASS, PICK_INDEX, PICK_RANDOM, pick_digit
 from capsviz.perturbations import decode_with_offsets, perturbation_grid, perturbation_offsets
@@ -126,7 +126,8 @@ st.subheader("What each dimension does", help=(
     "0.5), stroke thickness (ink / skeleton length), slant (second moments), centroid. A dimension is named by the "
     "property that moves the ink's edges most, if it does so 1.5x more than the runner-up ('mixed' otherwise) and "
     "by at least 1 px ('weak' otherwise). See the README."))
-others = [candidate for candidate in runs.with_capsules if candidate.name != run.name]
+others = [candidate for candidate in runs.with_capsules if candidate.name != run.name
+          and not shows_pairs(candidate)]  # MultiMNIST runs are measured on no single digits
 left, right = st.columns(2, gap="large")
 other = right.selectbox("Compare with", [candidate.name for candidate in others], key="dimensions_other_run",
                         help="Do 1 and 3 routings learn equally interpretable dimensions?") if others else None

@@ -65,9 +65,12 @@ if evaluated:
         target = training.get("target_accuracy")
         if target is not None:
             met = "met" if training.get("reached_target") else "did not reach"
-            notes.append(f"{run.name} {met} the {target:g}% expanded-MNIST target after {training.get('epochs')} epochs "
-                         "(stopping epochs are chosen on the test set, as in the paper's protocol)")
-    st.caption("; ".join(notes) + ". " + " · ".join(provenance(run) for run in evaluated))
+            notes.append(f"{run.name} {met} the {target:g}% expanded-MNIST target after {training.get('epochs')} epochs")
+    matched = all(run.evaluation.get("training", {}).get("reached_target") for run in evaluated)
+    st.caption("; ".join(notes) + (". " if notes else "") + ("" if matched else
+               "So this is not the paper's matched-accuracy comparison. ") +
+               "A run stopped at the target stops at an epoch chosen on the test set, as in the paper's protocol.")
+    st.caption("Measured: " + " · ".join(provenance(run) for run in evaluated))
 else:
     st.info("No run has an evaluation (evaluation.json) yet. Make one with\n\n```\npython -m trainer.robustness\n```\n\n"
             "(it trains a CapsNet and a pooled CNN on mnist-40, then tests both), or `--evaluate-only --out DIR` "
@@ -81,6 +84,11 @@ if evaluated:
         if curves:
             columns[position % 2].plotly_chart(transform_accuracy_figure(curves, transform), width="stretch",
                                                key=f"robustness_by_{transform}")
+    sizes = {run.name: run.evaluation["sets"].get("affnist-like", {}).get("images") for run in evaluated}
+    st.caption("Each point is the accuracy over the images whose transform falls in that bin (hover: the bin and "
+               "its count; the extreme scale bins hold few images). Images: "
+               + ", ".join(f"{name} {count:,}" for name, count in sizes.items() if count) + ". Measured: "
+               + " · ".join(provenance(run) for run in evaluated))
 
 st.subheader("Affine explorer")
 with_weights = runs.with_weights

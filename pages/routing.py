@@ -14,9 +14,10 @@ from capsviz.dashboard.routing_figures import (
     entropy_figure,
     lengths_by_iteration_figure,
     logit_change_figure,
+    provenance,
 )
-from capsviz.dashboard.state import load_runs, model_for
-from capsviz.routing_view import ALL_TYPES, coupling_maps, trace_digit
+from capsviz.dashboard.state import digit_routing, load_runs, model_for
+from capsviz.routing_view import ALL_TYPES, coupling_maps
 from capsviz.runs import RunError, read_routing
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
@@ -67,8 +68,7 @@ map_mode = options[3].segmented_control(
     "Maps show", list(MAP_MODES), format_func=MAP_MODES.get, default=FROM_UNIFORM, key="routing_map_mode",
     help="Change from uniform: (c_ij - 1/10) · |u_i|, what routing moved towards each class (orange) or away from it "
          "(blue) since iteration 1. Routed length: c_ij · |u_i|, all of what each position sends to each class.") or FROM_UNIFORM
-routings = {name: trace_digit(m, picked.image, iterations=int(iterations)) for name, m in
-            ((r.name, m) for r, m in shown)}
+routings = {shown_run.name: digit_routing(shown_run, picked.image, iterations=int(iterations)) for shown_run, _ in shown}
 if iterations > 1:
     if st.session_state.get("routing_iteration", 1) > iterations:  # fewer iterations traced than the slider was at
         st.session_state["routing_iteration"] = int(iterations)
@@ -100,6 +100,7 @@ for position, (column, (shown_run, _)) in enumerate(zip(columns, shown)):
                                key=f"routing_lengths_{shown_run.name}")
         charts[1].plotly_chart(entropy_figure(routing), width="stretch", key=f"routing_entropy_{shown_run.name}")
         st.plotly_chart(agreement_figure(routing), width="stretch", key=f"routing_agreement_{shown_run.name}")
+        st.caption(provenance(shown_run))
 st.caption(f"Coupling maps of iteration {iteration}, one per class: each square is one PrimaryCaps position (6x6 for "
            "28x28 inputs) drawn at the centre of its 17x17-pixel receptive field, as opaque as its capsules' length |u_i| "
            "times their coupling to that class (or its change from the uniform 1/10), one colour scale for all classes and "
@@ -124,6 +125,8 @@ for candidate in runs.runs:
 if routed:
     chosen = st.multiselect("Runs", list(routed), default=list(routed), key="routing_a1_runs")
     st.plotly_chart(logit_change_figure({name: routed[name] for name in chosen}), width="stretch", key="routing_a1")
+    by_name = runs.by_name()
+    st.caption(" · ".join(provenance(by_name[name]) for name in chosen))
     partial = [name for name in chosen if routed[name]["epoch"].min() > 1]
     if partial:
         st.caption(f"{', '.join(partial)}: recomputed from the saved weights for the last epoch only; earlier epochs "

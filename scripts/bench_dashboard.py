@@ -106,18 +106,28 @@ def routing_page(repeats: int) -> None:
     compare = app.selectbox(key="routing_compare")
     for label, choice in (("one run", compare.options[0]), ("two runs side by side", compare.options[-1])):
         app.selectbox(key="routing_compare").set_value(choice).run()
-        reported, page_seconds = [], []
+        reported, page_seconds, cpu_seconds = [], [], []
         for index in range(1, 2 * repeats + 1):
             app.number_input(key="routing_digit_index").set_value(index)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             app.run()
             page_seconds.append(time.perf_counter() - start)
+            cpu_seconds.append(time.process_time() - cpu_start)
             assert not app.exception, [exception.value for exception in app.exception]
             captions = [caption.value for caption in app.caption if ROUTING_DRAWN.search(caption.value)]
             reported.append(float(ROUTING_DRAWN.search(captions[0]).group(1)))
         runs_shown = app.selectbox(key="routing_run").value + ("" if choice == compare.options[0] else f" + {choice}")
         print(f"   {label} ({runs_shown}): page's own time   {summary(reported, 'ms')}")
         print(f"   {' ' * len(label)}   AppTest rerun, whole        {summary(page_seconds, 'ms', 1000)}")
+        # CPU time of the whole process, all threads: what the rerun costs whatever else shares the machine,
+        # and a bound on its wall time on an idle one (no I/O waits; at least half of it on 2 cores)
+        print(f"   {' ' * len(label)}   AppTest rerun, CPU time     {summary(cpu_seconds, 'ms', 1000)}")
+        moved = []
+        for step in range(2 * repeats):  # the same digit: its traces come from the cache
+            app.slider(key="routing_iteration").set_value(1 + step % 3).run()
+            captions = [caption.value for caption in app.caption if ROUTING_DRAWN.search(caption.value)]
+            moved.append(float(ROUTING_DRAWN.search(captions[0]).group(1)))
+        print(f"   {' ' * len(label)}   iteration slider moved      {summary(moved, 'ms')}")
 
 
 def free_port() -> int:

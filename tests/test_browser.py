@@ -25,10 +25,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]
-PAGES = {"home": "", "curves": "curves", "dimensions": "dimensions", "reconstructions": "reconstructions"}
-TITLES = {"home": "CapsViz", "curves": "Routing curves", "dimensions": "Capsule dimensions",
-          "reconstructions": "Reconstructions"}
-PAGES["routing"], TITLES["routing"] = "routing", "Routing"
+PAGES = {"home": "", "curves": "curves", "routing": "routing", "dimensions": "dimensions",
+         "reconstructions": "reconstructions", "robustness": "robustness"}
+TITLES = {"home": "CapsViz", "curves": "Routing curves", "routing": "Routing", "dimensions": "Capsule dimensions",
+          "reconstructions": "Reconstructions", "robustness": "Robustness"}
 TIMEOUT_MS = 60_000  # generous: a cold page loads a model and MNIST on 2 busy cores
 
 
@@ -180,7 +180,9 @@ def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboa
 
 
 def routing_prediction(page) -> str:
-    return page.locator(".st-key-routing_prediction_0").last.inner_text()
+    metric = page.locator(".st-key-routing_prediction_0 [data-testid='stMetric']").last
+    metric.wait_for(timeout=TIMEOUT_MS)
+    return metric.inner_text()
 
 
 def draw_stroke(page, canvas, points: list[tuple[float, float]]) -> None:
@@ -327,5 +329,31 @@ def test_multimnist_page_in_a_browser_a_slider_redraws_one_digit_and_not_the_oth
     assert chart_pixels(page, "pair_edited_green") == green, "the other digit is held fixed"
     assert_no_exception(page, "multimnist after the slider moved")
     page.screenshot(path=ARTIFACTS / "browser-multimnist-slider-moved.png", full_page=True)
+def class_scores(page, run: str) -> str:
+    """The explorer's class-score bars of one run (the last chart: a rerun may briefly hold two)."""
+    chart = page.locator(f".st-key-affine_scores_{run} .js-plotly-plot").last
+    chart.wait_for(timeout=TIMEOUT_MS)
+    return chart.evaluate("element => JSON.stringify(Array.from(element._fullData[0].y))")  # y may be a typed array
+
+
+def test_the_affine_explorer_follows_its_rotation_slider(dashboard_url, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 2400})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    open_page(page, dashboard_url, "robustness")
+    before = class_scores(page, "tiny-r1")
+    assert len(json.loads(before)) == 10
+    thumb = page.locator(".st-key-affine_rotation input[type='range']")  # the slider's keyboard handle
+    thumb.focus()
+    thumb.press("End")  # 90 degrees: one rerun of the explorer
+    page.wait_for_function(
+        "before => { const charts = document.querySelectorAll('.st-key-affine_scores_tiny-r1 .js-plotly-plot');"
+        " const chart = charts[charts.length - 1];"
+        " return chart && chart._fullData && JSON.stringify(Array.from(chart._fullData[0].y)) !== before; }",
+        arg=before, timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert class_scores(page, "tiny-r1") != before, "turning the digit must change the prediction panel"
+    assert_no_exception(page, "robustness after the rotation slider moved")
+    page.screenshot(path=ARTIFACTS / "browser-robustness-rotated.png", full_page=True)
     assert not errors, f"JavaScript errors in the page: {errors}"
     page.close()

@@ -183,7 +183,8 @@ def test_curves_page_overlays_the_baseline_beside_capsnet_runs(mixed_root, monke
 
 
 @pytest.mark.parametrize("page, key", [("pages/dimensions.py", "dimensions_run"),
-                                       ("pages/reconstructions.py", "reconstructions_run")])
+                                       ("pages/reconstructions.py", "reconstructions_run"),
+                                       ("pages/routing.py", "routing_run")])
 def test_model_pages_offer_capsnet_runs_only(mixed_root, monkeypatch, page, key):
     app = open_app(mixed_root, monkeypatch, page)
     assert app.selectbox(key=key).options == ["capsnet-40", "tiny-r1"], "the baseline has no capsules to show"

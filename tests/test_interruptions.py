@@ -1,12 +1,12 @@
 """Fault injection: the trainer is stopped at each rename of the epoch-end commit path in turn
-(state.pt, model.pt, history.csv, run.json; before and after each rename; in every epoch of a 3-epoch
+(state.pt, model.pt, history.csv, routing.csv, run.json; before and after each rename; in every epoch of a 3-epoch
 run, and at the final "finished" write), by a simulated kill -9 (nothing of the trainer runs after it)
 and by Ctrl-C (KeyboardInterrupt: the trainer settles the run directory and says what it keeps).
 `python -m trainer.run --resume` (in-process) must then end with the history and weights of an
 uninterrupted run.
 
 The run is tiny (40 training and 20 test images, batches of 20, 1 routing, a narrow CapsNet through
-TrainConfig.model, plain fp32): the commit path does not depend on the model's size, and 52 cases
+TrainConfig.model, plain fp32): the commit path does not depend on the model's size, and 64 cases
 stay within seconds. The real-size, real-signal version is scripts/kill_soak.py (not in CI).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from trainer.loop import TrainConfig, Trainer, select
 TIMING = ["epoch_seconds", "images_per_second", "eval_seconds", "wall_seconds", "timestamp"]
 TINY = TrainConfig(routings=1, epochs=3, batch_size=20, subset=40, test_subset=20, fast=False, device="cpu",
                    model_options={"conv_channels": 8, "primary_types": 2, "decoder_hidden": [16, 32]})
-EPOCH_COMMIT = [runs.STATE, runs.WEIGHTS, runs.HISTORY_CSV, runs.RUN_JSON]  # state.pt first: the commit point
+EPOCH_COMMIT = [runs.STATE, runs.WEIGHTS, runs.HISTORY_CSV, runs.ROUTING_CSV, runs.RUN_JSON]  # state.pt first: the commit point
 # Every atomic rename of a run, in order: start()'s run.json, each epoch's commit, the "finished" run.json.
 RENAMES = [runs.RUN_JSON, *EPOCH_COMMIT * TINY.epochs, runs.RUN_JSON]
 # The faults: each rename after start()'s, before or after it happens.
@@ -150,6 +150,7 @@ def test_resume_after_a_stop_at_each_commit_write_equals_the_uninterrupted_run(
 
     expected_history = pd.read_csv(reference / runs.HISTORY_CSV).drop(columns=TIMING)
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / runs.HISTORY_CSV).drop(columns=TIMING), expected_history)
+    pd.testing.assert_frame_equal(runs.read_routing(run_dir), runs.read_routing(reference))  # every epoch's probe
     expected_weights, got = weights(reference), weights(run_dir)
     assert expected_weights.keys() == got.keys()
     assert all(torch.equal(expected_weights[name], got[name]) for name in expected_weights)

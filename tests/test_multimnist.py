@@ -145,6 +145,10 @@ def test_shipped_multimnist_run_is_labelled_honestly_and_sits_beside_the_papers_
     assert run.status == "interrupted" and run.dataset_name == "multimnist" and run.routings == 3 and run.reconstruction
     assert run.info["dataset"]["labels_per_image"] == 2 and run.info["model"]["input_size"] == 36
     assert run.info["parameters"] == 11_361_808  # a 36x36 CapsNet: 10x10x32 = 3,200 primary capsules
+    from capsviz.capsnet import CapsNetConfig
+
+    config = CapsNetConfig.from_dict(run.info["model"])
+    assert (config.primary_grid, config.primary_capsules) == (10, 3200)
     assert len(run.history) == run.info["epochs_done"] == 24 and run.config["epochs"] == 30
     assert run.history["test_error"].iloc[-1] == run.info["final_test_error"] == 16.06
     again = run.info["reevaluation"]
@@ -152,3 +156,14 @@ def test_shipped_multimnist_run_is_labelled_honestly_and_sits_beside_the_papers_
     assert "lost trainer code" in run.info["history_test_set"]
     row = run_summary_row(run)
     assert row["Paper (%)"] == 5.2 and row["Status"] == "interrupted"
+
+
+def test_evaluate_run_reproduces_the_error_a_run_measured(multimnist_run):
+    """scripts/evaluate_run.py (how multimnist-r3 was re-evaluated) gives the tiny run's own final test
+    error from its weights: the same test pairs, the same rule."""
+    from capsviz import runs
+    from scripts.evaluate_run import evaluate
+
+    error, count, _ = evaluate(multimnist_run, weights="state.pt", test_subset=500)
+    assert count == 500
+    assert error == pytest.approx(float(runs.read_history(multimnist_run)["test_error"].iloc[-1]), abs=0.21)

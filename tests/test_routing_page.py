@@ -35,6 +35,14 @@ def test_routing_page_traces_a_digit_compares_runs_and_plots_figure_a1(runs_root
     assert any("Without routing statistics" in caption.value and "r3-live" in caption.value for caption in app.caption)
     assert any("Page traced and drawn in" in caption.value for caption in app.caption)
 
+    app.segmented_control(key="routing_digit_mode").set_value("class").run()
+    app.selectbox(key="routing_digit_class").set_value(3).run()
+    assert not app.exception and "label 3" in app.get_by_key("routing_input_r3-live").proto.spec
+    app.segmented_control(key="routing_digit_mode").set_value("random").run()
+    before = app.get_by_key("routing_input_r3-live").proto.spec
+    app.button(key="routing_digit_another").click().run()
+    assert not app.exception and app.get_by_key("routing_input_r3-live").proto.spec != before, "another random digit"
+
     app.segmented_control(key="routing_digit_mode").set_value("drawn").run()
     assert not app.exception, [exception.value for exception in app.exception]
     assert any("Nothing drawn yet" in info.value for info in app.info), "drawing mode waits for a drawing"

@@ -134,7 +134,7 @@ def test_not_a_directory(tmp_path):
     ({"config": {"lr": float("inf")}}, "config.lr inf: must be a finite number above 0"),
     ({"config": {"batch_size": 0}}, "config.batch_size 0: must be at least 1"),
     ({"config": {"model": []}}, "config.model []: unknown model (use capsnet, baseline)"),
-    ({"config": {"dataset": "cifar"}}, "config.dataset \"cifar\": unknown dataset (use mnist, mnist-40)"),
+    ({"config": {"dataset": "cifar"}}, "config.dataset \"cifar\": unknown dataset (use mnist, mnist-40, multimnist)"),
 ])
 def test_run_json_with_a_bad_value_is_one_error_naming_file_and_field(broken, change, problem):
     info = json.loads((broken / "run.json").read_text())

@@ -501,6 +501,12 @@ class Trainer:
             raise
         return runs.summarize(self.history)
 
+    def probe_images(self) -> torch.Tensor:
+        """The routing probe's digits, uint8 (N, C, H, W) as the model sees them (MultiMNIST: overlaid pairs)."""
+        count = min(PROBE_DIGITS, len(self.test_images))
+        inputs, _ = self.dataset.test_batch(self.test_images, self.test_labels, torch.arange(count, device=self.device))
+        return inputs.mul(255.0).round_().to(torch.uint8)
+
     def run_epoch(self, epoch: int) -> dict:
         config = self.config
         lr = self.optimizer.param_groups[0]["lr"]
@@ -526,7 +532,7 @@ class Trainer:
         # parts the model does not have (NaN totals) are left empty in history.csv
         row = {k: (round(v, 8) if math.isfinite(v) else None) if isinstance(v, float) else v for k, v in row.items()}
         if isinstance(self.model, CapsNet):  # Figure A.1: routing's logit changes on the probe set (routing_probe)
-            row[ROUTING_KEY] = routing_probe(self.model, self.test_images[:PROBE_DIGITS], fast=config.fast)
+            row[ROUTING_KEY] = routing_probe(self.model, self.probe_images(), fast=config.fast)
         self.log(f"epoch {epoch:3d}/{config.epochs}  loss {train.loss:.4f}  train acc {100 * train.acc:.2f}%  "
                  f"test loss {test.loss:.4f}  test error {row['test_error']:.2f}%  "
                  f"{row['images_per_second']:.0f} img/s  {train.seconds:.1f}+{test.seconds:.1f} s")

@@ -15,6 +15,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from ..routing_view import DigitRouting, agreement_split, coupling_entropy
+from ..runs import Run
 from .figures import PALETTE, run_colors
 
 OVERLAY_RGB, NEGATIVE_RGB = (255, 90, 20), (40, 120, 255)
@@ -105,9 +106,11 @@ def lengths_by_iteration_figure(routing: DigitRouting, *, label: int | None = No
             line=dict(width=3 if j == winner else 1.2, color=PALETTE[j % len(PALETTE)]),
             opacity=1.0 if highlighted else 0.45, hovertemplate=f"class {j}<br>iteration %{{x}}: |v| %{{y:.3f}}<extra></extra>"))
     figure.add_vline(x=routing.routings, line_dash="dot", line_color="gray",
-                     annotation_text=f"the model's output ({routing.routings})", annotation_position="top left")
+                     annotation_text=f"the model's output ({routing.routings})",
+                     annotation_position="top right" if routing.routings < routing.iterations else "top left")
     figure.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), title="Digit capsule lengths |v_j|",
-                         xaxis=dict(title="routing iteration", dtick=1), yaxis=dict(title="length", range=[0, 1]),
+                         xaxis=dict(title="routing iteration", dtick=1, range=[0.8, routing.iterations + 0.4]),
+                         yaxis=dict(title="length", range=[0, 1.02]),
                          showlegend=False)
     return figure
 
@@ -138,8 +141,9 @@ def agreement_figure(routing: DigitRouting, *, height: int = 300) -> go.Figure:
         low, q1, median, q3, high = np.array(stats).T
         figure.add_trace(go.Box(x=np.arange(1, routing.iterations + 1), q1=q1, median=median, q3=q3, lowerfence=low,
                                 upperfence=high, name=name, marker_color=color, boxpoints=False))
-    figure.update_layout(height=height, boxmode="group", margin=dict(l=10, r=10, t=30, b=10),
-                         title="Agreement u_hat_{j|i} · v_j (box: quartiles, whiskers: 1st and 99th percentiles)",
+    figure.update_layout(height=height, boxmode="group", margin=dict(l=10, r=10, t=60, b=10),
+                         title=dict(text="Agreement u_hat_{j|i} · v_j", subtitle=dict(
+                             text="box: quartiles and median; whiskers: 1st and 99th percentiles")),
                          xaxis=dict(title="routing iteration", dtick=1), yaxis=dict(title="agreement"),
                          legend=dict(orientation="h", y=-0.25))
     return figure
@@ -171,3 +175,15 @@ def logit_change_figure(routing_by_run: Mapping[str, pd.DataFrame], *, height: i
     figure.update_xaxes(title="routing iteration", dtick=1, row=1, col=2)
     figure.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.2))
     return figure
+
+
+def provenance(run: Run) -> str:
+    """Where a run's numbers come from, in one line: epochs, final test error, machine, commit."""
+    info, environment = run.info, run.info.get("environment") or {}
+    error = info.get("final_test_error")
+    machine = environment.get("cpu") or environment.get("processor") or "unknown machine"
+    threads = f", {environment['threads']} threads" if environment.get("threads") else ""
+    commit = (environment.get("git_commit") or "unknown")[:7]
+    return (f"{run.name}: {info.get('epochs_done', 0)} epoch(s), final test error "
+            f"{'-' if error is None else f'{error:.2f}%'}, trained on {machine} ({environment.get('device', '?')}{threads}), "
+            f"commit {commit}")

@@ -14,6 +14,7 @@ import streamlit as st
 from torch import nn
 
 from ..digits import DigitCodes, encode_digits, load_test_set
+from ..routing_view import DigitRouting, trace_digit
 from ..runs import (
     HISTORY_CSV,
     RUN_JSON,
@@ -168,3 +169,15 @@ def scan_codes(run: Run, count: int, *, progress_text: str = "Encoding test digi
     if bar is not None:
         bar.empty()
     return DigitCodes(np.concatenate([part.lengths for part in parts]), np.concatenate([part.poses for part in parts]))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _routing(path: str, stamp: tuple | None, image: np.ndarray, iterations: int) -> DigitRouting:
+    return trace_digit(_load_model(path, stamp), image, iterations=iterations)
+
+
+def digit_routing(run: Run, image: np.ndarray, *, iterations: int) -> DigitRouting:
+    """One digit's routing under the run's model (capsviz.routing_view.trace_digit), cached per weights
+    file version, digit and iteration count: moving the iteration slider or a map control re-traces nothing."""
+    model_for(run)  # raises RunError for broken weights before anything is cached
+    return _routing(str(run.path), file_stamp(run.path / WEIGHTS), np.ascontiguousarray(image), int(iterations))
