@@ -63,12 +63,12 @@ codes = digit_codes(run, index, index + 1)
 label, prediction = int(labels[index]), int(codes.predictions[0])
 poses, lengths = codes.poses[0], codes.lengths[0]
 
-top = st.columns([1, 2], gap="large")
+top = st.columns([1, 1, 2], gap="large")  # the input, its unedited reconstruction (below), the lengths
 verdict = "correct" if label == prediction else "misclassified"
 top[0].plotly_chart(digit_figure(images[index] / 255.0, title=f"Test digit #{index}",
                                  subtitle=f"label {label} · prediction {prediction} ({verdict})"),
                     width="stretch", key="input_digit")
-top[1].plotly_chart(capsule_lengths_figure(lengths, label=label), width="stretch", key="capsule_lengths")
+top[2].plotly_chart(capsule_lengths_figure(lengths, label=label), width="stretch", key="capsule_lengths")
 
 header = st.columns([4, 3, 1], vertical_alignment="bottom")
 capsule_choice = header[1].segmented_control(
@@ -83,6 +83,8 @@ header[0].subheader(f"Edit capsule {capsule}", help="Each slider ADDS its offset
                     "as you drag. Each slider is named by what moving it was measured to do (below).")
 measured = run_meanings(run)
 names, hints = slider_labels(measured.meanings, capsule, dimensions)
+top[1].plotly_chart(digit_figure(decode_with_offsets(model, poses, capsule, np.zeros(dimensions)), title="Unedited",
+                                 subtitle=f"decoded from capsule {capsule}"), width="stretch", key="unedited_reconstruction")
 
 
 @st.fragment
@@ -98,25 +100,25 @@ def editor() -> np.ndarray:
     st.session_state["dimension_offsets"] = offsets
     changed = ", ".join(f"d{d + 1} {offset:+.2f}" for d, offset in enumerate(offsets) if offset) or "none"
     st.caption(f"Offsets the server has: {changed}", help="Sent back by the browser when a slider is released: "
-               "what this bar chart shows (the picture above is drawn in the browser as the slider moves).")
+               "what this bar chart and the Figure 4 grid below use (the picture above is drawn in the browser as "
+               "the slider moves).")
     st.plotly_chart(capsule_vector_figure(poses[capsule], offsets, digit_class=capsule), width="stretch",
                     key="capsule_vector")
+    # Figure 4 around the capsule as edited (the digit's own when the sliders are at 0)
+    grid_offsets = perturbation_offsets(limit=limit, step=limit / 5)  # always 11 columns, as in the paper
+    edited = poses.copy()
+    edited[capsule] += offsets
+    grid = perturbation_grid(model, edited, capsule, offsets=grid_offsets)
+    st.plotly_chart(perturbation_figure(grid, offsets=grid_offsets, digit_class=capsule), width="stretch",
+                    key="figure4")
+    if offsets.any():
+        st.caption(f"Figure 4 around the edited capsule ({changed}): each row adds its offsets on top of the sliders'.")
     return offsets
 
 
 if measured.problem:
     st.info(f"Slider names need the dimensions measured: {measured.problem}", icon=":material/straighten:")
 editor()
-small = st.columns(4)
-small[0].plotly_chart(digit_figure(decode_with_offsets(model, poses, capsule, np.zeros(dimensions)), height=210,
-                                   title="Unedited", subtitle=f"decoded from capsule {capsule}"),
-                      width="stretch", key="unedited_reconstruction")
-small[1].plotly_chart(digit_figure(images[index] / 255.0, title="Input", subtitle=f"test digit #{index}", height=210),
-                      width="stretch", key="input_again")
-
-offsets = perturbation_offsets(limit=limit, step=limit / 5)  # always 11 columns, as in the paper
-grid = perturbation_grid(model, poses, capsule, offsets=offsets)
-st.plotly_chart(perturbation_figure(grid, offsets=offsets, digit_class=capsule), width="stretch", key="figure4")
 
 st.subheader("What each dimension does", help=(
     "For each class and dimension: that dimension of the class's capsule moved over ±0.25 (Figure 4's range) on "

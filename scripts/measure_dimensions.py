@@ -5,7 +5,8 @@ per run; rerun it whenever the weights change (the page ignores a cache measured
     python scripts/measure_dimensions.py checkpoints/mnist-r3
     python scripts/measure_dimensions.py checkpoints/mnist-r1 checkpoints/mnist-r3 --digits 200
 
-About 40-50 s per run on 2 cores at 200 digits per class (encoding 2000 test digits takes half).
+About 40 s per run on 2 idle cores at 200 digits per class (encoding 2000 test digits takes half); 60-85 s
+when other work shares the machine.
 """
 from __future__ import annotations
 
