@@ -113,3 +113,17 @@ def test_figure_5_colours():
     assert rgb[1, 1].tolist() == [255, 255, 0], "yellow where both draw"
     background = np.full((2, 2), 1.0)
     assert two_colour_overlay(np.zeros((2, 2)), np.zeros((2, 2)), background=background)[1, 0].tolist() == [89, 89, 89]
+
+
+def test_multimnist_page_without_runs_says_how_to_train_and_a_corrupt_model_is_one_line(pair_root, tmp_path,
+                                                                                        monkeypatch):
+    empty = tmp_path / "no-runs"
+    empty.mkdir()
+    app = open_page(empty, monkeypatch, "pages/multimnist.py")
+    assert any("--dataset multimnist" in info.value for info in app.info) and not app.error
+    broken = tmp_path / "broken"
+    shutil.copytree(pair_root, broken)
+    weights = broken / "multimnist-tiny" / runs.WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:1000])
+    app = open_page(broken, monkeypatch, "pages/multimnist.py")
+    assert [error.value.split(":")[0] for error in app.error] == ["Cannot load this run's model"]
