@@ -68,3 +68,19 @@ def test_routing_page_with_broken_weights_and_a_damaged_routing_csv(tiny_run, tm
     [error] = [error.value for error in app.error]  # one line for the damaged file; the page goes on
     assert "damaged-routing/routing.csv: truncated or malformed row" in error
     assert app.multiselect(key="routing_a1_runs").value == ["a-corrupt-weights", "good"] and app.metric
+
+
+def test_picked_codes_of_a_test_digit_and_of_a_drawn_one(tiny_run):
+    import numpy as np
+
+    from capsviz.dashboard.digit_picker import PickedDigit, picked_codes
+    from capsviz.digits import encode_digits, load_test_set
+    from capsviz.runs import load_run
+
+    run = load_run(tiny_run)
+    images, _ = load_test_set("mnist")
+    test_digit = PickedDigit(image=images[5], label=1, index=5, title="", subtitle="")
+    drawn = PickedDigit(image=np.roll(images[5], 2, axis=1), label=None, index=None, title="", subtitle="")
+    np.testing.assert_allclose(picked_codes(run, run.model, test_digit).lengths, encode_digits(run.model, images[5:6]).lengths,
+                               atol=1e-6)
+    np.testing.assert_allclose(picked_codes(run, run.model, drawn).lengths, encode_digits(run.model, drawn.image[None]).lengths)

@@ -6,8 +6,11 @@ the way MNIST's were (capsviz.drawing).
     if picked is None:   # drawing mode with nothing drawn yet: the canvas says what to do
         st.stop()
     picked.image, picked.label, picked.title, picked.subtitle
+    codes = picked_codes(run, model, picked)   # its capsule lengths and poses, a test digit's cached
 
-Every widget's key starts with `key`, so two pages (or two pickers) keep their own choices.
+Every widget's key starts with `key`, so two pages (or two pickers) keep their own choices; key="digit"
+gives the Capsule dimensions page's own keys (digit_mode, digit_index, digit_class, digit_occurrence,
+digit_seed).
 """
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from ..digits import PICK_CLASS, PICK_INDEX, PICK_RANDOM, pick_digit
+from ..digits import PICK_CLASS, PICK_INDEX, PICK_RANDOM, DigitCodes, encode_digits, pick_digit
 from ..drawing import canvas_gray, to_mnist_digit
+from ..runs import Run
+from .state import digit_codes
 
 PICK_DRAWN = "drawn"
 PICK_LABELS = {PICK_INDEX: "By index", PICK_CLASS: "By class", PICK_RANDOM: "At random", PICK_DRAWN: "Draw"}
@@ -82,3 +87,11 @@ def _drawn_digit(size: int, *, key: str, where) -> PickedDigit | None:
     strokes = len(result.json_data["objects"])
     return PickedDigit(image=digit, label=None, index=None, title="Your digit",
                        subtitle=f"{strokes} stroke(s), made the MNIST way")
+
+
+def picked_codes(run: Run, model, picked: PickedDigit) -> DigitCodes:
+    """The picked digit's capsules under the run's model: a test digit's from the page cache
+    (state.digit_codes), a drawn one's encoded now (one digit: milliseconds)."""
+    if picked.index is not None:
+        return digit_codes(run, picked.index, picked.index + 1)
+    return encode_digits(model, picked.image[None])
