@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .affine import PARAMETERS, centre_on_canvas, identity_parameters, transform_images
-from .robustness import BINS, PAPER, class_scores
+from .robustness import BINS, PAPER, class_scores, paired_comparison, unpack_correct
 from .runs import Run
 
 AFFNIST_LIKE, AFFNIST, EXPANDED = "affnist-like", "affnist", "expanded-mnist"
@@ -54,6 +54,30 @@ def by_transform(runs: list[Run], transform: str) -> dict[str, pd.DataFrame]:
                                       "accuracy": pd.to_numeric(pd.Series(record["accuracy"]), errors="coerce"),
                                       "count": record["count"]})
     return out
+
+
+def paired_table(runs: list[Run]) -> pd.DataFrame:
+    """Each pair of runs tested on the same affNIST-like images (same recipe, seed, digits and versions):
+    the images only one of them got right, and the exact McNemar p-value of that split."""
+    records = {}
+    for run in runs:
+        record = (run.evaluation or {}).get("sets", {}).get(AFFNIST_LIKE) or {}
+        if record.get("correct"):
+            key = (json_key(record.get("recipe")), record.get("seed"), record.get("digits"), record.get("versions"))
+            records.setdefault(key, []).append((run.name, unpack_correct(record["correct"], record["images"])))
+    rows = []
+    for group in records.values():
+        for i, (name_a, a) in enumerate(group):
+            for name_b, b in group[i + 1:]:
+                paired = paired_comparison(a, b)
+                rows.append({"A": name_a, "B": name_b, "Images": paired["images"], "Both right": paired["both"],
+                             "Only A right": paired["only_a"], "Only B right": paired["only_b"],
+                             "Both wrong": paired["neither"], "McNemar p": paired["p_value"]})
+    return pd.DataFrame(rows)
+
+
+def json_key(value) -> str:
+    return repr(sorted(value.items())) if isinstance(value, dict) else repr(value)
 
 
 def provenance(run: Run) -> str:

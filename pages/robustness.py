@@ -8,7 +8,7 @@ from capsviz.dashboard.robustness_figures import class_scores_figure, comparison
 from capsviz.dashboard.state import load_runs, model_for, test_set
 from capsviz.data import DataError
 from capsviz.robustness import BINS
-from capsviz.robustness_view import by_transform, comparison_table, explore, explorer_parameters, provenance
+from capsviz.robustness_view import by_transform, comparison_table, explore, explorer_parameters, paired_table, provenance
 from capsviz.runs import RunError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
@@ -71,6 +71,13 @@ if evaluated:
                "So this is not the paper's matched-accuracy comparison. ") +
                "A run stopped at the target stops at an epoch chosen on the test set, as in the paper's protocol.")
     st.caption("Measured: " + " · ".join(provenance(run) for run in evaluated))
+    paired = paired_table(evaluated)
+    if not paired.empty:
+        st.markdown("**Paired, on the same affNIST-like images**: the images only one model got right decide "
+                    "whether one is better; McNemar's exact test gives the chance of a split at least this uneven "
+                    "between two equally accurate models.")
+        st.dataframe(paired, hide_index=True, width="stretch",
+                     column_config={"McNemar p": st.column_config.NumberColumn(format="%.3g")})
 else:
     st.info("No run has an evaluation (evaluation.json) yet. Make one with\n\n```\npython -m trainer.robustness\n```\n\n"
             "(it trains a CapsNet and a pooled CNN on mnist-40, then tests both), or `--evaluate-only --out DIR` "

@@ -13,7 +13,7 @@ from test_affine import write_affnist
 from capsviz.affine import identity_parameters
 from capsviz.baseline import BaselineCNN
 from capsviz.capsnet import CapsNet
-from capsviz.robustness import accuracy_by_bins
+from capsviz.robustness import accuracy_by_bins, pack_correct, paired_comparison, unpack_correct
 from capsviz.robustness_view import explore, explorer_parameters, place_and_transform
 from capsviz.runs import RUNS_ROOT_ENV, default_runs_root, load_run, read_evaluation
 from trainer import robustness
@@ -38,6 +38,18 @@ def test_accuracy_by_bins_counts_each_bin():
     record = accuracy_by_bins(np.array([1, 0, 1, 1, 0]), np.array([-20.0, -3.0, 2.0, 19.9, 20.0]), [-20.0, 0.0, 20.0])
     assert record["count"] == [2, 3] and record["accuracy"] == [50.0, pytest.approx(66.667)]
     assert accuracy_by_bins(np.array([1]), np.array([0.5]), [0.0, 1.0, 2.0])["accuracy"] == [100.0, None]
+
+
+def test_paired_comparison_counts_discordant_images_and_tests_them_exactly():
+    a = np.array([1, 1, 1, 1, 0, 0, 1, 0], bool)
+    b = np.array([1, 0, 0, 0, 0, 1, 1, 0], bool)
+    paired = paired_comparison(a, b)
+    assert (paired["both"], paired["only_a"], paired["only_b"], paired["neither"]) == (2, 3, 1, 2)
+    assert paired["p_value"] == pytest.approx(2 * (1 + 4) / 16)  # 1 of 4 discordant: P(X <= 1), both tails
+    assert paired_comparison(a, a)["p_value"] == 1.0
+    assert paired_comparison(np.ones(20, bool), np.zeros(20, bool))["p_value"] == pytest.approx(2 / 2 ** 20)
+    correct = np.random.default_rng(0).random(10_001) > 0.3
+    assert np.array_equal(unpack_correct(pack_correct(correct), len(correct)), correct)
 
 
 @pytest.mark.parametrize("size", [28, 40])
@@ -83,6 +95,8 @@ def test_the_command_trains_to_the_limit_resumes_and_evaluates(tmp_path, capsys)
         assert "NOT the real affNIST" in sets["affnist-like"]["description"]
         assert sets["affnist-like"]["recipe"]["rotation_degrees"] == 20.0
         assert sum(sets["affnist-like"]["by_transform"]["rotation"]["count"]) == 6
+        right = unpack_correct(sets["affnist-like"]["correct"], 6)
+        assert 100 * right.mean() == pytest.approx(sets["affnist-like"]["accuracy"], abs=0.001)
         assert sets["affnist"]["images"] == 4 and sets["expanded-mnist"]["images"] == 5
         assert evaluation["training"] == {**evaluation["training"], "epochs": 1, "target_accuracy": 99.2,
                                           "reached_target": False}
@@ -118,6 +132,8 @@ def test_shipped_experiment_runs_and_their_evaluations():
         sets = run.evaluation["sets"]
         assert run.dataset_name == "mnist-40" and sets["affnist-like"]["images"] >= 10_000
         assert sets["expanded-mnist"]["accuracy"] == pytest.approx(100 - run.info["final_test_error"], abs=0.03)
+        right = unpack_correct(sets["affnist-like"]["correct"], sets["affnist-like"]["images"])
+        assert 100 * right.mean() == pytest.approx(sets["affnist-like"]["accuracy"], abs=0.001)
     assert cnn.info["parameters"] == 13_412_938 and cnn.config["model_options"] == robustness.POOLED_BASELINE
 
 
@@ -151,6 +167,9 @@ def test_robustness_page_compares_and_the_explorer_follows_its_sliders(tmp_path,
     assert table.loc["paper, CapsNet", "affNIST (%)"] == 79 and table.loc["paper, CNN", "affNIST (%)"] == 66
     evaluation = json.loads((root / SHIPPED_CAPSNET / "evaluation.json").read_text())
     assert table.loc[SHIPPED_CAPSNET, "affNIST-like (%)"] == evaluation["sets"]["affnist-like"]["accuracy"]
+    paired = app.dataframe[1].value.iloc[0]  # the two shipped runs, image by image
+    assert {paired["A"], paired["B"]} == {SHIPPED_CAPSNET, SHIPPED_CNN} and paired["Images"] == 10_000
+    assert paired["Both right"] + paired["Only A right"] + paired["Only B right"] + paired["Both wrong"] == 10_000
     assert app.multiselect(key="affine_models").value == [SHIPPED_CAPSNET], "evaluated runs with weights first"
     app.multiselect(key="affine_models").select("mnist-r1").run()  # a 28x28 run beside the 40x40 one
     scores = {name: app.get_by_key(f"affine_scores_{name}").proto.spec for name in ("mnist-r1", SHIPPED_CAPSNET)}
