@@ -45,7 +45,7 @@ def test_shipped_weights_fit_the_budget():
     if listed.returncode != 0:
         pytest.skip("not a git checkout: cannot tell shipped files from local ones")
     weights = [root / name for name in listed.stdout.split() if name.endswith("/model.pt")]
-    assert {w.parent.name for w in weights} == {"mnist-r1", "mnist-r3", "mnist40-capsnet-r3"}
+    assert {w.parent.name for w in weights} == {"mnist-r1", "mnist-r3", "mnist40-capsnet-r3", "multimnist-r3"}
     assert sum(w.stat().st_size for w in weights) <= WEIGHTS_BUDGET
 
 
@@ -93,3 +93,13 @@ def test_shipped_baseline_history_is_the_papers_cnn_on_full_mnist():
     assert len(run.history) == run.info["epochs_done"] >= 1
     assert run.history["test_error"].iloc[-1] == run.info["final_test_error"]
     assert run.history["train_margin_loss"].isna().all(), "no capsule loss parts for a CNN"
+
+
+def test_shipped_multimnist_weights_reproduce_their_recorded_error_on_the_first_500_pairs():
+    # the whole 10,000-pair test set takes minutes on 2 cores; its first 500 pairs take seconds
+    from scripts.evaluate_run import evaluate
+
+    run = shipped("multimnist-r3")
+    recorded = run.info["reevaluation"]["shipped_int8_first_500_test_error"]
+    error, pairs, _ = evaluate(run.path, test_subset=500)
+    assert pairs == 500 and abs(error - recorded) <= 0.41, f"{error:.2f}% against the recorded {recorded}% (2 pairs of slack)"
