@@ -2,10 +2,13 @@
 decoder redraw the digit as you drag (in the browser), each slider named by what it was measured
 to do, and the measurement itself: dimension x property for the chosen class, and the paper's
 width claim checked on this run and another."""
+import hashlib
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from capsviz.dashboard.digit_picker import pick_or_draw_digit, picked_codes
 from capsviz.dashboard.dimension_views import (
     decoder_payload,
     meanings_heatmap,
@@ -18,20 +21,14 @@ from capsviz.dashboard.dimension_views import (
 from capsviz.dashboard.figures import capsule_lengths_figure, capsule_vector_figure, digit_figure, perturbation_figure
 from capsviz.dashboard.live_decoder import live_decoder
 from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors, shows_pairs
-from capsviz.dashboard.state import digit_codes, load_runs
-from capsviz.digits import PICK_CLASS, PICK_INDEX, PICK_RANDOM, pick_digit
+from capsviz.dashboard.state import load_runs
 from capsviz.perturbations import decode_with_offsets, perturbation_grid, perturbation_offsets
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
 RANGES = (0.25, 0.5, 1.0)  # slider range choices, +-; the paper's is 0.25
 STEPS_PER_SIDE = 50  # slider resolution: 0.005 at the paper's ±0.25, fine enough to morph smoothly
-PICK_LABELS = {PICK_INDEX: "By index", PICK_CLASS: "By class", PICK_RANDOM: "At random"}
 EDITOR_KEY = "live_decoder"
-
-
-def next_random_digit() -> None:
-    st.session_state["digit_seed"] = st.session_state.get("digit_seed", 0) + 1
 
 
 st.title("Capsule dimensions")
@@ -40,42 +37,37 @@ st.caption("Each digit capsule is a 16-D vector: its length is the class probabi
 
 runs = load_runs()
 show_run_errors(runs)
-picker = st.columns([3, 3, 2, 2], vertical_alignment="bottom")
+picker = st.columns([3, 4, 2, 2], vertical_alignment="bottom")  # run, digit mode (4 choices), its controls
 run, model, images, labels = model_page_inputs(runs, key="dimensions_run", where=picker[0])
 dimensions = model.config.digit_dim
 
-# ---- Digit selection: sets `index`, the test digit whose capsules are edited
-mode = picker[1].segmented_control("Pick a test digit", list(PICK_LABELS), format_func=PICK_LABELS.get,
-                                   default=PICK_INDEX, key="digit_mode") or PICK_INDEX
-if mode == PICK_INDEX:
-    index = picker[2].number_input("Test index", 0, len(images) - 1, 0, key="digit_index")
-    index = pick_digit(labels, mode=PICK_INDEX, index=int(index))
-elif mode == PICK_CLASS:
-    digit_class = picker[2].selectbox("Class", range(10), key="digit_class")
-    occurrence = picker[3].number_input("Example of that class", 1, 1200, 1, key="digit_occurrence")
-    index = pick_digit(labels, mode=PICK_CLASS, digit_class=digit_class, occurrence=int(occurrence) - 1)
-else:
-    picker[2].button("Draw another digit", on_click=next_random_digit, icon=":material/casino:", width="stretch")
-    index = pick_digit(labels, mode=PICK_RANDOM, seed=st.session_state.get("digit_seed", 0))
+# ---- Digit selection: a test digit (by index, by class, at random) or one drawn by hand
+picked = pick_or_draw_digit(images, labels, key="digit", where=picker[1:4])
+if picked is None:  # drawing, and nothing drawn yet: the canvas says what to do
+    st.stop()
 # ---- End of digit selection
 
-codes = digit_codes(run, index, index + 1)
-label, prediction = int(labels[index]), int(codes.predictions[0])
+codes = picked_codes(run, model, picked)
+label, prediction = picked.label, int(codes.predictions[0])  # a drawn digit has no label
 poses, lengths = codes.poses[0], codes.lengths[0]
+# what the browser's decoder is redrawing: a test digit by its index, a drawing by its pixels
+digit_token = picked.index if picked.index is not None else hashlib.sha256(picked.image.tobytes()).hexdigest()[:12]
 
 top = st.columns([1, 1, 2], gap="large")  # the input, its unedited reconstruction (below), the lengths
-verdict = "correct" if label == prediction else "misclassified"
-top[0].plotly_chart(digit_figure(images[index] / 255.0, title=f"Test digit #{index}",
-                                 subtitle=f"label {label} · prediction {prediction} ({verdict})"),
+verdict = "" if label is None else (" (correct)" if label == prediction else " (misclassified)")
+top[0].plotly_chart(digit_figure(picked.image / 255.0, title=picked.title,
+                                 subtitle=f"{picked.subtitle} · prediction {prediction}{verdict}"),
                     width="stretch", key="input_digit")
 top[2].plotly_chart(capsule_lengths_figure(lengths, label=label), width="stretch", key="capsule_lengths")
 
 header = st.columns([4, 3, 1], vertical_alignment="bottom")
 capsule_choice = header[1].segmented_control(
-    "Capsule to edit", ["label", "prediction"], default="label", key="capsule_choice",
+    "Capsule to edit", ["label", "prediction"] if label is not None else ["prediction"], default="label"
+    if label is not None else "prediction", key="capsule_choice",
     format_func=lambda choice: f"label's ({label})" if choice == "label" else f"prediction's ({prediction})",
-    help="Figure 4 edits the correct class's capsule; for a misclassified digit, try the prediction's.") or "label"
-capsule = label if capsule_choice == "label" else prediction
+    help="Figure 4 edits the correct class's capsule; for a misclassified digit, try the prediction's. A drawn "
+         "digit has no label: its prediction's capsule is edited.") or ("label" if label is not None else "prediction")
+capsule = label if capsule_choice == "label" and label is not None else prediction
 limit = header[2].selectbox("Range ±", RANGES, key="capsule_range",
                             help="The sliders' range, and the Figure 4 grid's. The paper uses ±0.25 in steps of 0.05.")
 header[0].subheader(f"Edit capsule {capsule}", help="Each slider ADDS its offset to one dimension of the capsule; "
@@ -95,7 +87,7 @@ def editor() -> np.ndarray:
         key=EDITOR_KEY, digest=weights_digest(run), payload=decoder_payload(run), capsule=poses[capsule],
         digit_class=capsule, labels=names, hints=hints, limit=float(limit), step=float(limit) / STEPS_PER_SIDE,
         values=np.clip(st.session_state.get("dimension_offsets", np.zeros(dimensions)), -limit, limit),
-        token=f"{run.name}|{index}|{capsule}|{limit}", size=model.config.input_size,
+        token=f"{run.name}|{digit_token}|{capsule}|{limit}", size=model.config.input_size,
         title=f"Edited reconstruction of capsule {capsule}")
     st.session_state["dimension_offsets"] = offsets
     changed = ", ".join(f"d{d + 1} {offset:+.2f}" for d, offset in enumerate(offsets) if offset) or "none"

@@ -175,6 +175,19 @@ def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboa
     assert canvas_pixels(page) != before, "moving a capsule slider must redraw the reconstruction"
     assert_no_exception(page, "dimensions after the slider moved")
     page.screenshot(path=ARTIFACTS / "browser-dimensions-slider-moved.png", full_page=True)
+
+    # a digit drawn with the mouse: its capsules, sliders and reconstruction replace the test digit's
+    page.locator(".st-key-digit_mode").get_by_role("radio", name="Draw").click()
+    page.get_by_text("Nothing drawn yet").wait_for(timeout=TIMEOUT_MS)
+    canvas = page.locator(".st-key-digit_canvas canvas").last  # fabric's upper canvas takes the mouse
+    canvas.wait_for(timeout=TIMEOUT_MS)
+    draw_stroke(page, canvas, [(0.5, 0.15), (0.52, 0.5), (0.53, 0.85)])
+    page.get_by_text("1 stroke(s)").wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(page)
+    assert_no_exception(page, "dimensions with a drawn digit")
+    assert page.get_by_text("Your digit").count() > 0, "the input panel shows the drawing"
+    assert len(canvas_pixels(page)) == 28 * 28, "the live decoder redraws the drawn digit's capsule"
+    page.screenshot(path=ARTIFACTS / "browser-dimensions-drawn.png", full_page=True)
     assert not errors, f"JavaScript errors in the page: {errors}"
     page.close()
 
