@@ -412,14 +412,22 @@ def summarize(history: list[dict]) -> dict:
 
 # ---- reading (the dashboard, tests, anyone) ----------------------------------------------------
 
-def read_history(run_dir: Path) -> pd.DataFrame:
-    path = Path(run_dir) / HISTORY_CSV
+def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    """A run's CSV file as read by pandas, or an empty frame with `columns` when the run has none.
+    RunError naming the file when it is not CSV; its columns are the caller's to check."""
     if not path.exists():
-        return pd.DataFrame({column: pd.Series(dtype="float64") for column in HISTORY_COLUMNS})
+        return pd.DataFrame({column: pd.Series(dtype="float64") for column in columns})
     try:
-        history = pd.read_csv(path)
+        return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise RunError(f"{path}: unreadable CSV ({str(error).splitlines()[0]})") from None
+
+
+def read_history(run_dir: Path) -> pd.DataFrame:
+    path = Path(run_dir) / HISTORY_CSV
+    history = _read_csv(path, HISTORY_COLUMNS)
+    if not path.exists():
+        return history
     required = ["epoch", "test_error", "timestamp"]
     missing = [column for column in required if column not in history.columns]
     if missing:
@@ -636,12 +644,9 @@ def read_routing(run_dir: Path) -> pd.DataFrame:
     """routing.csv, or an empty frame with its columns when the run has none (older runs, the baseline).
     Raises RunError naming the file when it is damaged."""
     path = Path(run_dir) / ROUTING_CSV
+    routing = _read_csv(path, ROUTING_COLUMNS)
     if not path.exists():
-        return pd.DataFrame({column: pd.Series(dtype="float64") for column in ROUTING_COLUMNS})
-    try:
-        routing = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise RunError(f"{path}: unreadable CSV ({str(error).splitlines()[0]})") from None
+        return routing
     missing = [column for column in ROUTING_COLUMNS if column not in routing.columns]
     if missing:
         raise RunError(f"{path}: missing columns {missing}")

@@ -3,12 +3,11 @@ the two longest capsules, and each redrawn from its own capsule, in red and gree
 import numpy as np
 import streamlit as st
 
-from capsviz.dashboard.page_helpers import choose_model_run, ensure_entry_script, show_run_errors
+from capsviz.dashboard.page_helpers import choose_model_run, ensure_entry_script, model_or_stop, show_run_errors
 from capsviz.dashboard.pair_figures import pair_lengths_figure, rgb_figure
 from capsviz.dashboard.pair_state import pair_codes, pair_set, scan_pair_codes
-from capsviz.dashboard.state import load_runs, model_for
+from capsviz.dashboard.state import load_runs
 from capsviz.data import DataError
-from capsviz.runs import RunError
 from capsviz.segmentation import (
     decode_from,
     image_u8,
@@ -39,11 +38,7 @@ controls = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
 run = choose_model_run(runs, key="multimnist_run", where=controls[0], pairs=True)
 if run is None:
     st.stop()
-try:
-    model = model_for(run)
-except RunError as error:
-    st.error(f"Cannot load this run's model: {error}", icon=":material/error:")
-    st.stop()
+model = model_or_stop(run)
 try:
     pairs = pair_set()
 except DataError as error:

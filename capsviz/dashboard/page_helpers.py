@@ -88,6 +88,15 @@ def choose_model_run(runs: Runs, *, key: str, where=None, pairs: bool = False) -
     return next(run for run in candidates if run.name == name)
 
 
+def model_or_stop(run: Run) -> nn.Module:
+    """The run's model (cached per weights file), or one error line naming the problem and the page stops."""
+    try:
+        return model_for(run)
+    except RunError as error:
+        st.error(f"Cannot load this run's model: {error}", icon=":material/error:")
+        st.stop()
+
+
 def model_page_inputs(runs: Runs, *, key: str, where) -> tuple[Run, nn.Module, np.ndarray, np.ndarray]:
     """What the model pages start from: the run chosen in `where`, its CapsNet, and the test set of
     the dataset it trained on (uint8 (N, H, W) images, labels). Stops the page, after one error
@@ -95,11 +104,7 @@ def model_page_inputs(runs: Runs, *, key: str, where) -> tuple[Run, nn.Module, n
     run = choose_model_run(runs, key=key, where=where)
     if run is None:
         st.stop()
-    try:
-        model = model_for(run)
-    except RunError as error:
-        st.error(f"Cannot load this run's model: {error}", icon=":material/error:")
-        st.stop()
+    model = model_or_stop(run)
     try:
         images, labels = state.test_set(run.dataset_name)  # through the module: tests watch which set is loaded
     except DataError as error:
