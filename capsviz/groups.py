@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .results import PAPER_TABLE1, best_test_error, last_value, numeric_column
+from .results import PAPER_TABLE1, best_test_error, last_value, matches_paper_row, numeric_column
 from .runs import Run
 
 # Settings that do not make a run a different experiment: its seed, how long it is planned to run
@@ -153,7 +153,7 @@ def table1_measured(runs: Sequence[Run]) -> pd.DataFrame:
     rows = []
     groups = group_runs([run for run in runs if comparable_to_table1(run)])
     for paper in PAPER_TABLE1:
-        matching = [group for group in groups if _matches(group.runs[0], paper)]
+        matching = [group for group in groups if matches_paper_row(group.runs[0], paper)]
         paper_text = f"{paper.mnist_error:.2f}" + (f" ± {paper.mnist_std:.3f}" if paper.mnist_std is not None else "")
         for group in matching or [None]:
             errors = group_errors(group) if group else None
@@ -167,13 +167,6 @@ def table1_measured(runs: Sequence[Run]) -> pd.DataFrame:
                 "Paper (%)": paper_text, "Paper mean (%)": paper.mnist_error,
             })
     return pd.DataFrame(rows)
-
-
-def _matches(run: Run, paper) -> bool:
-    if run.model_name != paper.model:
-        return False
-    return paper.model != "capsnet" or (run.routings, run.reconstruction) == (paper.routings, paper.reconstruction)
-
 
 def format_mean_std(mean: float | None, std: float | None, n: int) -> str:
     """"0.31 ± 0.02 (n=3)", "0.45 (n=1)", or "-"."""

@@ -40,14 +40,26 @@ def overlay(layers: torch.Tensor) -> torch.Tensor:
     return layers.sum(dim=1, keepdim=True).clamp_(max=1.0)
 
 
+_class_blocks_cache: list = []  # [(labels, (order, starts, counts))]: the pool last asked about
+
+
+def class_blocks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(order, starts, counts) of a label pool (N,): its indices grouped by class, where each class's
+    block begins in `order`, and its size. Computed once per pool (the training set stays the same
+    tensor for the whole run), not on every batch: it sorts the whole pool and, on a GPU, syncs. The
+    cache holds the pool tensor itself and compares identity, so another pool never gets its blocks."""
+    if not (_class_blocks_cache and _class_blocks_cache[0][0] is labels):
+        counts = torch.bincount(labels, minlength=int(labels.max()) + 1)  # (K,)
+        assert int((counts > 0).sum()) >= 2, "MultiMNIST pairs need digits of at least two classes"
+        order = torch.argsort(labels, stable=True)
+        _class_blocks_cache[:] = [(labels, (order, torch.cumsum(counts, 0) - counts, counts))]
+    return _class_blocks_cache[0][1]
+
+
 def partners(labels: torch.Tensor, first: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """For each pool index in `first` (B,), a partner index drawn uniformly among the pool digits
     (labels (N,), on any device) of another class. Random numbers come from `generator` (CPU)."""
-    classes = int(labels.max()) + 1
-    counts = torch.bincount(labels, minlength=classes)  # (K,)
-    assert int((counts > 0).sum()) >= 2, "MultiMNIST pairs need digits of at least two classes"
-    order = torch.argsort(labels, stable=True)  # pool indices grouped by class
-    starts = torch.cumsum(counts, 0) - counts  # (K,) where each class's block begins in `order`
+    order, starts, counts = class_blocks(labels)
     own = labels[first]  # (B,)
     others = len(labels) - counts[own]  # (B,) digits of other classes
     draw = torch.rand(len(first), generator=generator, dtype=torch.float64).to(labels.device)

@@ -55,22 +55,27 @@ def paper_error(run: Run) -> float | None:
     dataset, a Keras import). A MultiMNIST run gets Table 1's MultiMNIST column (paper_multimnist_error)."""
     if run.dataset_name == "multimnist":
         return paper_multimnist_error(run)
-    if run.dataset_name != "mnist":
-        return None
-    for result in PAPER_TABLE1:
-        if result.model == run.model_name and (
-                result.model != "capsnet" or (result.routings, result.reconstruction) == (run.routings, run.reconstruction)):
-            return result.mnist_error
-    return None
+    row = paper_row(run) if run.dataset_name == "mnist" else None
+    return row.mnist_error if row else None
 
 
 def paper_multimnist_error(run: Run) -> float | None:
     """Table 1's MultiMNIST test error (%) for a CapsNet of the run's routings and reconstruction
     setting (7.5 for 1 routing, 5.2 for 3, both with reconstruction); None where the table has none."""
-    for result in PAPER_TABLE1:
-        if (result.model, result.routings, result.reconstruction) == (run.model_name, run.routings, run.reconstruction):
-            return result.multimnist_error if result.model == "capsnet" else None
-    return None
+    row = paper_row(run)
+    return row.multimnist_error if row and row.model == "capsnet" else None
+
+
+def paper_row(run: Run):
+    """The row of Table 1 with the run's model (and, for a CapsNet, its routings and reconstruction
+    setting), or None."""
+    return next((row for row in PAPER_TABLE1 if matches_paper_row(run, row)), None)
+
+
+def matches_paper_row(run: Run, row) -> bool:
+    if row.model != run.model_name:
+        return False
+    return row.model != "capsnet" or (row.routings, row.reconstruction) == (run.routings, run.reconstruction)
 
 
 # ---- histories as numbers ---------------------------------------------------------------------

@@ -46,9 +46,9 @@ FORMAT_VERSION = 1
 RUN_JSON, HISTORY_CSV, WEIGHTS, STATE = "run.json", "history.csv", "model.pt", "state.pt"
 STATUSES = ("running", "finished", "interrupted", "failed")
 STALE = "stale"  # not written by the trainer: what a run marked running reads back as once its trainer is gone
-TEMPORARY_PATTERNS = tuple(f".{name}.*.tmp" for name in (RUN_JSON, HISTORY_CSV, WEIGHTS, STATE))  # atomic.py's names
 ROUTING_CSV = "routing.csv"  # Figure A.1 over training: see the routing.csv section below
-TEMPORARY_PATTERNS += (f".{ROUTING_CSV}.*.tmp",)
+# atomic.py's temporary names
+TEMPORARY_PATTERNS = tuple(f".{name}.*.tmp" for name in (RUN_JSON, HISTORY_CSV, WEIGHTS, STATE, ROUTING_CSV))
 HEARTBEAT_SECONDS = 30.0  # how often a training trainer rewrites run.json at least
 # A run whose heartbeat is older than this is taken for dead when its pid cannot be checked (another
 # host). Generous: an evaluation or a slow first batch must never make a live run look stale.

@@ -16,9 +16,9 @@ from capsviz.dashboard.routing_figures import (
     logit_change_figure,
     provenance,
 )
-from capsviz.dashboard.state import digit_routing, load_runs, model_for
+from capsviz.dashboard.state import digit_routing, load_runs, model_for, routing_history
 from capsviz.routing_view import ALL_TYPES, coupling_maps
-from capsviz.runs import RunError, read_routing
+from capsviz.runs import RunError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 started = time.perf_counter()  # the page's server time, shown at its end (scripts/bench_dashboard.py reads it)
@@ -114,7 +114,7 @@ for candidate in runs.runs:
     if not candidate.has_capsules or candidate.path is None:
         continue
     try:
-        frame = read_routing(candidate.path)
+        frame = routing_history(candidate)
     except RunError as error:
         st.error(str(error), icon=":material/error:")
         continue

@@ -167,3 +167,12 @@ def test_evaluate_run_reproduces_the_error_a_run_measured(multimnist_run):
     error, count, _ = evaluate(multimnist_run, weights="state.pt", test_subset=500)
     assert count == 500
     assert error == pytest.approx(float(runs.read_history(multimnist_run)["test_error"].iloc[-1]), abs=0.21)
+
+
+def test_class_blocks_are_computed_once_per_pool_and_never_lent_to_another():
+    from capsviz.multimnist import class_blocks
+
+    pool, other = torch.tensor([0, 1, 1, 2]), torch.tensor([2, 2, 0, 1])
+    assert class_blocks(pool) is class_blocks(pool), "the same pool's blocks are reused"
+    order, starts, counts = class_blocks(other)
+    assert counts.tolist() == [1, 1, 2] and starts.tolist() == [0, 1, 2] and order.tolist() == [2, 3, 0, 1]

@@ -153,11 +153,6 @@ def batches(count: int, batch_size: int, order: torch.Tensor | None = None):
         yield indices[start:start + batch_size]
 
 
-def to_inputs(images_u8: torch.Tensor, fast: bool) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> float in [0, 1], in the fast path's memory layout."""
-    return prepare_images(images_u8.float().div_(255.0), fast)
-
-
 def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpec, images: torch.Tensor,
                     labels: torch.Tensor, config: TrainConfig, generator: torch.Generator, device: torch.device, *,
                     precision: str = "fp32", processes: Distributed = SINGLE, progress_label: str = "",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 from torch import nn
 
@@ -17,6 +18,7 @@ from ..digits import DigitCodes, encode_digits, load_test_set
 from ..routing_view import DigitRouting, trace_digit
 from ..runs import (
     HISTORY_CSV,
+    ROUTING_CSV,
     RUN_JSON,
     WEIGHTS,
     Run,
@@ -25,6 +27,7 @@ from ..runs import (
     list_runs,
     load_run,
     load_weights,
+    read_routing,
     runs_roots_from_environment,
 )
 
@@ -181,3 +184,14 @@ def digit_routing(run: Run, image: np.ndarray, *, iterations: int) -> DigitRouti
     file version, digit and iteration count: moving the iteration slider or a map control re-traces nothing."""
     model_for(run)  # raises RunError for broken weights before anything is cached
     return _routing(str(run.path), file_stamp(run.path / WEIGHTS), np.ascontiguousarray(image), int(iterations))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _routing_history(path: str, stamp: tuple | None) -> pd.DataFrame:
+    return read_routing(Path(path))
+
+
+def routing_history(run: Run) -> pd.DataFrame:
+    """The run's routing.csv (capsviz.runs.read_routing), cached per file version: the Routing page
+    reruns on every control and reads every run's. Raises RunError for a damaged file (not cached)."""
+    return _routing_history(str(run.path), file_stamp(run.path / ROUTING_CSV))
