@@ -109,12 +109,17 @@ def trainer_identity() -> dict:
             "heartbeat_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
-def write_history(run_dir: Path, rows: list[dict]) -> None:
+def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    """A run's CSV file (history.csv, routing.csv) from row dicts, atomically; other keys are left out."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(Path(run_dir) / HISTORY_CSV, buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue())
+
+
+def write_history(run_dir: Path, rows: list[dict]) -> None:
+    write_csv(Path(run_dir) / HISTORY_CSV, HISTORY_COLUMNS, rows)
 
 
 def write_weights(run_dir: Path, model: nn.Module, *, dtype: torch.dtype = torch.float16) -> None:
@@ -633,11 +638,7 @@ ROUTING_COLUMNS = ["epoch", "iteration", "mean_abs_logit_change", "mean_abs_logi
 
 
 def write_routing(run_dir: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ROUTING_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(Path(run_dir) / ROUTING_CSV, buffer.getvalue())
+    write_csv(Path(run_dir) / ROUTING_CSV, ROUTING_COLUMNS, rows)
 
 
 def read_routing(run_dir: Path) -> pd.DataFrame:

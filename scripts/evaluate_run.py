@@ -31,7 +31,10 @@ def load_model(run_dir: Path, weights: str) -> torch.nn.Module:
             raise RunError(f"{run_dir / WEIGHTS}: missing; nothing to evaluate")
         return run.model
     model = model_from_config(run.model_name, run.info["model"])
-    model.load_state_dict(read_state(run_dir, mmap=True)["model"])
+    try:
+        model.load_state_dict(read_state(run_dir, mmap=True)["model"])
+    except (RuntimeError, KeyError) as error:  # another model's weights, or a state without them
+        raise RunError(f"{run_dir / STATE}: its weights do not fit the run's model ({str(error).splitlines()[0]})") from None
     return model.eval()
 
 

@@ -169,6 +169,18 @@ def test_evaluate_run_reproduces_the_error_a_run_measured(multimnist_run):
     assert error == pytest.approx(float(runs.read_history(multimnist_run)["test_error"].iloc[-1]), abs=0.21)
 
 
+def test_evaluate_run_names_a_state_whose_weights_do_not_fit_in_one_line(multimnist_run, tmp_path, capsys):
+    import shutil
+
+    from scripts.evaluate_run import main
+
+    run = shutil.copytree(multimnist_run, tmp_path / "run", ignore=shutil.ignore_patterns("state.pt"))
+    torch.save({"model": {"not.a.capsnet.weight": torch.zeros(1)}}, run / "state.pt")
+    assert main([str(run), "--weights", "state.pt", "--test-subset", "10"]) == 1
+    message = capsys.readouterr().err.strip()
+    assert message.count("\n") == 0 and "state.pt: its weights do not fit the run's model" in message, message
+
+
 def test_class_blocks_are_computed_once_per_pool_and_never_lent_to_another():
     from capsviz.multimnist import class_blocks
 
