@@ -37,8 +37,8 @@ from capsviz.fast import prepare_model
 from capsviz.machine import describe_machine, resolve_device
 from capsviz.robustness import affine_evaluation, plain_evaluation, predict
 
-from .loop import RESUMABLE_CHANGES, TrainConfig, Trainer, eval_batch_size, select
-from .run import positive_int
+from .loop import TrainConfig, Trainer, eval_batch_size, select
+from .run import differences, positive_int
 
 DATASET = "mnist-40"
 POOLED_BASELINE = {"pool": True, "conv_channels": [256, 256, 256], "hidden": [1536, 192]}
@@ -99,9 +99,7 @@ def check_existing(run_dir: Path, config: TrainConfig) -> tuple[int, bool]:
     saved = runs.read_run_json(run_dir)
     if runs.effective_status(saved) == "running":
         raise RobustnessError(f"{run_dir}: being trained now (pid {saved.get('pid')}); not touched")
-    current = config.to_dict()
-    mismatch = [f"{key}: run has {saved['config'].get(key)!r}, asked for {current[key]!r}"
-                for key in current if key not in RESUMABLE_CHANGES and saved["config"].get(key) != current[key]]
+    mismatch = differences(saved["config"], config)
     if mismatch:
         raise RobustnessError(f"{run_dir} was trained with other settings ({'; '.join(mismatch)})")
     committed, done = runs.committed_epochs(run_dir), int(saved.get("epochs_done") or 0)
