@@ -10,8 +10,10 @@ from PIL import Image
 
 from capsviz.curves import PANELS, X_WALL, ema
 from capsviz.dashboard.figures import (
+    PALETTE,
     capsule_lengths_figure,
     capsule_vector_figure,
+    class_bars_figure,
     curves_figure,
     digit_figure,
     perturbation_figure,
@@ -176,3 +178,11 @@ def test_capsule_vector_figure_shows_encoded_and_edited_values():
     encoded, edited = figure.data
     np.testing.assert_allclose(encoded.y, poses)
     np.testing.assert_allclose(np.array(edited.y) - np.array(encoded.y), offsets)
+
+
+def test_class_bars_fill_the_predictions_and_frame_the_labels():
+    # one bar chart for capsule lengths, a MultiMNIST pair's two predictions and a CNN's softmax
+    bars = class_bars_figure(np.linspace(0, 1, 10), filled=[9, 3], outlined=[3], value_name="softmax").data[0]
+    assert [k for k, color in enumerate(bars.marker.color) if color == PALETTE[0]] == [3, 9]
+    assert [k for k, width in enumerate(bars.marker.line.width) if width] == [3]
+    assert "softmax" in bars.hovertemplate and bars.text[9] == "1.00"

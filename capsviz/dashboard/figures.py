@@ -155,18 +155,26 @@ def _add_group_traces(figure: go.Figure, histories: Sequence[pd.DataFrame], *, p
             hovertemplate=f"{name}: mean %{{y:.4g}} (n=%{{customdata[0]}}, std %{{customdata[1]:.2g}})<extra></extra>"))
 
 
+def class_bars_figure(values: np.ndarray, *, filled: Sequence[int], outlined: Sequence[int] = (),
+                      value_name: str = "length", outline_color: str = PALETTE[2]) -> go.Figure:
+    """One bar per class, valued: the `filled` classes (the prediction) in colour, the others grey, the
+    `outlined` ones (the true labels) framed. The callers add titles, guides and axes."""
+    values = np.asarray(values, dtype=float)
+    colors = [PALETTE[0] if k in filled else "rgba(140,140,140,0.55)" for k in range(len(values))]
+    outline = [3 if k in outlined else 0 for k in range(len(values))]
+    return go.Figure(go.Bar(
+        x=[str(k) for k in range(len(values))], y=values, marker=dict(color=colors, line=dict(color=outline_color, width=outline)),
+        text=[f"{value:.2f}" for value in values], textposition="outside", cliponaxis=False,
+        hovertemplate="class %{x}<br>" + value_name + " %{y:.4f}<extra></extra>",
+    ))
+
+
 def capsule_lengths_figure(lengths: np.ndarray, *, label: int | None = None, height: int = 260) -> go.Figure:
     """The 10 digit-capsule lengths (class probabilities), the longest (the prediction) filled,
     the true label outlined, and the margin loss's targets m+ = 0.9 and m- = 0.1 as guides."""
     lengths = np.asarray(lengths, dtype=float)
     prediction = int(lengths.argmax())
-    colors = [PALETTE[0] if k == prediction else "rgba(140,140,140,0.55)" for k in range(len(lengths))]
-    outline = [3 if k == label else 0 for k in range(len(lengths))]
-    figure = go.Figure(go.Bar(
-        x=[str(k) for k in range(len(lengths))], y=lengths, marker=dict(color=colors, line=dict(color=PALETTE[2], width=outline)),
-        text=[f"{value:.2f}" for value in lengths], textposition="outside", cliponaxis=False,
-        hovertemplate="class %{x}<br>length %{y:.4f}<extra></extra>",
-    ))
+    figure = class_bars_figure(lengths, filled=[prediction], outlined=[] if label is None else [label])
     for level in (MARGIN_PLUS, MARGIN_MINUS):
         figure.add_hline(y=level, line=dict(dash="dot", width=1, color="gray"))
     label_text = f" · label {label} (outlined)" if label is not None else ""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .figures import MARGIN_MINUS, MARGIN_PLUS, PALETTE
+from .figures import MARGIN_MINUS, MARGIN_PLUS, class_bars_figure
 
 FIRST_COLOUR, SECOND_COLOUR = "rgb(214,39,40)", "rgb(44,160,44)"  # red and green, as in Figure 5
 
@@ -30,14 +30,7 @@ def pair_lengths_figure(lengths: np.ndarray, *, labels: Sequence[int], predicted
     outlined, the capsules being drawn marked in their colours beneath; m+ and m- as guides."""
     lengths = np.asarray(lengths, dtype=float)
     predicted, labels = [int(k) for k in predicted], [int(k) for k in labels]
-    colors = [PALETTE[0] if k in predicted else "rgba(140,140,140,0.55)" for k in range(len(lengths))]
-    outline = [3 if k in labels else 0 for k in range(len(lengths))]
-    figure = go.Figure(go.Bar(
-        x=[str(k) for k in range(len(lengths))], y=lengths,
-        marker=dict(color=colors, line=dict(color="black", width=outline)),
-        text=[f"{value:.2f}" for value in lengths], textposition="outside", cliponaxis=False,
-        hovertemplate="class %{x}<br>length %{y:.4f}<extra></extra>",
-    ))
+    figure = class_bars_figure(lengths, filled=predicted, outlined=labels, outline_color="black")
     for colour, digit_class in zip((FIRST_COLOUR, SECOND_COLOUR), drawn):
         figure.add_trace(go.Scatter(x=[str(digit_class)], y=[-0.06], mode="markers", hoverinfo="skip",
                                     marker=dict(symbol="triangle-up", size=12, color=colour)))

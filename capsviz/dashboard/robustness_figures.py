@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..robustness import BINS
-from .figures import PALETTE, run_colors
+from .figures import PALETTE, class_bars_figure, run_colors
 
 SETS = {"Expanded MNIST (%)": "expanded MNIST (test)", "affNIST-like (%)": "affNIST-like (ours, generated)",
         "affNIST (%)": "affNIST (real)"}
@@ -56,12 +56,7 @@ def class_scores_figure(scores: np.ndarray, *, kind: str, title: str, label: int
     the true label outlined."""
     scores = np.asarray(scores, dtype=float)
     prediction = int(scores.argmax())
-    colors = [PALETTE[0] if k == prediction else "rgba(140,140,140,0.55)" for k in range(len(scores))]
-    outline = [3 if k == label else 0 for k in range(len(scores))]
-    figure = go.Figure(go.Bar(
-        x=[str(k) for k in range(len(scores))], y=scores, marker=dict(color=colors, line=dict(color=PALETTE[2], width=outline)),
-        text=[f"{value:.2f}" for value in scores], textposition="outside", cliponaxis=False,
-        hovertemplate="class %{x}<br>" + kind + " %{y:.4f}<extra></extra>"))
+    figure = class_bars_figure(scores, filled=[prediction], outlined=[] if label is None else [label], value_name=kind)
     figure.update_layout(
         title=dict(text=title, subtitle=dict(text=f"prediction {prediction} (filled) · {kind}")), height=height,
         margin=dict(l=10, r=10, t=60, b=10), showlegend=False, xaxis=dict(title="class", type="category"),
