@@ -73,8 +73,7 @@ def curves_figure(histories: Mapping[str, pd.DataFrame], *, panel: Panel, x_axis
             values = numeric_column(history, column)
             if values.isna().all():
                 continue
-            split = "train" if column.startswith("train_") else "test" if column.startswith("test_") else ""
-            dash = TRAIN_DASH if split == "train" else "solid"
+            split, dash = _split_style(column)
             label = f"{name} · {split}" if split and len(panel.columns) > 1 else name
             if smoothing > 0:
                 figure.add_trace(go.Scatter(x=x, y=values, mode="lines", line=dict(color=color, width=1, dash=dash),
@@ -118,7 +117,8 @@ def curves_figure(histories: Mapping[str, pd.DataFrame], *, panel: Panel, x_axis
     return figure
 
 
-def _split_style(column: str, panel: Panel) -> tuple[str, str]:
+def _split_style(column: str) -> tuple[str, str]:
+    """(split, dash) of a history column: train curves dashed, test and the rest solid."""
     split = "train" if column.startswith("train_") else "test" if column.startswith("test_") else ""
     return split, TRAIN_DASH if split == "train" else "solid"
 
@@ -128,7 +128,7 @@ def _add_faint_seed(figure: go.Figure, x: pd.Series, history: pd.DataFrame, pane
         values = numeric_column(history, column)
         if not values.isna().all():
             figure.add_trace(go.Scatter(x=x, y=values, mode="lines", opacity=0.35, showlegend=False,
-                                        line=dict(color=color, width=1, dash=_split_style(column, panel)[1]),
+                                        line=dict(color=color, width=1, dash=_split_style(column)[1]),
                                         name=name, hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>"))
 
 
@@ -139,7 +139,7 @@ def _add_group_traces(figure: go.Figure, histories: Sequence[pd.DataFrame], *, p
         curve = group_curve(histories, column)
         if curve["mean"].isna().all():
             continue
-        split, dash = _split_style(column, panel)
+        split, dash = _split_style(column)
         lower, upper = band_limits(curve, band)
         fill = plotly.colors.unlabel_rgb(plotly.colors.convert_colors_to_same_type(color, "rgb")[0][0])
         figure.add_trace(go.Scatter(x=curve["epoch"], y=upper, mode="lines", line=dict(width=0), showlegend=False,
