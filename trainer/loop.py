@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
+import functools
 import math
 import signal
 import sys
@@ -496,8 +497,10 @@ class Trainer:
             raise
         return runs.summarize(self.history)
 
+    @functools.cached_property
     def probe_images(self) -> torch.Tensor:
-        """The routing probe's digits, uint8 (N, C, H, W) as the model sees them (MultiMNIST: overlaid pairs)."""
+        """The routing probe's digits, uint8 (N, C, H, W) as the model sees them (MultiMNIST: overlaid pairs);
+        made once, the test set does not change."""
         count = min(PROBE_DIGITS, len(self.test_images))
         inputs, _ = self.dataset.test_batch(self.test_images, self.test_labels, torch.arange(count, device=self.device))
         return inputs.mul(255.0).round_().to(torch.uint8)
@@ -526,8 +529,9 @@ class Trainer:
         }
         # parts the model does not have (NaN totals) are left empty in history.csv
         row = {k: (round(v, 8) if math.isfinite(v) else None) if isinstance(v, float) else v for k, v in row.items()}
-        if isinstance(self.model, CapsNet):  # Figure A.1: routing's logit changes on the probe set (routing_probe)
-            row[ROUTING_KEY] = routing_probe(self.model, self.probe_images(), fast=config.fast)
+        if isinstance(self.model, CapsNet) and self.processes.is_main:  # only the main rank writes routing.csv
+            # Figure A.1: routing's logit changes on the probe set (routing_probe)
+            row[ROUTING_KEY] = routing_probe(self.model, self.probe_images, fast=config.fast)
         self.log(f"epoch {epoch:3d}/{config.epochs}  loss {train.loss:.4f}  train acc {100 * train.acc:.2f}%  "
                  f"test loss {test.loss:.4f}  test error {row['test_error']:.2f}%  "
                  f"{row['images_per_second']:.0f} img/s  {train.seconds:.1f}+{test.seconds:.1f} s")
