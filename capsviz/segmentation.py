@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .capsnet import CapsNet
 from .digits import DigitCodes, decode_poses
 from .multimnist import overlay_u8, test_pairs
+from .tasks import pair_correct, two_longest
 
 
 @dataclass(frozen=True)
@@ -36,14 +38,13 @@ def load_pair_set(data_dir=None) -> PairSet:
 
 def predicted_pairs(lengths: np.ndarray) -> np.ndarray:
     """(N, 10) capsule lengths -> (N, 2) the classes of the two longest capsules, longest first."""
-    lengths = np.asarray(lengths)
-    order = np.argsort(-lengths, axis=1, kind="stable")
-    return order[:, :2]
+    return two_longest(torch.as_tensor(np.asarray(lengths))).numpy()  # the trainer's own rule
 
 
 def pairs_right(predicted: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(N,) bool: both digits named, in either order (Table 1's rule for MultiMNIST)."""
-    return (np.sort(predicted, axis=1) == np.sort(np.asarray(labels)[: len(predicted)], axis=1)).all(axis=1)
+    labels = np.asarray(labels)[: len(predicted)]
+    return pair_correct(torch.as_tensor(np.asarray(predicted)), torch.as_tensor(labels)).numpy()  # the trainer's rule
 
 
 def pair_failures(labels: np.ndarray, codes: DigitCodes) -> np.ndarray:
