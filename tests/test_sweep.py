@@ -107,6 +107,23 @@ def test_a_run_being_trained_now_is_never_touched(tiny_run, tmp_path):
         plan_sweep(grid, seeds=[0], epochs=2, out=tmp_path / "group", passthrough=["--subset", "200", "--test-subset", "100"])
 
 
+def test_each_run_is_checked_again_at_its_turn_not_only_when_the_sweep_was_planned(tiny_run, tmp_path):
+    """A sweep's plan can be hours old when a run's turn comes: one started by hand meanwhile is
+    resumed (or skipped while its trainer lives), never started afresh into a run directory."""
+    grid = load_grid(write_grid(tmp_path, '[[runs]]\nname = "a"\nroutings = 1\n'))
+    group = tmp_path / "group"
+    [planned] = plan_sweep(grid, seeds=[0], epochs=2, out=group, passthrough=["--subset", "200", "--test-subset", "100"])
+    assert planned.status == NEW and "--resume" not in planned.arguments
+    copy_run(tiny_run, group / "a-seed0", status="interrupted")  # started by hand since
+    resumed = sweep.recheck(planned, 2)
+    assert (resumed.status, resumed.epochs_done) == (RESUME, 1) and resumed.arguments.count("--resume") == 1
+    assert sweep.recheck(planned, 1).status == RESUME, "interrupted: not finished, whatever its epochs"
+    shutil.rmtree(group / "a-seed0")
+    copy_run(tiny_run, group / "a-seed0", status="running", **runs.trainer_identity())  # its trainer alive
+    busy = sweep.recheck(planned, 2)
+    assert busy.status == sweep.BUSY and "being trained now" in sweep.describe(busy, 2)
+
+
 def test_a_sweep_skips_what_is_done_resumes_the_interrupted_run_and_trains_the_rest(tiny_run, tmp_path):
     """Seed 0 stopped after 1 of 2 epochs (interrupted), seed 1 has not started: one real sweep
     continues seed 0 to 2 epochs and trains seed 1; the next sweep has nothing to do."""

@@ -27,7 +27,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from capsviz import runs
@@ -47,6 +47,7 @@ COMMAND_LINE_ONLY = ("seed", "epochs", "device", "data_dir", "precision", "fast"
 GRID_SETTINGS = tuple(f.name for f in fields(TrainConfig) if f.name not in COMMAND_LINE_ONLY + ("model_options",))
 # status of a planned run
 NEW, RESUME, DONE, FAILED = "new", "resume", "done", "failed"
+BUSY = "busy"  # at its turn, another process was training it: skipped
 SIGINT_GRACE_SECONDS = 30.0  # after Ctrl-C, how long the trainers get to stop on their own
 
 
@@ -138,7 +139,7 @@ class PlannedRun:
     seed: int
     run_dir: Path
     arguments: tuple[str, ...]  # for python -m trainer.run
-    status: str  # NEW, RESUME, DONE or FAILED
+    status: str  # NEW, RESUME, DONE, FAILED (or BUSY, found at its turn)
     epochs_done: int
     note: str = ""  # why a run is FAILED
 
@@ -187,9 +188,22 @@ def plan_sweep(grid: Grid, *, seeds: Sequence[int], epochs: int, out: Path,
     return planned
 
 
+def recheck(planned: PlannedRun, epochs: int) -> PlannedRun:
+    """The run as its directory is now, just before the sweep starts it: a long sweep's plan is hours
+    old by then, and a run planned as new may have been started (or finished) by hand meanwhile."""
+    try:
+        status, done, note = planned_status(planned.run_dir, epochs)
+    except SweepError as error:  # being trained by another process now, or unreadable: never touched
+        return replace(planned, status=BUSY, note=str(error))
+    arguments = [argument for argument in planned.arguments if argument != "--resume"]
+    return replace(planned, status=status, epochs_done=done, note=note,
+                               arguments=tuple(arguments + ["--resume"] if status == RESUME else arguments))
+
+
 def describe(planned: PlannedRun, epochs: int) -> str:
     what = {NEW: f"new, {epochs} epoch(s)", RESUME: f"resume after epoch {planned.epochs_done} of {epochs}",
-            DONE: f"done ({planned.epochs_done} epochs)", FAILED: f"failed earlier, left alone: {planned.note}"}
+            DONE: f"done ({planned.epochs_done} epochs)", FAILED: f"failed earlier, left alone: {planned.note}",
+            BUSY: f"skipped: {planned.note}"}
     return what[planned.status]
 
 
@@ -303,12 +317,16 @@ def run_sweep(planned: list[PlannedRun], *, epochs: int, jobs: int, log_dir: Pat
         if run.status not in (NEW, RESUME):
             print(f"[{position[run.name]}/{total}] {run.name}: {describe(run, epochs)}", flush=True)
     running: dict[str, tuple[PlannedRun, subprocess.Popen]] = {}
-    failures = 0
+    failures = skipped = 0
     previous = signal.signal(signal.SIGTERM, raise_stop)
     try:
         while queue or running:
             while queue and len(running) < jobs:
-                run = queue.pop(0)
+                run = recheck(queue.pop(0), epochs)
+                if run.status not in (NEW, RESUME):  # done, failed or taken meanwhile: nothing to start
+                    print(f"[{position[run.name]}/{total}] {run.name}: {describe(run, epochs)}", flush=True)
+                    skipped += run.status in (BUSY, FAILED)
+                    continue
                 print(f"[{position[run.name]}/{total}] {run.name}: {describe(run, epochs)}"
                       + (f" (log: {log_dir / (run.name + '.log')})" if jobs > 1 else ""), flush=True)
                 running[run.name] = (run, start_run(run, jobs=jobs, log_dir=log_dir))
@@ -338,7 +356,7 @@ def run_sweep(planned: list[PlannedRun], *, epochs: int, jobs: int, log_dir: Pat
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return 1 if failures or any(run.status == FAILED for run in planned) else 0
+    return 1 if failures or skipped or any(run.status == FAILED for run in planned) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
