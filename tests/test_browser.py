@@ -329,9 +329,11 @@ def test_multimnist_page_in_a_browser_a_slider_redraws_one_digit_and_not_the_oth
     red, green = chart_pixels(page, "pair_edited_red"), chart_pixels(page, "pair_edited_green")
     assert len(json.loads(red)) == 36, "36x36 MultiMNIST canvases"
     thumb = page.locator(".st-key-pair_dim_0 input[type='range']")
-    thumb.focus()
-    for _ in range(5):
+    for _ in range(5):  # each press reruns the page: on a busy machine a rerun can redraw the slider and
+        thumb.focus()  # take its focus before the next press, so focus it again and let the rerun finish
         thumb.press("ArrowRight")
+        page.wait_for_timeout(150)
+        wait_until_idle(page)
     page.wait_for_function(
         "before => { const charts = document.querySelectorAll('.st-key-pair_edited_red .js-plotly-plot');"
         " const chart = charts[charts.length - 1];"
