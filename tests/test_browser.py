@@ -177,11 +177,7 @@ def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboa
     page.screenshot(path=ARTIFACTS / "browser-dimensions-slider-moved.png", full_page=True)
 
     # a digit drawn with the mouse: its capsules, sliders and reconstruction replace the test digit's
-    page.locator(".st-key-digit_mode").get_by_role("radio", name="Draw").click()
-    page.get_by_text("Nothing drawn yet").wait_for(timeout=TIMEOUT_MS)
-    canvas = page.locator(".st-key-digit_canvas canvas").last  # fabric's upper canvas takes the mouse
-    canvas.wait_for(timeout=TIMEOUT_MS)
-    draw_stroke(page, canvas, [(0.5, 0.15), (0.52, 0.5), (0.53, 0.85)])
+    draw_stroke(page, drawing_canvas(page, "digit"), [(0.5, 0.15), (0.52, 0.5), (0.53, 0.85)])  # a "1"
     page.get_by_text("1 stroke(s)").wait_for(timeout=TIMEOUT_MS)
     wait_until_idle(page)
     assert_no_exception(page, "dimensions with a drawn digit")
@@ -196,6 +192,15 @@ def routing_prediction(page) -> str:
     metric = page.locator(".st-key-routing_prediction_0 [data-testid='stMetric']").last
     metric.wait_for(timeout=TIMEOUT_MS)
     return metric.inner_text()
+
+
+def drawing_canvas(page, key: str):
+    """Switch the digit picker `key` (capsviz.dashboard.digit_picker) to drawing and return its canvas."""
+    page.locator(f".st-key-{key}_mode").get_by_role("radio", name="Draw").click()
+    page.get_by_text("Nothing drawn yet").wait_for(timeout=TIMEOUT_MS)
+    canvas = page.locator(f".st-key-{key}_canvas canvas").last  # fabric's upper canvas takes the mouse
+    canvas.wait_for(timeout=TIMEOUT_MS)
+    return canvas
 
 
 def draw_stroke(page, canvas, points: list[tuple[float, float]]) -> None:
@@ -225,10 +230,7 @@ def test_routing_page_iteration_slider_and_a_digit_drawn_with_the_mouse(dashboar
     assert_no_exception(page, "routing after the iteration slider moved")
     page.screenshot(path=ARTIFACTS / "browser-routing-iteration-2.png", full_page=True)
 
-    page.locator(".st-key-routing_digit_mode").get_by_role("radio", name="Draw").click()
-    page.get_by_text("Nothing drawn yet").wait_for(timeout=TIMEOUT_MS)
-    canvas = page.locator(".st-key-routing_digit_canvas canvas").last  # fabric's upper canvas takes the mouse
-    canvas.wait_for(timeout=TIMEOUT_MS)
+    canvas = drawing_canvas(page, "routing_digit")
     draw_stroke(page, canvas, [(0.5, 0.15), (0.52, 0.5), (0.53, 0.85)])  # a "1"
     page.get_by_text("1 stroke(s)").wait_for(timeout=TIMEOUT_MS)
     wait_until_idle(page)
