@@ -18,8 +18,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PRECISIONS = ("auto", "bf16", "fp32")
 # Variables that change which kernels run or how many threads they get: recorded when set, since a
 # figure measured under them is not the machine's default (ONEDNN_MAX_CPU_ISA can emulate an older CPU).
-KERNEL_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS",
-                    "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")
+ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE")
+KERNEL_VARIABLES = (*ISA_VARIABLES, "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def resolve_device(name: str) -> torch.device:

@@ -106,3 +106,7 @@ def test_a_resume_on_the_same_cpu_keeps_the_runs_precision_and_another_cpu_decid
     elsewhere = {**started, "cpu": "Intel Xeon (Cascade Lake)"}
     assert kept_on_resume(elsewhere, here, "auto") is None, "another CPU decides for itself"
     assert kept_on_resume(started, here, "bf16") is None, "a forced precision is obeyed"
+    capped = {**started, "kernel_variables": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI", "OMP_NUM_THREADS": "1"}}
+    assert kept_on_resume(capped, here, "auto") is None, "the same CPU with its instructions capped is another kind"
+    threads_only = {**started, "kernel_variables": {"OMP_NUM_THREADS": "1"}}
+    assert kept_on_resume(threads_only, here, "auto") is not None, "a thread count does not change the kind of CPU"

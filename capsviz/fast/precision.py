@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from ..machine import PRECISIONS, CpuFeatures, cpu_features
+from ..machine import ISA_VARIABLES, PRECISIONS, CpuFeatures, cpu_features
 
 # The trial overrules the CPU's answer only when bf16 is clearly slower: each candidate's figure is the
 # fastest of several steps (a busy machine slows single steps, never speeds them up), and bf16 is kept
@@ -43,9 +43,15 @@ class PrecisionChoice:
 
 
 def same_cpu(a: dict, b: dict) -> bool:
-    """Whether two machine records (capsviz.machine.describe_machine) describe the same kind of CPU."""
+    """Whether two machine records (capsviz.machine.describe_machine) describe the same kind of CPU. A cap on
+    the kernels' instruction sets (ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS) makes it another kind: the
+    same CPU capped at Cascade Lake's instructions runs bf16 at half fp32's speed."""
+    def caps(record: dict) -> dict:
+        variables = record.get("kernel_variables") or {}
+        return {name: value for name, value in variables.items() if name in ISA_VARIABLES}
+
     return (a.get("device") == b.get("device") == "cpu" and a.get("cpu") == b.get("cpu")
-            and a.get("cpu_flags") == b.get("cpu_flags"))
+            and a.get("cpu_flags") == b.get("cpu_flags") and caps(a) == caps(b))
 
 
 def kept_on_resume(previous: dict, current: dict, requested: str) -> PrecisionChoice | None:
