@@ -177,3 +177,17 @@ def test_a_dry_run_piped_into_a_reader_that_has_gone_ends_without_a_traceback(tm
     finally:
         os.close(writing)
     assert finished.returncode == 0 and "Traceback" not in finished.stderr, finished.stderr
+
+
+def test_only_narrows_the_grid_to_the_named_runs_in_the_grids_order(tmp_path, capsys):
+    from trainer.sweep import main
+
+    code = main(["--grid", "table1", "--seeds", "0,1", "--epochs", "2", "--out", str(tmp_path / "t"),
+                 "--only", "baseline,capsnet-r3-norecon", "--dry-run"])
+    planned = [line.split(":")[0].split("] ")[1] for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert code == 0 and planned == ["capsnet-r3-norecon-seed0", "capsnet-r3-norecon-seed1",
+                                     "baseline-seed0", "baseline-seed1"]
+    code = main(["--grid", "table1", "--epochs", "2", "--out", str(tmp_path / "t"), "--only", "capsnet-r2-recon"])
+    error = capsys.readouterr().err
+    assert code == 2 and "no run named 'capsnet-r2-recon' (its runs: capsnet-r3-recon," in error
+    assert len(error.strip().splitlines()) == 1 and not (tmp_path / "t").exists()

@@ -4,6 +4,7 @@
     python -m trainer.sweep --grid table1 --seeds 0,1,2 --epochs 30            # checkpoints/table1/<run>-seed<S>
     python -m trainer.sweep --grid table1 --seeds 0,1,2 --epochs 30 --dry-run  # what it would do
     python -m trainer.sweep --grid table1 --seeds 0,1,2 --epochs 50            # later: the same runs, longer
+    python -m trainer.sweep --grid table1 --seeds 0,1,2 --epochs 5 --only capsnet-r3-norecon,baseline
     python -m trainer.sweep --grid my-grid.toml --seeds 0 --epochs 2 --subset 2000 --out /tmp/try
 
 A grid is data: a TOML file (trainer/grids/NAME.toml, or any path) with optional [defaults] and a
@@ -113,6 +114,18 @@ def load_grid(spec: str) -> Grid:
                 raise SweepError(f"{path}: run {name!r}: unknown setting {key!r} (known: {', '.join(GRID_SETTINGS)})")
         grid_points.append(GridPoint(name, settings))
     return Grid(path.stem, str(data.get("description", "")), tuple(grid_points))
+
+
+def select_points(grid: Grid, names: Sequence[str] | None) -> Grid:
+    """The grid narrowed to the named runs (--only), in the grid's order; None keeps them all."""
+    if not names:
+        return grid
+    known = [point.name for point in grid.points]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SweepError(f"--only {','.join(names)}: grid {grid.name} has no run named "
+                         f"{', '.join(map(repr, unknown))} (its runs: {', '.join(known)})")
+    return replace(grid, points=tuple(point for point in grid.points if point.name in names))
 
 
 def trainer_arguments(settings: dict) -> list[str]:
@@ -258,6 +271,8 @@ def parser() -> argparse.ArgumentParser:
     add("--grid", required=True, help=f"a grid in trainer/grids ({', '.join(available_grids())}) or a .toml file")
     add("--seeds", type=parse_seeds, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
     add("--epochs", type=positive_int, required=True, help="epochs per run (a later sweep with more extends them)")
+    add("--only", type=lambda text: [name for name in text.split(",") if name],
+        help="comma-separated run names of the grid to train, e.g. capsnet-r3-norecon,baseline (default: all)")
     add("--out", type=Path, help="group folder (default: the grid's name under $CAPSVIZ_RUNS's first root, else checkpoints/)")
     add("--jobs", type=positive_int, default=1,
         help="runs trained at once (default 1; on a GPU several small runs share it well; on a CPU each gets "
@@ -363,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     try:
-        grid = load_grid(args.grid)
+        grid = select_points(load_grid(args.grid), args.only)
         out = args.out or runs.default_runs_root() / grid.name
         planned = plan_sweep(grid, seeds=args.seeds, epochs=args.epochs, out=out,
                              passthrough=passthrough_arguments(args))
