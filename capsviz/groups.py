@@ -117,10 +117,16 @@ class GroupErrors:
         return len(self.final)
 
 
-def group_errors(group: RunGroup) -> GroupErrors:
+def group_errors(group: RunGroup, *, at_epoch: int | None = None) -> GroupErrors:
+    """at_epoch: compare groups trained for different lengths at one epoch: each seed's history cut
+    after that epoch (a seed that has not reached it is left out); None takes each seed's last epoch."""
     final, best, epochs = [], [], []
     for run in group.runs:
         history = run.history
+        if at_epoch is not None and len(history):
+            history = history[numeric_column(history, "epoch") <= at_epoch]
+            if not len(history) or int(history["epoch"].iloc[-1]) != at_epoch:
+                continue
         error = last_value(history, "test_error") if len(history) else None
         if error is None:
             continue
@@ -146,27 +152,35 @@ def comparable_to_table1(run: Run) -> bool:
     return run.dataset_name == "mnist" and not config.get("subset") and not config.get("test_subset")
 
 
-def table1_measured(runs: Sequence[Run]) -> pd.DataFrame:
+def table1_measured(runs: Sequence[Run], *, at_epoch: int | None = None) -> pd.DataFrame:
     """Table 1 beside what the runs measured: for each of the paper's MNIST rows, every group of
     runs of that setting (full MNIST only) with n, epochs, final-epoch test error as mean ± std over
-    seeds, the best epoch's as well (selected on the test set), and the paper's mean ± std."""
+    seeds, the best epoch's as well (selected on the test set), and the paper's mean ± std.
+    at_epoch: every group as it stood after that epoch (see group_errors), so rows trained for
+    different lengths compare fairly."""
     rows = []
     groups = group_runs([run for run in runs if comparable_to_table1(run)])
     for paper in PAPER_TABLE1:
         matching = [group for group in groups if matches_paper_row(group.runs[0], paper)]
         paper_text = f"{paper.mnist_error:.2f}" + (f" ± {paper.mnist_std:.3f}" if paper.mnist_std is not None else "")
         for group in matching or [None]:
-            errors = group_errors(group) if group else None
+            errors = group_errors(group, at_epoch=at_epoch) if group else None
             final_mean, final_std = mean_std(errors.final) if errors else (None, None)
             best_mean, best_std = mean_std(errors.best) if errors else (None, None)
             rows.append({
                 "Setup": paper.setup, "Runs": group.name if group else "-", "n": errors.n if errors else 0,
-                "Epochs": epochs_label(errors.epochs) if errors else "-",
+                "Epochs": epochs_label(errors.epochs) if errors and errors.n else "-",
                 "Final test error (%)": final_mean, "Final std": final_std,
                 "Best test error (%)": best_mean, "Best std": best_std,
                 "Paper (%)": paper_text, "Paper mean (%)": paper.mnist_error,
             })
     return pd.DataFrame(rows)
+
+def longest_table1_run(runs: Sequence[Run]) -> int:
+    """The most epochs any full-MNIST run has done: the range of the home page's "at epoch" choice."""
+    return max((int(run.history["epoch"].iloc[-1]) for run in runs if comparable_to_table1(run) and len(run.history)),
+               default=0)
+
 
 def format_mean_std(mean: float | None, std: float | None, n: int) -> str:
     """"0.31 ± 0.02 (n=3)", "0.45 (n=1)", or "-"."""

@@ -3,7 +3,7 @@ import streamlit as st
 
 from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors
 from capsviz.dashboard.state import load_runs
-from capsviz.groups import table1_measured
+from capsviz.groups import longest_table1_run, table1_measured
 from capsviz.results import paper_table1, run_summary_table
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
@@ -68,7 +68,15 @@ else:
                f"a run was evaluated on with `--test-subset`).")
 
 st.subheader("Table 1, measured")
-measured = table1_measured(runs.runs)
+longest = longest_table1_run(runs.runs)
+at_epoch = None
+if longest > 1:
+    # rows trained for different lengths (a sweep extended some rows) only compare at one epoch
+    choice = st.select_slider("At epoch", options=["final", *range(1, longest + 1)], value="final",
+                              help="'final': each seed's last epoch, the headline. An epoch: every row as it "
+                                   "stood after that epoch; seeds that have not reached it are left out.")
+    at_epoch = None if choice == "final" else int(choice)
+measured = table1_measured(runs.runs, at_epoch=at_epoch)
 if not (measured["n"] > 0).any():
     st.caption("No full-MNIST run here has finished an epoch yet: this table fills in as runs of the paper's "
                "settings train.")

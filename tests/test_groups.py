@@ -82,6 +82,24 @@ def test_table1_measured_gives_final_epoch_mean_and_std_and_best_selected_on_tes
     assert summary["Final test error (%)"] == f"{np.mean([0.4, 0.5, 0.35]):.2f} ± {np.std([0.4, 0.5, 0.35], ddof=1):.2f} (n=3)"
 
 
+def test_table1_measured_at_one_epoch_compares_rows_trained_for_different_lengths():
+    long = [run(f"t/capsnet-r3-recon-seed{seed}", errors, seed=seed)
+            for seed, errors in enumerate(([0.9, 0.3, 0.4, 0.2], [0.8, 0.5, 0.6]))]
+    short = [run(f"t/capsnet-r1-recon-seed{seed}", errors, seed=seed, routings=1)
+             for seed, errors in enumerate(([0.7, 0.45], [0.6, 0.55]))]
+    table = table1_measured([*long, *short], at_epoch=2).set_index("Setup")
+    three, one = table.loc["CapsNet, routing 3 + reconstruction"], table.loc["CapsNet, routing 1 + reconstruction"]
+    assert three["n"] == 2 and three["Epochs"] == "2" and three["Final test error (%)"] == pytest.approx(0.4)
+    assert three["Best test error (%)"] == pytest.approx(0.4), "the best of the first 2 epochs only"
+    assert one["Final test error (%)"] == pytest.approx(0.5)
+    at_three = table1_measured([*long, *short], at_epoch=3).set_index("Setup")
+    assert at_three.loc["CapsNet, routing 1 + reconstruction", "n"] == 0, "seeds that have not reached it are left out"
+    assert at_three.loc["CapsNet, routing 1 + reconstruction", "Epochs"] == "-"
+    assert at_three.loc["CapsNet, routing 3 + reconstruction", "Final test error (%)"] == pytest.approx(0.5)
+    final = table1_measured([*long, *short]).set_index("Setup")
+    assert final.loc["CapsNet, routing 3 + reconstruction", "Epochs"] == "3-4"
+
+
 def test_a_group_is_drawn_as_a_band_and_a_mean_and_its_seeds_only_when_asked():
     histories = {"g-seed0": history([1.0, 0.5]), "g-seed1": history([2.0, 0.7]), "alone": history([1.5, 1.0])}
     groups = {"g": ["g-seed0", "g-seed1"]}
@@ -130,6 +148,10 @@ def test_home_shows_table1_measured_over_seeds(seeds_root, monkeypatch):
     measured = open_app(seeds_root, monkeypatch).dataframe[1].value.set_index("Setup")
     row = measured.loc["CapsNet, routing 3 + reconstruction"]
     assert row["Runs"] == "table1/capsnet-r3-recon" and row["n"] == 3 and row["Epochs"] == "4-6"
+    app = open_app(seeds_root, monkeypatch)
+    app.select_slider[0].set_value(4).run()
+    row = app.dataframe[1].value.set_index("Setup").loc["CapsNet, routing 3 + reconstruction"]
+    assert row["n"] == 3 and row["Epochs"] == "4", "every seed as it stood after epoch 4"
 
 
 def test_curves_page_draws_seeds_as_a_group_and_can_show_them_alone(seeds_root, monkeypatch):
