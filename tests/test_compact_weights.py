@@ -54,3 +54,22 @@ def test_compact_baseline_and_broken_file(tmp_path):
         compact_weights(tmp_path)
     with pytest.raises(RunError, match="missing"):
         compact_weights(tmp_path / "nowhere")
+
+
+def test_the_script_names_a_bad_run_and_still_compacts_the_others(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "compact_weights.py"
+    spec = importlib.util.spec_from_file_location("compact_weights_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    broken, good = tmp_path / "broken", tmp_path / "good"
+    broken.mkdir()
+    (broken / "model.pt").write_bytes(b"not a checkpoint")
+    write_weights(good, small_capsnet(), dtype=torch.float32)
+    assert module.main([str(broken), str(good)]) == 1
+    output = capsys.readouterr()
+    assert "broken/model.pt: corrupt weights" in output.err and len(output.err.strip().splitlines()) == 1
+    assert torch.load(good / "model.pt", weights_only=True)["compact"], "the run after the bad one was compacted"
+    assert (broken / "model.pt").read_bytes() == b"not a checkpoint", "the bad file is left as it was"
