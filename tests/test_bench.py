@@ -46,20 +46,48 @@ def test_bench_refuses_bad_values_in_one_line_before_measuring(tmp_path, capsys,
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
-def test_gpu_check_script_says_in_one_line_that_there_is_no_gpu(tmp_path):
-    """scripts/gpu_check.sh is what a GPU session runs in one call; without CUDA it must stop at once
-    with one line, measure nothing and write nothing but its (empty) output folder."""
+def run_gpu_script(name, out, **variables):
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
+    return subprocess.run(["bash", f"scripts/{name}.sh"], cwd=root, capture_output=True, text=True, timeout=300,
+                          env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "OUT": str(out),
+                               "PYTHON": sys.executable, **variables})
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("name", ["gpu_check", "gpu_table1"])
+def test_gpu_scripts_say_in_one_line_that_there_is_no_gpu(tmp_path, name):
+    """scripts/gpu_*.sh are what a GPU session runs in one call; without CUDA each must stop at once
+    with one line, measure nothing and write nothing but its (empty) output folder."""
     out = tmp_path / "out"
-    result = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=root, capture_output=True, text=True, timeout=120,
-                            env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "OUT": str(out),
-                                 "PYTHON": sys.executable})
+    result = run_gpu_script(name, out)
     assert result.returncode == 3, result.stderr
-    assert result.stderr.strip().startswith("gpu_check: no CUDA GPU on this machine (torch ")
+    assert result.stderr.strip().startswith(f"{name}: no CUDA GPU on this machine (torch ")
     assert result.stderr.strip().endswith("nothing measured") and result.stderr.count("\n") == 1
     assert out.is_dir() and not any(out.iterdir())
+
+
+def test_gpu_table1_rehearsed_on_the_cpu_brings_back_histories_and_the_best_3_routing_weights(tmp_path):
+    """The Table 1 script, rehearsed on the CPU as it will run on a lent GPU: the sweep's runs come back
+    as run.json + history.csv + log each, the best 3-routing run with reconstruction with int8 weights,
+    and the resume states stay behind."""
+    import torch
+
+    from capsviz.runs import load_weights, read_run_json
+
+    out = tmp_path / "out"
+    result = run_gpu_script("gpu_table1", out, ALLOW_CPU="1", BUDGET="200", EPOCHS="1", SEEDS="0,1",
+                            ONLY="capsnet-r3-recon", EXTRA="--subset 100 --test-subset 50", OMP_NUM_THREADS="1")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "gpu_table1: done; 2 run histories" in result.stdout
+    for seed in (0, 1):
+        run = out / "table1" / f"capsnet-r3-recon-seed{seed}"
+        assert sorted(path.name for path in run.iterdir()) == ["history.csv", "routing.csv", "run.json", "train.log"]
+        assert read_run_json(run)["config"]["seed"] == seed
+    best = out / "best-r3"
+    assert torch.load(best / "model.pt", weights_only=True)["compact"] == "int8-per-channel"
+    assert load_weights(best / "model.pt").config.routings == 3
+    assert not (out / "runs").exists() and not list(out.rglob("state.pt")), "resume states are not carried back"
