@@ -176,6 +176,7 @@ def table1_measured(runs: Sequence[Run], *, at_epoch: int | None = None) -> pd.D
             })
     return pd.DataFrame(rows)
 
+
 def longest_table1_run(runs: Sequence[Run]) -> int:
     """The most epochs any full-MNIST run has done: the range of the home page's "at epoch" choice."""
     return max((int(run.history["epoch"].iloc[-1]) for run in runs if comparable_to_table1(run) and len(run.history)),
