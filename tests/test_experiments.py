@@ -116,7 +116,9 @@ def test_older_run_configs_read_as_capsnet_on_mnist():
 
 def test_a_baseline_run_trains_records_what_it_is_and_loads(tmp_path):
     out = tmp_path / "cnn"
-    result = run_trainer("--model", "baseline", "--epochs", "1", "--subset", "300", "--test-subset", "100",
+    # 3 epochs of 6 steps: after one, whether the 35M-parameter CNN has left chance depends on the CPU's
+    # kernels (92-93% test error on an Intel Xeon with AMX in bf16 and fp32 alike); after three it has
+    result = run_trainer("--model", "baseline", "--epochs", "3", "--subset", "300", "--test-subset", "100",
                          "--batch-size", "50", "--out", str(out))
     assert result.returncode == 0, result.stderr
     info = json.loads((out / "run.json").read_text())
@@ -124,7 +126,8 @@ def test_a_baseline_run_trains_records_what_it_is_and_loads(tmp_path):
     assert info["dataset"]["image_size"] == 28 and info["parameters"] == 35_445_522
     history = pd.read_csv(out / "history.csv")
     assert history[["train_margin_loss", "train_recon_loss", "test_margin_loss", "test_recon_loss"]].isna().all().all()
-    assert history["train_loss"].notna().all() and history["test_error"].iloc[0] < 90
+    assert history["train_loss"].notna().all() and history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    assert history["test_error"].iloc[-1] < 80, "it learns"
     run = load_run(out)
     assert isinstance(run.model, BaselineCNN) and not run.model.training
 
