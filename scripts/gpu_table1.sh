@@ -32,8 +32,9 @@ for run in "$runs"/*/; do
     name="$(basename "$run")"
     mkdir -p "$OUT/table1/$name"
     cp "$run/run.json" "$OUT/table1/$name/"
-    for file in history.csv routing.csv; do [ -f "$run/$file" ] && cp "$run/$file" "$OUT/table1/$name/"; done
-    [ -f "$runs/logs/$name.log" ] && cp "$runs/logs/$name.log" "$OUT/table1/$name/train.log"
+    # `if`, not `[ ] && cp`: under set -e a missing file (a baseline has no routing.csv) must not end the script
+    for file in history.csv routing.csv; do if [ -f "$run/$file" ]; then cp "$run/$file" "$OUT/table1/$name/"; fi; done
+    if [ -f "$runs/logs/$name.log" ]; then cp "$runs/logs/$name.log" "$OUT/table1/$name/train.log"; fi
 done
 best="$("$PYTHON" - "$runs" <<'PYTHON'
 import sys
@@ -51,7 +52,7 @@ PYTHON
 if [ -n "$best" ]; then
     mkdir -p "$OUT/best-r3"
     cp "$best/run.json" "$best/history.csv" "$best/model.pt" "$OUT/best-r3/"
-    [ -f "$best/routing.csv" ] && cp "$best/routing.csv" "$OUT/best-r3/"
+    if [ -f "$best/routing.csv" ]; then cp "$best/routing.csv" "$OUT/best-r3/"; fi
     "$PYTHON" scripts/compact_weights.py "$OUT/best-r3"
     echo "best 3-routing run with reconstruction: $(basename "$best") -> $OUT/best-r3"
 fi
