@@ -80,7 +80,7 @@ def json_key(value) -> str:
     return repr(sorted(value.items())) if isinstance(value, dict) else repr(value)
 
 
-def provenance(run: Run) -> str:
+def evaluation_provenance(run: Run) -> str:
     """Machine, epochs and code version behind a run's evaluation, for the captions."""
     evaluation = run.evaluation or {}
     environment = evaluation.get("environment", {})

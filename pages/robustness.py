@@ -8,7 +8,14 @@ from capsviz.dashboard.robustness_figures import class_scores_figure, comparison
 from capsviz.dashboard.state import load_runs, model_for, test_set
 from capsviz.data import DataError
 from capsviz.robustness import BINS
-from capsviz.robustness_view import by_transform, comparison_table, explore, explorer_parameters, paired_table, provenance
+from capsviz.robustness_view import (
+    by_transform,
+    comparison_table,
+    evaluation_provenance,
+    explore,
+    explorer_parameters,
+    paired_table,
+)
 from capsviz.runs import RunError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
@@ -70,7 +77,7 @@ if evaluated:
     st.caption("; ".join(notes) + (". " if notes else "") + ("" if matched else
                "So this is not the paper's matched-accuracy comparison. ") +
                "A run stopped at the target stops at an epoch chosen on the test set, as in the paper's protocol.")
-    st.caption("Measured: " + " · ".join(provenance(run) for run in evaluated))
+    st.caption("Measured: " + " · ".join(evaluation_provenance(run) for run in evaluated))
     paired = paired_table(evaluated)
     if not paired.empty:
         st.markdown("**Paired, on the same affNIST-like images**: the images only one model got right decide "
@@ -95,7 +102,7 @@ if evaluated:
     st.caption("Each point is the accuracy over the images whose transform falls in that bin (hover: the bin and "
                "its count; the extreme scale bins hold few images). Images: "
                + ", ".join(f"{name} {count:,}" for name, count in sizes.items() if count) + ". Measured: "
-               + " · ".join(provenance(run) for run in evaluated))
+               + " · ".join(evaluation_provenance(run) for run in evaluated))
 
 st.subheader("Affine explorer")
 with_weights = runs.with_weights

@@ -14,7 +14,7 @@ from capsviz.dashboard.routing_figures import (
     entropy_figure,
     lengths_by_iteration_figure,
     logit_change_figure,
-    provenance,
+    training_provenance,
 )
 from capsviz.dashboard.state import digit_routing, load_runs, model_for, routing_history
 from capsviz.routing_view import ALL_TYPES, coupling_maps
@@ -100,7 +100,7 @@ for position, (column, (shown_run, _)) in enumerate(zip(columns, shown)):
                                key=f"routing_lengths_{shown_run.name}")
         charts[1].plotly_chart(entropy_figure(routing), width="stretch", key=f"routing_entropy_{shown_run.name}")
         st.plotly_chart(agreement_figure(routing), width="stretch", key=f"routing_agreement_{shown_run.name}")
-        st.caption(provenance(shown_run))
+        st.caption(training_provenance(shown_run))
 st.caption(f"Coupling maps of iteration {iteration}, one per class: each square is one PrimaryCaps position (6x6 for "
            "28x28 inputs) drawn at the centre of its 17x17-pixel receptive field, as opaque as its capsules' length |u_i| "
            "times their coupling to that class (or its change from the uniform 1/10), one colour scale for all classes and "
@@ -126,7 +126,7 @@ if routed:
     chosen = st.multiselect("Runs", list(routed), default=list(routed), key="routing_a1_runs")
     st.plotly_chart(logit_change_figure({name: routed[name] for name in chosen}), width="stretch", key="routing_a1")
     by_name = runs.by_name()
-    st.caption(" · ".join(provenance(by_name[name]) for name in chosen))
+    st.caption(" · ".join(training_provenance(by_name[name]) for name in chosen))
     partial = [name for name in chosen if routed[name]["epoch"].min() > 1]
     if partial:
         st.caption(f"{', '.join(partial)}: recomputed from the saved weights for the last epoch only; earlier epochs "

@@ -14,7 +14,7 @@ from capsviz.affine import identity_parameters
 from capsviz.baseline import BaselineCNN
 from capsviz.capsnet import CapsNet
 from capsviz.robustness import accuracy_by_bins, pack_correct, paired_comparison, unpack_correct
-from capsviz.robustness_view import explore, explorer_parameters, place_and_transform
+from capsviz.robustness_view import evaluation_provenance, explore, explorer_parameters, place_and_transform
 from capsviz.runs import RUNS_ROOT_ENV, default_runs_root, load_run, read_evaluation
 from trainer import robustness
 
@@ -136,6 +136,14 @@ def test_shipped_experiment_runs_and_their_evaluations():
         assert 100 * right.mean() == pytest.approx(sets["affnist-like"]["accuracy"], abs=0.001)
     assert cnn.info["parameters"] == 13_412_938 and cnn.config["model_options"] == robustness.POOLED_BASELINE
 
+
+def test_evaluation_caption_names_where_the_evaluation_and_the_training_ran():
+    run = shipped(SHIPPED_CAPSNET)
+    caption = evaluation_provenance(run)
+    evaluated, trained = run.evaluation["environment"], run.info["environment"]
+    assert f"evaluated on {evaluated['cpu']}" in caption and evaluated["git_commit"][:10] in caption
+    assert f"{run.evaluation['training']['epochs']} epochs trained at {trained['git_commit'][:10]}" in caption
+    assert caption.startswith(f"{run.name}: ") and run.evaluation["evaluated_at"] in caption
 
 def test_shipped_capsnet_predicts_its_recorded_affnist_like_digits():
     """The first recorded predictions, made again: the generator regenerates the same images from the

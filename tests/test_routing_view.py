@@ -144,3 +144,16 @@ def test_coupling_overlay_puts_each_square_over_its_receptive_field_centre():
     assert (rows.min(), rows.max() + 1) == (69, 81) and (columns.min(), columns.max() + 1) == (93, 105)
     expected = np.rint(np.array(OVERLAY_RGB) * 0.75).astype(np.uint8)
     np.testing.assert_array_equal(mosaic[75, tile_left + 99, :3], expected)
+
+
+def test_training_caption_names_the_epochs_the_error_the_machine_and_the_commit():
+    from capsviz.dashboard.routing_figures import training_provenance
+
+    run = runs.load_run(runs.default_runs_root() / "mnist-r3")
+    info, environment = run.info, run.info["environment"]
+    caption = training_provenance(run)
+    assert caption.startswith(f"mnist-r3: {info['epochs_done']} epoch(s), final test error {info['final_test_error']:.2f}%")
+    assert f"trained on {environment['processor']} (cpu, {environment['threads']} threads)" in caption
+    assert caption.endswith(f"commit {environment['git_commit'][:7]}")
+    fresh = runs.Run(path=None, info={"status": "running", "environment": {}}, history=pd.DataFrame(), name="new")
+    assert training_provenance(fresh) == "new: 0 epoch(s), final test error -, trained on unknown machine (?), commit unknown"

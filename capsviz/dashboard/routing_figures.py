@@ -167,7 +167,7 @@ def logit_change_figure(routing_by_run: Mapping[str, pd.DataFrame], *, height: i
     return figure
 
 
-def provenance(run: Run) -> str:
+def training_provenance(run: Run) -> str:
     """Where a run's numbers come from, in one line: epochs, final test error, machine, commit."""
     info, environment = run.info, run.info.get("environment") or {}
     error = info.get("final_test_error")
