@@ -145,6 +145,7 @@ def test_evaluation_caption_names_where_the_evaluation_and_the_training_ran():
     assert f"{run.evaluation['training']['epochs']} epochs trained at {trained['git_commit'][:10]}" in caption
     assert caption.startswith(f"{run.name}: ") and run.evaluation["evaluated_at"] in caption
 
+
 def test_shipped_capsnet_predicts_its_recorded_affnist_like_digits():
     """The first recorded predictions, made again: the generator regenerates the same images from the
     seed, and the shipped int8 weights classify them as they did when evaluated."""
