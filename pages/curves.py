@@ -4,6 +4,7 @@ import streamlit as st
 from capsviz.curves import DEFAULT_PANELS, PANELS, X_EPOCH, X_WALL, combined_csv
 from capsviz.dashboard.figures import curves_figure, run_colors
 from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors
+from capsviz.dashboard.safe_html import curves_legend
 from capsviz.dashboard.state import load_runs
 from capsviz.groups import BANDS, group_runs, group_summary_table
 from capsviz.keras import KerasCsvError, read_keras_history
@@ -84,15 +85,8 @@ def charts(imported: list[Run]) -> None:
     group_colors = {**colors, **{group.name: colors[group.runs[0].name] for group in groups}}
     if as_groups and x_axis != X_EPOCH:
         st.caption("Groups are drawn on the epoch axis only (their seeds' wall times differ): each run is shown alone.")
-    # One colour key for all charts (they have no legends of their own); train dashed, test solid.
-    grouped = {name for members in group_members.values() for name in members}
-    key = " &nbsp;&nbsp; ".join(
-        [f"<span style='color:{group_colors[group.name]}; font-size:1.3em'>◆</span> {group.name} "
-         f"<small>(mean of seeds {', '.join(str(seed) for seed in group.seeds)}"
-         f"{', training' if any(run.is_running for run in group.runs) else ''})</small>" for group in groups]
-        + [f"<span style='color:{colors[run.name]}; font-size:1.3em'>●</span> {run.name}"
-           + (" <small>(training)</small>" if run.is_running else "") for run in shown if run.name not in grouped])
-    st.markdown(key + " &nbsp;&nbsp; <small>— dashed: train, solid: test</small>", unsafe_allow_html=True)
+    # One colour key for all charts (they have no legends of their own); every name in it is escaped.
+    st.markdown(curves_legend(groups, shown, group_colors), unsafe_allow_html=True)
     grid = st.columns(2)
     for position, title in enumerate(panels):
         figure = curves_figure(histories, panel=PANELS[title], x_axis=x_axis, smoothing=smoothing, log_y=log_y,
