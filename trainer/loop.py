@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from capsviz import runs
+from capsviz import recipes, runs
 from capsviz.capsnet import CapsNet
 from capsviz.datasets import DATASETS, DatasetSpec, get_dataset
 from capsviz.fast import optimizer_options, precision_context, prepare_images, prepare_model
@@ -32,6 +32,7 @@ from capsviz.fast.precision import PrecisionChoice, choose_precision, kept_on_re
 from capsviz.losses import RECON_WEIGHT
 from capsviz.machine import describe_machine
 from capsviz.models import build_model, get_model_entry
+from capsviz.recipes import PAPER
 from capsviz.tasks import StepResult, Task
 
 from .distributed import SINGLE, Distributed
@@ -65,18 +66,22 @@ class TrainConfig:
     data_dir: str | None = None
     device: str = "auto"
     model_options: dict = field(default_factory=dict)  # overrides of the model's config, e.g. {"dropout": 0.3}
+    recipe: str = PAPER  # the paper's formulas, or the authors' code (or some of its parts): capsviz.recipes
 
     def __post_init__(self):
         if self.shift is None and self.dataset in DATASETS:  # the dataset's own augmentation unless asked otherwise
             self.shift = DATASETS[self.dataset].shift
 
     def build_model(self) -> nn.Module:
+        # the recipe's model options first, so that an explicit model option overrides its part
+        overrides = {**recipes.model_options(self.recipe), **self.model_options}
         return build_model(self.model, get_dataset(self.dataset), routings=self.routings,
-                           inner_routing_grad=self.inner_routing_grad, overrides=self.model_options)
+                           inner_routing_grad=self.inner_routing_grad, overrides=overrides)
 
     def task(self) -> Task:
         return get_model_entry(self.model).task(reconstruct=self.recon, recon_weight=self.recon_weight,
-                                                labels_per_image=get_dataset(self.dataset).labels_per_image)
+                                                labels_per_image=get_dataset(self.dataset).labels_per_image,
+                                                **recipes.task_options(self.recipe))
 
     def to_dict(self) -> dict:
         return asdict(self)
