@@ -41,6 +41,8 @@ from .atomic import atomic_torch_save, atomic_write_bytes, atomic_write_text
 from .datasets import DATASETS
 from .machine import PRECISIONS
 from .models import MODELS, model_from_config, model_kind
+from .recipes import RecipeError, recipe_parts
+from .schedules import MAX_WARMUP_EPOCHS, SCHEDULES
 
 FORMAT_VERSION = 1
 RUN_JSON, HISTORY_CSV, WEIGHTS, STATE = "run.json", "history.csv", "model.pt", "state.pt"
@@ -251,7 +253,7 @@ def upgrade_config(config: dict) -> dict:
         config["model_options"] = config.pop("model")
     config.setdefault("model", "capsnet")
     config.setdefault("dataset", "mnist")
-    return config
+    return with_legacy_settings(config)
 
 
 # ---- checking run.json ---------------------------------------------------------------------------
@@ -298,7 +300,27 @@ CONFIG_RULES: dict[str, tuple[str, object]] = {
     "model_options": ("must be an object of model settings", lambda v: isinstance(v, dict)),
     "precision": (f"unknown precision (use {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]})",
                   lambda v: isinstance(v, str) and v in PRECISIONS),
+    "schedule": (f"unknown schedule (use {', '.join(SCHEDULES)})", lambda v: isinstance(v, str) and v in SCHEDULES),
+    "lr_floor": ("must be a finite number above 0", lambda v: _finite(v) and v > 0),
+    "warmup": (f"must be between 0 and {MAX_WARMUP_EPOCHS} epochs", lambda v: _finite(v) and 0 <= v <= MAX_WARMUP_EPOCHS),
+    "recipe": ("unknown recipe (see capsviz/recipes.py)", lambda v: isinstance(v, str) and _known_recipe(v)),
 }
+def _known_recipe(value: str) -> bool:
+    try:
+        recipe_parts(value)
+    except RecipeError:
+        return False
+    return True
+
+
+# Settings that runs older than them lack, with the value those runs were trained with: a resume, a comparison
+# of settings and the grouping of seeds read an old run.json through with_legacy_settings.
+LEGACY_SETTINGS = {"schedule": "exp-epoch", "lr_floor": 1e-5, "warmup": 0.0, "recipe": "paper"}
+
+
+def with_legacy_settings(config: Mapping) -> dict:
+    """A run's config with the settings it predates filled in (LEGACY_SETTINGS)."""
+    return {**LEGACY_SETTINGS, **config}
 
 # The other fields of run.json, when present: (what it must be, its test). status and config are required.
 INFO_RULES: dict[str, tuple[str, object]] = {

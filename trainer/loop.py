@@ -33,6 +33,7 @@ from capsviz.losses import RECON_WEIGHT
 from capsviz.machine import describe_machine
 from capsviz.models import build_model, get_model_entry
 from capsviz.recipes import PAPER
+from capsviz.schedules import EXP_EPOCH, StepSchedule, epochs_that_fit, format_duration
 from capsviz.tasks import StepResult, Task
 
 from .distributed import SINGLE, Distributed
@@ -51,9 +52,14 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 100
     lr: float = 1e-3
-    # Per-epoch exponential decay. The paper gives no rate; the official code's is about 0.99 per
+    # The learning-rate schedule (trainer.schedule): exp-epoch multiplies by lr_decay after each epoch; exp
+    # and cosine run per step from lr to lr_floor at the planned last step, after `warmup` epochs from lr/100.
+    schedule: str = EXP_EPOCH
+    # Per-epoch exponential decay (exp-epoch). The paper gives no rate; the official code's is about 0.99 per
     # epoch, common ports use 0.9. We take 0.9: it converges within the short runs a CPU affords.
     lr_decay: float = 0.9
+    lr_floor: float = 1e-5  # exp and cosine: the learning rate at the planned last step (lr / 100 by default)
+    warmup: float = 0.0  # exp and cosine: epochs of linear warm-up (fractions allowed)
     recon_weight: float = RECON_WEIGHT
     recon: bool = True
     shift: int | None = None  # random shift in pixels for training; None: the dataset's (2 for mnist)
@@ -90,6 +96,9 @@ class TrainConfig:
 # Settings that may change when a run is resumed; anything else must match the saved run. lr is one
 # so that a run stopped by a non-finite loss can go on from its last good epoch with a lower rate.
 RESUMABLE_CHANGES = ("epochs", "device", "fast", "precision", "data_dir", "lr")
+# A budget's first epoch is trained before the plan exists: its per-step schedule is planned this many epochs
+# long meanwhile, so that the learning rate stays near lr (cosine: within 0.0003%) until the plan is made.
+PROVISIONAL_EPOCHS = 1000
 
 
 class TrainingDiverged(ArithmeticError):
@@ -162,13 +171,15 @@ def batches(count: int, batch_size: int, order: torch.Tensor | None = None):
 def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpec, images: torch.Tensor,
                     labels: torch.Tensor, config: TrainConfig, generator: torch.Generator, device: torch.device, *,
                     precision: str = "fp32", processes: Distributed = SINGLE, progress_label: str = "",
-                    epoch: int = 1, on_batch: Callable[[], None] | None = None) -> EpochStats:
+                    epoch: int = 1, on_batch: Callable[[], None] | None = None,
+                    after_step: Callable[[], None] | None = None) -> EpochStats:
     """One pass over (images uint8 (N, C, H, W), labels (N,)) held on `device`, shuffled and augmented
     with `generator` (CPU), so that the same generator state gives the same epoch on any device and any
     number of processes: every rank draws the whole global batch's shuffle and shifts, then trains on its
     own shard (trainer.distributed). `precision` is the resolved arithmetic (capsviz.fast.precision).
     Raises TrainingDiverged at the first batch whose loss is not finite, before it changes the weights.
-    `on_batch` is called after each batch (the trainer's heartbeat)."""
+    `after_step` is called after each optimizer step (a per-step schedule), `on_batch` after each batch (the
+    trainer's heartbeat)."""
     model.train()
     count = len(images)
     batch_count = math.ceil(count / config.batch_size)
@@ -193,6 +204,8 @@ def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpe
         optimizer.zero_grad(set_to_none=True)
         (result.total * processes.loss_scale(size, len(index))).backward()
         optimizer.step()
+        if after_step is not None:
+            after_step()
         with torch.no_grad():
             totals += batch_totals(result, size)
         bar.update(len(index))
@@ -326,7 +339,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device, train_data, test_data, *,
                  log=log_to_stdout, heartbeat_seconds: float = runs.HEARTBEAT_SECONDS,
-                 processes: Distributed = SINGLE):
+                 processes: Distributed = SINGLE, budget: dict | None = None):
         self.config, self.run_dir, self.device, self.processes = config, Path(run_dir), device, processes
         self.log = log if processes.is_main else (lambda message: None)  # rank 0 speaks for all
         self.heartbeat_seconds = heartbeat_seconds  # run.json is rewritten at least this often while training
@@ -343,13 +356,67 @@ class Trainer:
         self.network = DistributedDataParallel(self.model) if processes.enabled else self.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr,
                                           **optimizer_options(device, config.fast))
-        self.schedule = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
+        self.steps_per_epoch = steps_per_epoch(len(self.train_images), config.batch_size, processes.world_size)
+        self.schedule = self.make_schedule()
+        # {"seconds", "deadline" (time.time()), "max_epochs"}: plan the epochs to end by the deadline (plan_budget)
+        self.budget = budget
+        self.epoch_seconds: list[float] = []  # wall time of each epoch this process trained, saving included
         self.generator = torch.Generator().manual_seed(config.seed)
         self.history: list[dict] = []
         self.wall_seconds = 0.0
         self.started_at = now()
         self.environment = environment(device, self.precision)  # where and with which code training started
         self.resumes: list[dict] = []  # the environment of each later --resume
+
+    def make_schedule(self):
+        config = self.config
+        if config.schedule == EXP_EPOCH:
+            return torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=config.lr_decay)
+        return StepSchedule(self.optimizer, shape=config.schedule, lr=config.lr, floor=config.lr_floor,
+                            total_steps=config.epochs * self.steps_per_epoch,
+                            warmup_steps=round(config.warmup * self.steps_per_epoch))
+
+    @property
+    def per_step(self) -> bool:
+        return isinstance(self.schedule, StepSchedule)
+
+    def plan_epochs(self, epochs: int) -> None:
+        """Make `epochs` the run's planned length: a per-step schedule then reaches its floor at its end."""
+        self.config.epochs = epochs
+        if self.per_step:
+            self.schedule.replan(epochs * self.steps_per_epoch)
+
+    def plan_budget(self) -> None:
+        """Plan the number of epochs that end by the budget's deadline, from the epochs timed so far (the mean
+        of the last two, so that a drift in speed re-plans within an epoch or two). Before the first epoch
+        is timed, one epoch is planned, its schedule held near lr (PROVISIONAL_EPOCHS). Rank 0 decides."""
+        done, budget = len(self.history), self.budget
+        if not self.epoch_seconds:
+            self.config.epochs = done + 1
+            if self.per_step:
+                self.schedule.replan((done + PROVISIONAL_EPOCHS) * self.steps_per_epoch)
+            return
+        per_epoch = sum(self.epoch_seconds[-2:]) / len(self.epoch_seconds[-2:])
+        left = budget["deadline"] - time.time()
+        planned = epochs_that_fit(done=done, seconds_left=left, seconds_per_epoch=per_epoch)
+        if budget.get("max_epochs"):
+            planned = min(planned, budget["max_epochs"])
+        planned = self.processes.broadcast(planned)
+        first = len(self.epoch_seconds) == 1
+        if planned != self.config.epochs or first:
+            ends = dt.datetime.fromtimestamp(time.time() + (planned - done) * per_epoch).strftime("%H:%M")
+            self.log(f"budget: {'planned' if first else 're-planned'} {planned} epoch(s) "
+                     f"({per_epoch:.0f} s an epoch measured, {format_duration(left)} left), ending about {ends}"
+                     + (" with the learning rate at its floor" if self.per_step else ""))
+        self.plan_epochs(planned)
+
+    def budget_record(self) -> dict | None:
+        """run.json's "budget": the budget, its deadline and the plan."""
+        if not self.budget:
+            return None
+        deadline = dt.datetime.fromtimestamp(self.budget["deadline"], dt.timezone.utc).isoformat(timespec="seconds")
+        return {"seconds": self.budget["seconds"], "deadline": deadline, "max_epochs": self.budget.get("max_epochs"),
+                "planned_epochs": self.config.epochs}
 
     # -- persistence --
     def start(self, *, resume: bool) -> None:
@@ -377,10 +444,14 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # the saved groups carry the kernel choice of their run
             group.update(optimizer_options(self.device, self.config.fast))
-        self.schedule.load_state_dict(state["schedule"])
+        saved_schedule = state["schedule"]
+        if (saved_schedule.get("kind") == "steps") != self.per_step:
+            raise runs.RunError(f"{self.run_dir / runs.STATE}: its schedule is not {self.config.schedule}")
+        self.schedule.load_state_dict(saved_schedule)
         self.generator.set_state(state["generator"])
         self.history = list(state["history"])
         self.wall_seconds = float(state["wall_seconds"])
+        self.epoch_seconds = list(state.get("epoch_seconds") or [])
         self.started_at = state["started_at"]
         assert len(self.history) == state["epoch"], f"{self.run_dir / runs.STATE}: history and epoch disagree"
 
@@ -394,12 +465,20 @@ class Trainer:
         saved_config = state.get("config") or {}  # absent from the state.pt of older runs
         changes = {key: [saved_config[key], value] for key, value in self.config.to_dict().items()
                    if key in saved_config and saved_config[key] != value}
-        if "lr" in changes:
+        if "lr" in changes and self.per_step:
+            self.schedule.rescale(self.config.lr / changes["lr"][0])  # --resume --lr: the plan, scaled
+        elif "lr" in changes:
             # --resume --lr: a new base rate, decayed as if the run had started with it
             decayed = self.config.lr * self.config.lr_decay ** len(self.history)
             self.schedule.base_lrs = [self.config.lr for _ in self.schedule.base_lrs]
             for group in self.optimizer.param_groups:
                 group.update(initial_lr=self.config.lr, lr=decayed)
+        if self.per_step and "epochs" in changes:  # --resume --epochs N: lengthened or shortened from where it stands
+            how = self.schedule.extend(self.config.epochs * self.steps_per_epoch, lr=self.config.lr)
+            self.log(f"schedule {self.config.schedule} re-planned for {self.config.epochs} epochs: {how}")
+        # a budget: the one given now, else the run's own deadline (unless --epochs was given: a fixed plan)
+        if self.budget is None and state.get("budget") and "epochs" not in changes:
+            self.budget = state["budget"]
         resume = {**self.environment, "after_epoch": state["epoch"], "at": now()}
         self.resumes = [*state.get("resumes", []), {**resume, "changes": changes} if changes else resume]
         self.environment = state.get("environment", self.environment)
@@ -440,6 +519,7 @@ class Trainer:
                 "processes": self.processes.world_size,
                 "environment": self.environment, "resumes": self.resumes, "started_at": self.started_at, "updated_at": now(),
                 "wall_seconds": round(self.wall_seconds, 3), **runs.summarize(self.history),
+                **({"budget": self.budget_record()} if self.budget else {}),
                 **runs.trainer_identity(), **extra}
 
     def write_status(self, status: str, **extra) -> None:
@@ -472,7 +552,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "generator": self.generator.get_state(), "history": self.history, "wall_seconds": self.wall_seconds,
             "started_at": self.started_at, "environment": self.environment, "resumes": self.resumes,
-            "config": self.config.to_dict(),
+            "config": self.config.to_dict(), "budget": self.budget, "epoch_seconds": self.epoch_seconds,
         })
         self.write_derived_files("running")
 
@@ -483,11 +563,18 @@ class Trainer:
         exception is raised again."""
         config = self.config
         try:
+            if self.budget:
+                self.plan_budget()
             if self.last_heartbeat is None:  # start() has not written run.json
                 self.write_status("running")
             while len(self.history) < config.epochs:
+                started = time.monotonic()
                 self.history.append(self.run_epoch(len(self.history) + 1))
                 self.save_epoch()
+                self.epoch_seconds.append(time.monotonic() - started)
+                if self.budget:
+                    self.plan_budget()
+                    self.write_status("running")  # the plan, in run.json's config and budget
             self.write_status("finished")
         except KeyboardInterrupt:
             with interrupts_ignored():
@@ -516,11 +603,13 @@ class Trainer:
         train = train_one_epoch(self.network, self.optimizer, self.task, self.dataset, self.train_images,
                                 self.train_labels, config, self.generator, self.device,
                                 precision=self.precision.precision, processes=self.processes,
-                                progress_label=f"epoch {epoch}/{config.epochs}", epoch=epoch, on_batch=self.heartbeat)
+                                progress_label=f"epoch {epoch}/{config.epochs}", epoch=epoch, on_batch=self.heartbeat,
+                                after_step=self.schedule.step if self.per_step else None)
         broken = [name for name, parameter in self.model.named_parameters() if not torch.isfinite(parameter).all()]
         if broken:  # finite losses, yet an update overflowed: these weights must not be committed
             raise TrainingDiverged(f"epoch {epoch}: the weights are not finite after training ({broken[0]})")
-        self.schedule.step()
+        if not self.per_step:
+            self.schedule.step()
         test = validate(self.network, self.task, self.test_images, self.test_labels, config, self.device,
                         precision=self.precision.precision, processes=self.processes, epoch=epoch)
         self.wall_seconds += train.seconds + test.seconds
@@ -541,6 +630,13 @@ class Trainer:
                  f"test loss {test.loss:.4f}  test error {row['test_error']:.2f}%  "
                  f"{row['images_per_second']:.0f} img/s  {train.seconds:.1f}+{test.seconds:.1f} s")
         return row
+
+
+def steps_per_epoch(count: int, batch_size: int, world_size: int = 1) -> int:
+    """Optimizer steps in an epoch of `count` images: train_one_epoch skips a last batch smaller than the
+    number of processes."""
+    full, rest = divmod(count, batch_size)
+    return full + (1 if rest >= world_size else 0)
 
 
 def select(images: np.ndarray, labels: np.ndarray, limit: int | None):

@@ -25,15 +25,17 @@ if __name__ == "__main__":
 import argparse  # noqa: E402
 import os  # noqa: E402
 import tempfile  # noqa: E402
+import time  # noqa: E402
 from dataclasses import fields  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from capsviz import runs  # noqa: E402
+from capsviz import recipes, runs  # noqa: E402
 from capsviz.atomic import nearest_existing  # noqa: E402
 from capsviz.data import DataError  # noqa: E402
 from capsviz.datasets import DATASETS, get_dataset  # noqa: E402
 from capsviz.machine import resolve_device  # noqa: E402
 from capsviz.models import MODELS  # noqa: E402
+from capsviz.schedules import EXP_EPOCH, SCHEDULES, parse_duration  # noqa: E402
 
 from . import distributed  # noqa: E402
 from .loop import RESUMABLE_CHANGES, TrainConfig, Trainer, TrainingDiverged, resume_hint, select  # noqa: E402
@@ -63,7 +65,16 @@ def parser() -> argparse.ArgumentParser:
     add("--epochs", type=int, help=f"total epochs for the run, counting those already done on --resume (default {DEFAULTS.epochs})")
     add("--batch-size", type=int, help=f"training batch size (default {DEFAULTS.batch_size})")
     add("--lr", type=float, help=f"Adam learning rate (default {DEFAULTS.lr})")
-    add("--lr-decay", type=float, help=f"learning rate factor applied after each epoch, in (0, 1] (default {DEFAULTS.lr_decay})")
+    add("--schedule", help=f"learning-rate schedule: {', '.join(SCHEDULES)} (default {DEFAULTS.schedule}; exp and cosine "
+                           "reach --lr-floor at the planned last epoch; see trainer/schedule.py)")
+    add("--lr-decay", type=float, help=f"exp-epoch: learning rate factor applied after each epoch, in (0, 1] (default {DEFAULTS.lr_decay})")
+    add("--lr-floor", type=float, help=f"exp and cosine: the learning rate at the last step (default {DEFAULTS.lr_floor:g})")
+    add("--warmup", type=float, help=f"exp and cosine: epochs of linear warm-up from lr/100, fractions allowed (default {DEFAULTS.warmup:g})")
+    add("--budget", help="wall-time budget, e.g. 90m, 1h, 1h30m: the number of epochs is planned after the first one "
+                         "is timed, so that the run, evaluation included, ends within it (--epochs then caps the plan); "
+                         "a --resume keeps the run's deadline unless given a new --budget or --epochs")
+    add("--recipe", help=f"{recipes.PAPER} (the paper's formulas, default) or {recipes.AUTHORS} (the authors' code), "
+                         f"or {recipes.AUTHORS}:PART,... (see capsviz/recipes.py)")
     add("--recon-weight", type=float, help=f"weight of the summed squared reconstruction error (default {DEFAULTS.recon_weight}, the paper's)")
     add("--no-recon", action="store_const", const=True, help="train without the reconstruction loss (Table 1's rows without it)")
     add("--shift", type=int, help="random shift of training images, in pixels, zero fill (default: the dataset's, "
@@ -104,6 +115,8 @@ def validate_config(config: TrainConfig) -> None:
         raise CliError(f"--{name.replace('_', '-')} {value}: {rule}")
     if not config.fast and config.precision == "bf16":
         raise CliError("--precision bf16: the plain path (--no-fast) is fp32 only")
+    if config.schedule != EXP_EPOCH and config.lr_floor > config.lr:
+        raise CliError(f"--lr-floor {config.lr_floor:g}: above the learning rate --lr {config.lr:g}")
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -135,12 +148,23 @@ def check_writable(run_dir: Path) -> None:
 
 
 def differences(saved: dict, config: TrainConfig) -> list[str]:
-    current = config.to_dict()
+    saved, current = runs.with_legacy_settings(saved), config.to_dict()  # a setting older runs lack: its value then
     return [f"{key}: run has {saved.get(key)!r}, asked for {current[key]!r}"
             for key in current if key not in RESUMABLE_CHANGES and saved.get(key) != current[key]]
 
 
 NEW, RESUME, RESTART = "new", "resume", "restart"
+
+
+def budget_from(args: argparse.Namespace, given: dict) -> dict | None:
+    """--budget as the trainer's budget (deadline from now); --epochs given beside it caps the plan."""
+    if args.budget is None:
+        return None
+    try:
+        seconds = parse_duration(args.budget)
+    except ValueError as error:
+        raise CliError(f"--budget {error}") from None
+    return {"seconds": seconds, "deadline": time.time() + seconds, "max_epochs": given.get("epochs")}
 
 
 def plan(argv) -> tuple[TrainConfig, Path, str]:
@@ -171,7 +195,8 @@ def plan(argv) -> tuple[TrainConfig, Path, str]:
         if saved is None:
             raise CliError(f"--resume: {run_dir} holds no run to resume (no {runs.RUN_JSON})")
         known = {f.name for f in fields(TrainConfig)}
-        config = TrainConfig(**{**{k: v for k, v in saved["config"].items() if k in known}, **given})
+        settings = runs.with_legacy_settings(saved["config"])
+        config = TrainConfig(**{**{k: v for k, v in settings.items() if k in known}, **given})
         mismatch = differences(saved["config"], config)
         if mismatch:
             raise CliError(f"--resume: {run_dir} was trained with other settings ({'; '.join(mismatch)})")
@@ -196,7 +221,7 @@ def plan(argv) -> tuple[TrainConfig, Path, str]:
         resolve_device(config.device)
     except ValueError as error:
         raise CliError(str(error)) from None
-    return config, run_dir, mode
+    return config, run_dir, mode, budget_from(args, given)
 
 
 def read_history_or_refuse(run_dir: Path):
@@ -226,7 +251,7 @@ def train_from_command_line(argv) -> int:
     processes = distributed.from_environment()  # torchrun's, or one process
     run_dir = None
     try:
-        config, run_dir, mode = plan(argv)
+        config, run_dir, mode, budget = plan(argv)
         if processes.enabled and config.batch_size < processes.world_size:
             raise CliError(f"--batch-size {config.batch_size}: must be at least the number of processes "
                            f"({processes.world_size}); the batch is split across them")
@@ -244,7 +269,7 @@ def train_from_command_line(argv) -> int:
         print(f"interrupted during start-up; {on_disk(run_dir)}", file=sys.stderr)
         return 130
     try:
-        return train_run(config, run_dir, mode, device, train, test, processes)
+        return train_run(config, run_dir, mode, device, train, test, processes, budget=budget)
     finally:
         distributed.stop(processes)
 
@@ -255,9 +280,9 @@ def load_dataset(config: TrainConfig, split: str):
 
 
 def train_run(config: TrainConfig, run_dir: Path, mode: str, device, train, test,
-              processes: distributed.Distributed) -> int:
+              processes: distributed.Distributed, *, budget: dict | None = None) -> int:
     try:
-        trainer = Trainer(config, run_dir, device, train, test, processes=processes)
+        trainer = Trainer(config, run_dir, device, train, test, processes=processes, budget=budget)
         trainer.start(resume=mode == RESUME)
     except (CliError, DataError, runs.RunError) as error:
         print(f"error: {error}", file=sys.stderr)
