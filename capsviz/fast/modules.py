@@ -17,7 +17,9 @@ from .spectral import spectral_conv2d
 
 class FastPrimaryCaps(PrimaryCaps):
     """PrimaryCaps with its convolution computed through the DFT (capsviz.fast.spectral) in
-    `spectral_dtype`: the same weights and function, about a fifth of the arithmetic. For CPUs."""
+    `spectral_dtype`: the same weights and function, about a fifth of the arithmetic. For CPUs. The
+    authors' scale and capsule bias (recipe part "primary") are applied by PrimaryCaps.forward after this;
+    their convolution has no bias (conv.bias None), which spectral_conv2d takes."""
 
     spectral_dtype: torch.dtype  # set by use_fast_modules
 
@@ -37,7 +39,7 @@ class FastDigitCaps(DigitCaps):
             return super().forward(u, trace=True)
         with torch.autocast(device_type=u.device.type, enabled=False):  # float32 routing, as the reference
             v = routed_with_fused_backward(u.float(), self.weight, out_capsules=self.out_capsules,
-                                           iterations=self.routings, detach_inner=self.detach_inner)
+                                           iterations=self.routings, detach_inner=self.detach_inner, bias=self.bias)
         return v, None  # (B, 10, 16)
 
 
