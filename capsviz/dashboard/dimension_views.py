@@ -12,7 +12,7 @@ import streamlit as st
 
 from ..dimension_meanings import WEAK, DimensionMeanings, model_digest
 from ..image_properties import UNITS
-from ..runs import DIMENSIONS, WEIGHTS, Run, RunError, read_dimensions
+from ..store import DIMENSIONS, WEIGHTS, Run, RunError, read_dimensions
 from .live_decoder import weights_payload
 from .state import file_stamp, model_for
 

@@ -6,8 +6,8 @@ import numpy as np
 import streamlit as st
 
 from ..digits import DigitCodes, encode_digits
-from ..runs import WEIGHTS, Run
 from ..segmentation import PairSet, load_pair_set
+from ..store import WEIGHTS, Run
 from .state import _load_model, file_stamp, model_for
 
 PAIR_CHUNK = 100  # pairs encoded per cached chunk: a 36x36 CapsNet encodes a few dozen a second on a CPU

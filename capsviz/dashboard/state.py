@@ -16,7 +16,7 @@ from torch import nn
 
 from ..digits import DigitCodes, encode_digits, load_test_set
 from ..routing_view import DigitRouting, trace_digit
-from ..runs import (
+from ..store import (
     HISTORY_CSV,
     ROUTING_CSV,
     RUN_JSON,
