@@ -45,6 +45,7 @@ from .format import (
     ROUTING_COLUMNS,
     ROUTING_CSV,
     RUN_JSON,
+    SIZE_LIMITS,
     STALE,
     STATE,
     STATUSES,
@@ -92,7 +93,7 @@ from .weights import (
 __all__ = [
     # the run directory's names and format
     "DIMENSIONS", "EVALUATION", "FORMAT_VERSION", "HISTORY_COLUMNS", "HISTORY_CSV", "IMPORTED", "ROUTING_COLUMNS",
-    "ROUTING_CSV", "RUN_JSON", "STALE", "STATE", "STATUSES", "TEMPORARY_PATTERNS", "WEIGHTS", "RunError",
+    "ROUTING_CSV", "RUN_JSON", "SIZE_LIMITS", "STALE", "STATE", "STATUSES", "TEMPORARY_PATTERNS", "WEIGHTS", "RunError",
     # where runs are
     "PROJECT_ROOT", "RUNS_ROOT_ENV", "check_inside_root", "default_runs_root", "is_inside", "list_runs",
     "remove_temporary_files", "run_name", "runs_roots_from_environment",

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write_bytes
+from .files import read_bytes
 from .format import DIMENSIONS, RunError
 
 
@@ -25,10 +26,11 @@ def read_dimensions(run_dir: Path, digest: str, *, root: Path | None = None) -> 
     """The cached arrays when they were measured from weights of this `digest`; None when there is no
     cache or it is stale. A damaged file raises RunError."""
     path = Path(run_dir) / DIMENSIONS
-    if not path.is_file():
+    data = read_bytes(path, root=root, missing_ok=True)  # a directory or a link out of the root: RunError
+    if data is None:
         return None
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in stored.files}
     except Exception as error:
         raise RunError(f"{path}: unreadable dimensions cache ({type(error).__name__})") from None

@@ -12,42 +12,101 @@ import csv
 import io
 import json
 import math
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from ..atomic import atomic_write_text
-from .format import FORMAT_VERSION, RunError
+from .format import FORMAT_VERSION, SIZE_LIMITS, RunError, size_text
 from .paths import is_inside
+
+# JSON deeper than this is no run file (run.json's deepest is 3): refused before Python's parser
+# recurses through it and raises RecursionError.
+MAX_JSON_DEPTH = 64
 
 
 def read_bytes(path: Path, *, root: Path | None = None, missing_ok: bool = False) -> bytes | None:
-    """The bytes of a run file, or None when it does not exist and `missing_ok`. RunError when it is
-    missing, a link out of `root`, or unreadable."""
+    """The bytes of a run file whose kind is its name (run.json, history.csv, ...; SIZE_LIMITS), or None
+    when it does not exist and `missing_ok`. RunError when it is missing, not a regular file, a link out
+    of `root`, over its size limit, or unreadable."""
     path = Path(path)
     if root is not None and (path.exists() or path.is_symlink()) and not is_inside(path, root):
         raise RunError(f"{path}: a link that leads outside the runs directory; not read")
+    limit = SIZE_LIMITS[path.name]
     try:
-        return path.read_bytes()
+        with open(path, "rb") as handle:  # one open file: what is checked is what is read
+            status = os.fstat(handle.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                raise RunError(f"{path}: not a regular file")
+            if status.st_size > limit:
+                raise RunError(f"{path}: {size_text(status.st_size)}, over the {size_text(limit)} limit for "
+                               f"{path.name}; not read")
+            data = handle.read(limit + 1)
     except FileNotFoundError:
-        if missing_ok:
+        if missing_ok and not path.is_symlink():
             return None
-        raise RunError(f"{path}: missing") from None
+        raise RunError(f"{path}: missing" if not path.is_symlink() else f"{path}: a link to nothing") from None
+    except IsADirectoryError:
+        raise RunError(f"{path}: a directory, not a file") from None
     except OSError as error:
-        raise RunError(f"{path}: cannot be read ({error.strerror})") from None
+        raise RunError(f"{path}: cannot be read ({error.strerror or type(error).__name__})") from None
+    if len(data) > limit:  # grew while being read
+        raise RunError(f"{path}: over the {size_text(limit)} limit for {path.name}; not read")
+    return data
+
+
+def json_depth_exceeds(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether brackets outside strings nest deeper than `limit`: a cheap scan before parsing."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 def parse_json(data: bytes, path: Path):
-    """JSON text as Python values; RunError naming `path` when it is not JSON."""
+    """JSON text as Python values; RunError naming `path` for anything that is not strict, shallow JSON."""
     try:
-        return json.loads(data.decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
         raise RunError(f"{path}: not valid JSON ({error})") from None
+    if json_depth_exceeds(text):
+        raise RunError(f"{path}: not valid JSON (nested deeper than {MAX_JSON_DEPTH} levels)")
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as error:
+        raise RunError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise RunError(f"{path}: not valid JSON (nested too deeply)") from None
+    except ValueError as error:  # an integer of more digits than Python converts, NaN or Infinity
+        raise RunError(f"{path}: not valid JSON ({str(error).splitlines()[0][:80]})") from None
+
+
+def _no_constant(name: str):
+    # The writers never write NaN or Infinity (finite_or_null): a file that holds them was not written here
+    raise ValueError(f"{name} is not strict JSON")
 
 
 def read_json(path: Path, *, root: Path | None = None, missing_ok: bool = False):
-    """A run's JSON file, parsed; None when missing and `missing_ok`."""
+    """A run's JSON file, bounded and confined (read_bytes), parsed; None when missing and `missing_ok`."""
     data = read_bytes(path, root=root, missing_ok=missing_ok)
     return None if data is None else parse_json(data, Path(path))
 
@@ -55,12 +114,13 @@ def read_json(path: Path, *, root: Path | None = None, missing_ok: bool = False)
 def read_csv(path: Path, columns: list[str], *, root: Path | None = None) -> pd.DataFrame:
     """A run's CSV file as read by pandas, or an empty frame with `columns` when the run has none.
     RunError naming the file when it is not CSV; its columns are the caller's to check."""
-    if not Path(path).exists():
+    data = read_bytes(path, root=root, missing_ok=True)
+    if data is None:
         return pd.DataFrame({column: pd.Series(dtype="float64") for column in columns})
     try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise RunError(f"{path}: unreadable CSV ({str(error).splitlines()[0]})") from None
+        return pd.read_csv(io.BytesIO(data))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
+        raise RunError(f"{path}: unreadable CSV ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
 
 
 # ---- writing (the trainer) ---------------------------------------------------------------------

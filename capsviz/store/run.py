@@ -29,6 +29,7 @@ class Run:
     info: dict
     history: pd.DataFrame = field(repr=False)
     name: str = ""  # default: the directory's name; load_run(root=...) names it by its path under the root
+    root: Path | None = None  # the runs root it was listed under: its files are read only from inside it
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -92,12 +93,12 @@ class Run:
 
     @cached_property
     def model(self) -> nn.Module | None:
-        return load_weights(self.path / WEIGHTS) if self.has_weights else None
+        return load_weights(self.path / WEIGHTS, root=self.root) if self.has_weights else None
 
     @cached_property
     def evaluation(self) -> dict | None:
         """evaluation.json (read_evaluation), None without one or for an import; RunError when broken."""
-        return None if self.path is None else read_evaluation(self.path)
+        return None if self.path is None else read_evaluation(self.path, root=self.root)
 
 
 def load_run(path: str | Path, *, root: str | Path | None = None) -> Run:
@@ -108,4 +109,6 @@ def load_run(path: str | Path, *, root: str | Path | None = None) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: no such run directory")
-    return Run(path=path, info=read_run_json(path), history=read_history(path), name=run_name(path, root))
+    root = None if root is None else Path(root)
+    return Run(path=path, info=read_run_json(path, root=root), history=read_history(path, root=root),
+               name=run_name(path, root), root=root)

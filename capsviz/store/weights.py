@@ -3,6 +3,7 @@ float16 on disk by default, restored to float32 on load; compact int8 with per-c
 runs) and state.pt (the trainer's resume state). Loaded with torch.load(weights_only=True): no code runs."""
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from ..atomic import atomic_torch_save
 from ..models import model_from_config, model_kind
+from .files import read_bytes
 from .format import FORMAT_VERSION, STATE, WEIGHTS, RunError
 
 
@@ -108,13 +110,13 @@ def committed_epochs(run_dir: Path) -> int:
     return int(read_state(run_dir, mmap=True)["epoch"])
 
 
-def load_weights(path: Path) -> nn.Module:
-    """The model a weights file holds (CapsNet when it names none, as older runs do), in eval mode."""
+def load_weights(path: Path, *, root: Path | None = None) -> nn.Module:
+    """The model a weights file holds (CapsNet when it names none, as older runs do), in eval mode.
+    Read through the one reader (bounded, confined to `root`); weights_only: no code runs."""
     path = Path(path)
+    data = read_bytes(path, root=root)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise RunError(f"{path}: missing") from None
+        checkpoint = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:
         raise RunError(f"{path}: corrupt weights ({type(error).__name__})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "model_config" not in checkpoint:
