@@ -127,3 +127,66 @@ def test_the_limits_hold_the_shipped_runs_with_room():
     for path in SHIPPED.rglob("*"):
         if path.name in store.SIZE_LIMITS:
             assert path.stat().st_size < store.SIZE_LIMITS[path.name] / 2, path
+
+
+# ---- item 6: evaluation.json checked whole ---------------------------------------------------------------
+
+def _affnist(evaluation: dict) -> dict:
+    return evaluation["sets"]["affnist-like"]
+
+
+# (what is broken, how): each passed the old reader's checks (sets an object, accuracies percentages)
+# and crashed the Robustness page
+BROKEN_EVALUATIONS = {
+    "training a list": lambda e: e.update(training=[1, 2]),
+    "environment a string": lambda e: e.update(environment="cpu"),
+    "target a string": lambda e: e["training"].update(target_accuracy="99.2"),
+    "epochs a string": lambda e: e["training"].update(epochs="six"),
+    "by_transform a list": lambda e: _affnist(e).update(by_transform=[1]),
+    "a transform's bins a list": lambda e: _affnist(e)["by_transform"].update(rotation=[1, 2]),
+    "garbage base64": lambda e: _affnist(e).update(correct="!!not base64!!"),
+    "correct shorter than images": lambda e: _affnist(e).update(correct=_affnist(e)["correct"][:100]),
+    "counts of another length": lambda e: _affnist(e)["by_transform"]["scale"].update(count=[1, 2, 3]),
+    "NaN in a list": lambda e: _affnist(e)["by_transform"]["shear"]["accuracy"].__setitem__(0, float("nan")),
+    "1e300 images": lambda e: _affnist(e).update(images=1e300),
+    "10**30 images": lambda e: _affnist(e).update(images=10**30),
+    "images a string": lambda e: _affnist(e).update(images="10000"),
+    "edges not numbers": lambda e: _affnist(e)["by_transform"]["rotation"].update(edges=["a", "b"]),
+    "a set a list": lambda e: e["sets"].update(affnist=[99.0]),
+}
+
+
+def write_broken_evaluation(run_dir: Path, breaking) -> None:
+    import json
+
+    evaluation = json.loads((SHIPPED / "mnist40-capsnet-r3" / EVALUATION).read_text())
+    breaking(evaluation)
+    # NaN is written as the token NaN, as Python's json does by default (CapsViz's writers never do)
+    (run_dir / EVALUATION).write_text(json.dumps(evaluation))
+
+
+@pytest.mark.parametrize("variant", list(BROKEN_EVALUATIONS))
+def test_a_broken_evaluation_is_one_run_error(capsnet_run, variant):
+    write_broken_evaluation(capsnet_run, BROKEN_EVALUATIONS[variant])
+    one_line_error(lambda: read_evaluation(capsnet_run), EVALUATION)
+
+
+def test_the_shipped_evaluations_pass_the_checks():
+    for path in SHIPPED.rglob(EVALUATION):
+        assert read_evaluation(path.parent) is not None
+
+
+def test_the_robustness_page_names_each_broken_evaluation(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    root = tmp_path / "runs"
+    copy_run("mnist40-capsnet-r3", root)
+    for number, breaking in enumerate(BROKEN_EVALUATIONS.values()):
+        write_broken_evaluation(copy_run("mnist40-baseline-pool", root, f"broken-{number}"), breaking)
+    monkeypatch.setenv(store.RUNS_ROOT_ENV, str(root))
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboard.py"), default_timeout=120).run()
+    app.switch_page("pages/robustness.py").run()
+    assert not app.exception, [exception.value for exception in app.exception]
+    skipped = [error.value for error in app.error if "Evaluation skipped" in error.value]
+    assert len(skipped) == len(BROKEN_EVALUATIONS), skipped
+    assert app.dataframe[0].value["Source"].tolist()[-1] == "mnist40-capsnet-r3", "the healthy run still shows"

@@ -15,8 +15,10 @@ import streamlit as st
 from torch import nn
 
 from ..digits import DigitCodes, encode_digits, load_test_set
+from ..robustness_view import paired_table
 from ..routing_view import DigitRouting, trace_digit
 from ..store import (
+    EVALUATION,
     HISTORY_CSV,
     ROUTING_CSV,
     RUN_JSON,
@@ -27,6 +29,7 @@ from ..store import (
     list_runs,
     load_run,
     load_weights,
+    read_evaluation,
     read_routing,
     runs_roots_from_environment,
 )
@@ -202,3 +205,43 @@ def routing_history(run: Run) -> pd.DataFrame:
     """The run's routing.csv (capsviz.runs.read_routing), cached per file version: the Routing page
     reruns on every control and reads every run's. Raises RunError for a damaged file (not cached)."""
     return _routing_history(str(run.path), None if run.root is None else str(run.root), file_stamp(run.path / ROUTING_CSV))
+
+
+def _root_text(run: Run) -> str | None:
+    return None if run.root is None else str(run.root)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _evaluation(path: str, root: str | None, stamp: tuple | None) -> dict | str | None:
+    try:
+        return read_evaluation(Path(path), root=None if root is None else Path(root))
+    except RunError as error:
+        return str(error)
+
+
+def evaluations(runs: list[Run]) -> tuple[list[Run], list[str]]:
+    """The runs that have an evaluation.json, with it read (and checked) once per file version, and one
+    line for each broken one. Each run's `evaluation` is filled in from the cache: a rerun reads nothing."""
+    evaluated, errors = [], []
+    for run in runs:
+        if run.path is None:
+            continue
+        result = _evaluation(str(run.path), _root_text(run), file_stamp(run.path / EVALUATION))
+        if isinstance(result, str):
+            errors.append(result)
+        elif result is not None:
+            run.__dict__["evaluation"] = result  # Run.evaluation is a cached_property: this is its cache
+            evaluated.append(run)
+    return evaluated, errors
+
+
+@st.cache_data(show_spinner="Comparing the runs image by image…", max_entries=64)
+def _paired_table(key: tuple, _runs: list[Run]) -> pd.DataFrame:
+    return paired_table(_runs)
+
+
+def cached_paired_table(runs: list[Run]) -> pd.DataFrame:
+    """capsviz.robustness_view.paired_table of runs read by `evaluations`, computed once per set of
+    runs and evaluation.json versions (hundreds of thousands of images per run)."""
+    key = tuple((run.name, str(run.path), file_stamp(run.path / EVALUATION)) for run in runs)
+    return _paired_table(key, runs)

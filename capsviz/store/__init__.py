@@ -33,7 +33,7 @@ routing.csv), weights (model.pt, state.pt, int8 compaction), evaluation, dimensi
 from .checks import show_value
 from .config_rules import CONFIG_RULES, LEGACY_SETTINGS, config_problems, with_legacy_settings
 from .dimensions import read_dimensions, write_dimensions
-from .evaluation import read_evaluation, write_evaluation
+from .evaluation import evaluation_problem, read_evaluation, write_evaluation
 from .files import finite_or_null, read_bytes, read_csv, read_json, write_csv, write_json
 from .format import (
     DIMENSIONS,
@@ -106,7 +106,7 @@ __all__ = [
     "summarize",
     # the checks
     "CONFIG_RULES", "LEGACY_SETTINGS", "INFO_RULES", "config_problems", "with_legacy_settings", "run_info_problem",
-    "upgrade_config", "show_value",
+    "upgrade_config", "show_value", "evaluation_problem",
     # is the trainer there
     "HEARTBEAT_SECONDS", "STALE_AFTER_SECONDS", "trainer_identity", "process_alive", "heartbeat_age", "trainer_gone",
     "effective_status",
