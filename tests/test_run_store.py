@@ -190,3 +190,97 @@ def test_the_robustness_page_names_each_broken_evaluation(tmp_path, monkeypatch)
     skipped = [error.value for error in app.error if "Evaluation skipped" in error.value]
     assert len(skipped) == len(BROKEN_EVALUATIONS), skipped
     assert app.dataframe[0].value["Source"].tolist()[-1] == "mnist40-capsnet-r3", "the healthy run still shows"
+
+
+# ---- item 10: weights that disagree with run.json --------------------------------------------------------
+
+def edit_run_json(run_dir: Path, edit) -> None:
+    import json
+
+    info = json.loads((run_dir / RUN_JSON).read_text())
+    edit(info)
+    (run_dir / RUN_JSON).write_text(json.dumps(info))
+
+
+def test_a_28x28_model_in_an_mnist40_run_is_one_run_error(tmp_path):
+    run_dir = copy_run("mnist40-capsnet-r3", tmp_path / "root")
+    shutil.copy(SHIPPED / "mnist-r1" / WEIGHTS, run_dir / WEIGHTS)
+    run = load_run(run_dir, root=run_dir.parent)
+    one_line_error(lambda: run.model, WEIGHTS, "input_size 28", "mnist-40 needs 40")
+
+
+def test_a_baselines_weights_in_a_capsnet_run_is_one_run_error(capsnet_run):
+    edit_run_json(capsnet_run, lambda info: info["config"].update(model="baseline"))
+    one_line_error(lambda: load_run(capsnet_run).model, WEIGHTS, '"capsnet" model', '"baseline"')
+
+
+def test_weights_of_other_routings_than_run_json_records_are_one_run_error(capsnet_run):
+    edit_run_json(capsnet_run, lambda info: info["model"].update(routings=3))
+    one_line_error(lambda: load_run(capsnet_run).model, WEIGHTS, "routings")
+
+
+def test_the_shipped_weights_agree_with_their_runs():
+    for path in SHIPPED.rglob(WEIGHTS):
+        assert load_run(path.parent, root=SHIPPED).model is not None
+
+
+def test_the_pages_show_disagreeing_weights_as_one_line(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    root = tmp_path / "runs"
+    run_dir = copy_run("mnist40-capsnet-r3", root)
+    shutil.copy(SHIPPED / "mnist-r1" / WEIGHTS, run_dir / WEIGHTS)
+    monkeypatch.setenv(store.RUNS_ROOT_ENV, str(root))
+    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboard.py"), default_timeout=120).run()
+    for page in ("pages/dimensions.py", "pages/reconstructions.py", "pages/routing.py", "pages/robustness.py"):
+        app.switch_page(page).run()
+        assert not app.exception, (page, [exception.value for exception in app.exception])
+
+
+# ---- item 11: counts beyond any run ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("field,value", [("parameters", 10**40), ("parameters_without_decoder", 10**20),
+                                         ("epochs_done", 10**30), ("wall_seconds", 1e300), ("processes", 10**12)])
+def test_counts_beyond_any_run_are_one_run_error(capsnet_run, field, value):
+    edit_run_json(capsnet_run, lambda info: info.update({field: value}))
+    one_line_error(lambda: load_run(capsnet_run), RUN_JSON, field)
+
+
+# ---- item 12: dimensions.npz of the right digest but the wrong content -------------------------------------
+
+def dimensions_arrays(run_dir: Path) -> dict:
+    import numpy as np
+
+    with np.load(run_dir / DIMENSIONS) as stored:
+        return {name: stored[name] for name in stored.files}
+
+
+@pytest.mark.parametrize("breaking", ["missing slope", "slope of 5 dimensions", "typical of 3 classes", "text digits"])
+def test_dimensions_of_the_right_digest_but_wrong_arrays_are_one_run_error(capsnet_run, breaking):
+    import numpy as np
+
+    arrays = dimensions_arrays(capsnet_run)
+    digest = str(arrays["digest"])
+    if breaking == "missing slope":
+        del arrays["slope"]
+    elif breaking == "slope of 5 dimensions":
+        arrays["slope"] = arrays["slope"][:, :5]
+    elif breaking == "typical of 3 classes":
+        arrays["typical"] = arrays["typical"][:3]
+    else:
+        arrays["digits"] = np.array(["a"] * 10)
+    (capsnet_run / DIMENSIONS).unlink()
+    store.write_dimensions(capsnet_run, arrays)
+    one_line_error(lambda: read_dimensions(capsnet_run, digest, shape=(10, 16)), DIMENSIONS)
+
+
+def test_dimensions_of_another_model_shape_are_one_run_error(capsnet_run):
+    digest = str(dimensions_arrays(capsnet_run)["digest"])
+    assert read_dimensions(capsnet_run, digest, shape=(10, 16)) is not None
+    one_line_error(lambda: read_dimensions(capsnet_run, digest, shape=(10, 8)), DIMENSIONS, "D axis")
+
+
+def test_dimensions_as_a_directory_is_an_error_naming_the_file(capsnet_run):
+    (capsnet_run / DIMENSIONS).unlink()
+    (capsnet_run / DIMENSIONS).mkdir()
+    one_line_error(lambda: read_dimensions(capsnet_run, "any"), DIMENSIONS, "a directory")

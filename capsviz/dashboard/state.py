@@ -31,6 +31,7 @@ from ..store import (
     load_weights,
     read_evaluation,
     read_routing,
+    read_run_json,
     runs_roots_from_environment,
 )
 
@@ -138,8 +139,9 @@ def weights_stamp(run: Run) -> tuple:
 
 @st.cache_resource(show_spinner="Loading weights…", max_entries=4)
 def _load_model(path: str, stamp: tuple) -> nn.Module:
-    root = stamp[1]
-    return load_weights(Path(path) / WEIGHTS, root=None if root is None else Path(root))
+    root = None if stamp[1] is None else Path(stamp[1])
+    # run.json again (small, bounded): weights that disagree with it are one line, not a traceback further on
+    return load_weights(Path(path) / WEIGHTS, root=root, info=read_run_json(Path(path), root=root))
 
 
 def model_for(run: Run) -> nn.Module:

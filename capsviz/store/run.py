@@ -93,7 +93,7 @@ class Run:
 
     @cached_property
     def model(self) -> nn.Module | None:
-        return load_weights(self.path / WEIGHTS, root=self.root) if self.has_weights else None
+        return load_weights(self.path / WEIGHTS, root=self.root, info=self.info) if self.has_weights else None
 
     @cached_property
     def evaluation(self) -> dict | None:

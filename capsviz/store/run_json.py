@@ -10,6 +10,10 @@ from .config_rules import config_problems, with_legacy_settings
 from .files import read_json, write_json
 from .format import FORMAT_VERSION, RUN_JSON, STATUSES, RunError
 
+# Counts beyond any run, inside what a table column (int64) holds: 10**40 parameters crashed the home table
+MAX_PARAMETERS = 10**15
+MAX_EPOCHS = 10**7
+
 # The other fields of run.json, when present: (what it must be, its test). status and config are required.
 INFO_RULES: dict[str, tuple[str, object]] = {
     "format": (f"must be {FORMAT_VERSION} (a newer CapsViz wrote it?)", lambda v: v == FORMAT_VERSION and _integer(v)),
@@ -17,21 +21,22 @@ INFO_RULES: dict[str, tuple[str, object]] = {
     "status": (f"must be one of {', '.join(STATUSES)}", lambda v: v in STATUSES),
     "model": ("must be an object", lambda v: isinstance(v, dict)),
     "dataset": ("must be an object", lambda v: isinstance(v, dict)),
-    "processes": ("must be a count of processes", lambda v: _integer(v) and v >= 1),
-    "parameters": ("must be a count", lambda v: _integer(v) and v >= 0),
-    "parameters_without_decoder": ("must be a count", lambda v: _integer(v) and v >= 0),
+    "processes": ("must be a count of processes", lambda v: _integer(v) and 1 <= v <= 1_000_000),
+    "parameters": (f"must be a count up to {MAX_PARAMETERS:.0e}", lambda v: _integer(v) and 0 <= v <= MAX_PARAMETERS),
+    "parameters_without_decoder": (f"must be a count up to {MAX_PARAMETERS:.0e}",
+                                   lambda v: _integer(v) and 0 <= v <= MAX_PARAMETERS),
     "environment": ("must be an object", lambda v: isinstance(v, dict)),
     "resumes": ("must be a list of objects", lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v)),
     "started_at": ("must be an ISO time", _timestamp),
     "updated_at": ("must be an ISO time", _timestamp),
     "heartbeat_at": ("must be an ISO time", _timestamp),
-    "pid": ("must be a process id", lambda v: _integer(v) and v >= 1),
+    "pid": ("must be a process id", lambda v: _integer(v) and 1 <= v < 2 ** 63),
     "host": ("must be a host name", lambda v: isinstance(v, str)),
-    "wall_seconds": ("must be a number of seconds, 0 or more", _optional(lambda v: _finite(v) and v >= 0)),
-    "epochs_done": ("must be a count of epochs, 0 or more", lambda v: _integer(v) and v >= 0),
+    "wall_seconds": ("must be a number of seconds, 0 or more", _optional(lambda v: _finite(v) and 0 <= v <= 1e10)),
+    "epochs_done": ("must be a count of epochs, 0 or more", lambda v: _integer(v) and 0 <= v <= MAX_EPOCHS),
     "final_test_error": ("must be a percentage or null", _optional(lambda v: _finite(v) and 0 <= v <= 100)),
     "best_test_error": ("must be a percentage or null", _optional(lambda v: _finite(v) and 0 <= v <= 100)),
-    "best_epoch": ("must be an epoch number or null", _optional(lambda v: _integer(v) and v >= 1)),
+    "best_epoch": ("must be an epoch number or null", _optional(lambda v: _integer(v) and 1 <= v <= MAX_EPOCHS)),
     "error": ("must be a string", lambda v: isinstance(v, str)),
 }
 

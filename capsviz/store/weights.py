@@ -4,6 +4,7 @@ runs) and state.pt (the trainer's resume state). Loaded with torch.load(weights_
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_torch_save
+from ..datasets import DATASETS
 from ..models import model_from_config, model_kind
+from .checks import show_value
 from .files import read_bytes
 from .format import FORMAT_VERSION, STATE, WEIGHTS, RunError
 
@@ -110,9 +113,39 @@ def committed_epochs(run_dir: Path) -> int:
     return int(read_state(run_dir, mmap=True)["epoch"])
 
 
-def load_weights(path: Path, *, root: Path | None = None) -> nn.Module:
+def _plain(value):
+    """A config value as JSON reads it back (tuples as lists), to compare model.pt's with run.json's."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def weights_problem(checkpoint: Mapping, info: Mapping) -> str | None:
+    """How model.pt disagrees with its run.json, or None: another model (a baseline's weights in a
+    CapsNet run), another image size, channels or classes than the run's dataset (a 28x28 model in an
+    mnist-40 run), or a model setting other than run.json's record of the model."""
+    config = info.get("config") or {}
+    model = checkpoint.get("model", "capsnet")
+    if model != config.get("model", "capsnet"):
+        return f"holds a {show_value(model)} model; run.json's config.model is {show_value(config.get('model'))}"
+    model_config = checkpoint["model_config"]
+    spec = DATASETS.get(config.get("dataset"))
+    if spec is not None:
+        for key, expected in (("input_size", spec.image_size), ("in_channels", spec.channels), ("num_classes", spec.classes)):
+            if key in model_config and model_config[key] != expected:
+                return (f"model_config.{key} {show_value(model_config[key])}: the run's dataset {spec.name} "
+                        f"needs {expected}")
+    recorded = info.get("model")
+    if isinstance(recorded, Mapping):
+        for key in sorted(set(recorded) & set(model_config)):
+            if _plain(model_config[key]) != _plain(recorded[key]):
+                return (f"model_config.{key} {show_value(_plain(model_config[key]))}: run.json's model.{key} is "
+                        f"{show_value(recorded[key])}")
+    return None
+
+
+def load_weights(path: Path, *, root: Path | None = None, info: Mapping | None = None) -> nn.Module:
     """The model a weights file holds (CapsNet when it names none, as older runs do), in eval mode.
-    Read through the one reader (bounded, confined to `root`); weights_only: no code runs."""
+    Read through the one reader (bounded, confined to `root`); weights_only: no code runs. With `info`
+    (the run's run.json), weights that disagree with it (weights_problem) are a RunError."""
     path = Path(path)
     data = read_bytes(path, root=root)
     try:
@@ -121,6 +154,10 @@ def load_weights(path: Path, *, root: Path | None = None) -> nn.Module:
         raise RunError(f"{path}: corrupt weights ({type(error).__name__})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "model_config" not in checkpoint:
         raise RunError(f"{path}: not a CapsViz weights file (needs state_dict and model_config)")
+    if not isinstance(checkpoint["model_config"], dict):
+        raise RunError(f"{path}: model_config {show_value(checkpoint['model_config'])}: must be an object")
+    if info is not None and (problem := weights_problem(checkpoint, info)):
+        raise RunError(f"{path}: {problem}")
     try:
         model = model_from_config(checkpoint.get("model", "capsnet"), checkpoint["model_config"])
         model.load_state_dict({name: tensor.float() if tensor.is_floating_point() else tensor
