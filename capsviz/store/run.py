@@ -1,6 +1,7 @@
 """Run: one run directory read back, as the dashboard, the tests and a notebook see it."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -12,7 +13,7 @@ from .evaluation import read_evaluation
 from .format import IMPORTED, STALE, WEIGHTS, RunError
 from .histories import read_history
 from .liveness import effective_status
-from .paths import run_name
+from .paths import is_inside, run_name
 from .run_json import read_run_json
 from .weights import load_weights
 
@@ -109,6 +110,9 @@ def load_run(path: str | Path, *, root: str | Path | None = None) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: no such run directory")
-    root = None if root is None else Path(root)
+    # confined to the root it is named under (a run listed there: its files, links followed, must stay
+    # inside); a root that does not hold the path, even before links are followed, only names it
+    lexically_inside = root is not None and Path(os.path.abspath(path)).is_relative_to(os.path.abspath(root))
+    root = Path(root) if lexically_inside or (root is not None and is_inside(path, root)) else None
     return Run(path=path, info=read_run_json(path, root=root), history=read_history(path, root=root),
                name=run_name(path, root), root=root)
