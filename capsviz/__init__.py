@@ -5,7 +5,7 @@ dashboard.py and its pages."""
 from .capsnet import CapsNet, CapsNetConfig, CapsNetOutput, dynamic_routing, squash
 from .data import DataError, load_mnist
 from .losses import capsule_loss, margin_loss, reconstruction_loss
-from .runs import Run, RunError, list_runs, load_run
+from .store import Run, RunError, list_runs, load_run
 
 __all__ = [
     "CapsNet", "CapsNetConfig", "CapsNetOutput", "DataError", "Run", "RunError", "capsule_loss",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .runs import HISTORY_COLUMNS
+from .store import HISTORY_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .results import PAPER_TABLE1, best_test_error, last_value, matches_paper_row, numeric_column
-from .runs import Run
+from .store import Run
 
 # Settings that do not make a run a different experiment: its seed, how long it is planned to run
 # (seeds of one sweep may be at different epochs), and where and how fast it computes.

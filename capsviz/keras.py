@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .runs import HISTORY_COLUMNS
+from .store import HISTORY_COLUMNS
 
 # Each target column takes the first Keras column of its list that the file has.
 COLUMN_SOURCES: dict[str, tuple[str, ...]] = {

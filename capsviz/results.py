@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .runs import STALE, Run
+from .store import STALE, Run
 
 # ---- the paper's reference numbers -------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import torch
+from scipy.stats import binom
 from torch import nn
 
 from .affine import AffineSet
@@ -89,8 +90,10 @@ def paired_comparison(a: np.ndarray, b: np.ndarray) -> dict:
     assert a.shape == b.shape, f"the same images for both, got {a.shape} and {b.shape}"
     only_a, only_b = int((a & ~b).sum()), int((b & ~a).sum())
     discordant = only_a + only_b
-    tail = sum(math.comb(discordant, k) for k in range(min(only_a, only_b) + 1))
-    p_value = min(1.0, 2 * tail / 2 ** discordant) if discordant else 1.0
+    # the binomial tail P(X <= min) of Binomial(discordant, 1/2), doubled; scipy's regularised incomplete
+    # beta is exact to float precision and takes microseconds where a sum of binomial coefficients took
+    # 27 s at 320,000 images
+    p_value = min(1.0, 2.0 * float(binom.cdf(min(only_a, only_b), discordant, 0.5))) if discordant else 1.0
     return {"images": int(a.size), "both": int((a & b).sum()), "only_a": only_a, "only_b": only_b,
             "neither": int((~a & ~b).sum()), "p_value": p_value}
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from .affine import PARAMETERS, centre_on_canvas, identity_parameters, transform_images
 from .robustness import BINS, PAPER, class_scores, paired_comparison, unpack_correct
-from .runs import Run
+from .store import Run
 
 AFFNIST_LIKE, AFFNIST, EXPANDED = "affnist-like", "affnist", "expanded-mnist"
 MODEL_NAMES = {"capsnet": "CapsNet", "baseline": "CNN"}

@@ -5,7 +5,7 @@ import streamlit as st
 from capsviz.dashboard.figures import digit_figure
 from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors
 from capsviz.dashboard.robustness_figures import class_scores_figure, comparison_figure, transform_accuracy_figure
-from capsviz.dashboard.state import load_runs, model_for, test_set
+from capsviz.dashboard.state import cached_paired_table, evaluations, load_runs, model_for, test_set
 from capsviz.data import DataError
 from capsviz.robustness import BINS
 from capsviz.robustness_view import (
@@ -14,7 +14,6 @@ from capsviz.robustness_view import (
     evaluation_provenance,
     explore,
     explorer_parameters,
-    paired_table,
 )
 from capsviz.runs import RunError
 
@@ -50,13 +49,7 @@ st.caption("Paper section 5.2: a CapsNet and a CNN trained on expanded MNIST (di
 
 runs = load_runs()
 show_run_errors(runs)
-evaluated, broken = [], []
-for run in runs.runs:
-    try:
-        if run.evaluation is not None:
-            evaluated.append(run)
-    except RunError as error:
-        broken.append(str(error))
+evaluated, broken = evaluations(runs.runs)  # read once per evaluation.json version
 for error in broken:
     st.error(f"Evaluation skipped: {error}", icon=":material/error:")
 
@@ -78,7 +71,7 @@ if evaluated:
                "So this is not the paper's matched-accuracy comparison. ") +
                "A run stopped at the target stops at an epoch chosen on the test set, as in the paper's protocol.")
     st.caption("Measured: " + " · ".join(evaluation_provenance(run) for run in evaluated))
-    paired = paired_table(evaluated)
+    paired = cached_paired_table(evaluated)
     if not paired.empty:
         st.markdown("**Paired, on the same affNIST-like images**: the images only one model got right decide "
                     "whether one is better; McNemar's exact test gives the chance of a split at least this uneven "

@@ -6,6 +6,7 @@ test-artifacts/ (gitignored).
 Needs /usr/bin/chromium (`apt-get install -y chromium`; Playwright cannot download browsers
 here). Without it the test is skipped, unless CI is set: then it fails, since CI must run it.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -54,12 +55,13 @@ def pair_runs_root(multimnist_run, tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def dashboard_url(runs_root, pair_runs_root) -> str:
+@contextlib.contextmanager
+def serve_dashboard(roots: list[Path], log_name: str = "streamlit.log"):
+    """`streamlit run dashboard.py` on a free localhost port over these runs roots; yields its URL."""
     require_chromium()
     port = free_port()
-    env = {**os.environ, RUNS_ROOT_ENV: os.pathsep.join([str(runs_root), str(pair_runs_root)])}
-    log = (ARTIFACTS / "streamlit.log")
+    env = {**os.environ, RUNS_ROOT_ENV: os.pathsep.join(str(root) for root in roots)}
+    log = (ARTIFACTS / log_name)
     ARTIFACTS.mkdir(exist_ok=True)
     with open(log, "w") as log_file:
         server = subprocess.Popen(
@@ -87,6 +89,12 @@ def dashboard_url(runs_root, pair_runs_root) -> str:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(runs_root, pair_runs_root) -> str:
+    with serve_dashboard([runs_root, pair_runs_root]) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import streamlit as st
 
 from ..digits import PICK_CLASS, PICK_INDEX, PICK_RANDOM, DigitCodes, encode_digits, pick_digit
 from ..drawing import canvas_gray, to_mnist_digit
-from ..runs import Run
+from ..store import Run
 from .state import digit_codes
 
 PICK_DRAWN = "drawn"

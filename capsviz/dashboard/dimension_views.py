@@ -12,7 +12,7 @@ import streamlit as st
 
 from ..dimension_meanings import WEAK, DimensionMeanings, model_digest
 from ..image_properties import UNITS
-from ..runs import DIMENSIONS, WEIGHTS, Run, RunError, read_dimensions
+from ..store import DIMENSIONS, WEIGHTS, Run, RunError, read_dimensions
 from .live_decoder import weights_payload
 from .state import file_stamp, model_for
 
@@ -40,9 +40,9 @@ def decoder_payload(run: Run) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _read(path: str, stamp: tuple | None, digest: str) -> DimensionMeanings | str | None:
+def _read(path: str, root: str | None, stamp: tuple | None, digest: str, shape: tuple[int, int]) -> DimensionMeanings | str | None:
     try:
-        arrays = read_dimensions(Path(path), digest)
+        arrays = read_dimensions(Path(path), digest, root=None if root is None else Path(root), shape=shape)
     except RunError as error:
         return str(error)
     return DimensionMeanings.from_arrays(arrays) if arrays is not None else None
@@ -60,7 +60,9 @@ def run_meanings(run: Run) -> Measured:
         digest = weights_digest(run)
     except RunError as error:
         return Measured(None, f"cannot load its weights: {error}")
-    result = _read(str(run.path), file_stamp(run.path / DIMENSIONS), digest)
+    config = model_for(run).config
+    result = _read(str(run.path), None if run.root is None else str(run.root), file_stamp(run.path / DIMENSIONS), digest,
+                   (config.num_classes, config.digit_dim))
     if isinstance(result, DimensionMeanings):
         return Measured(result, None)
     command = f"`{MEASURE_COMMAND} {run.path}`"

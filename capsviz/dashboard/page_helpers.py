@@ -11,7 +11,7 @@ from torch import nn
 
 from ..data import DataError
 from ..datasets import DATASETS, get_dataset
-from ..runs import Run, RunError
+from ..store import Run, RunError
 from . import state
 from .state import Runs, model_for
 

@@ -6,9 +6,9 @@ import numpy as np
 import streamlit as st
 
 from ..digits import DigitCodes, encode_digits
-from ..runs import WEIGHTS, Run
 from ..segmentation import PairSet, load_pair_set
-from .state import _load_model, file_stamp, model_for
+from ..store import Run
+from .state import _load_model, model_for, weights_stamp
 
 PAIR_CHUNK = 100  # pairs encoded per cached chunk: a 36x36 CapsNet encodes a few dozen a second on a CPU
 
@@ -27,13 +27,13 @@ def _pair_codes(path: str, stamp: tuple | None, start: int, stop: int) -> DigitC
 def pair_codes(run: Run, start: int, stop: int) -> DigitCodes:
     """Capsule lengths and poses of test pairs start..stop-1 under the run's model. Raises RunError."""
     model_for(run)  # a broken model.pt raises RunError before anything is cached
-    return _pair_codes(str(run.path), file_stamp(run.path / WEIGHTS), start, stop)
+    return _pair_codes(str(run.path), weights_stamp(run), start, stop)
 
 
 def scan_pair_codes(run: Run, count: int) -> DigitCodes:
     """The first `count` test pairs encoded, with a progress bar when it takes more than one chunk."""
     model_for(run)
-    stamp = file_stamp(run.path / WEIGHTS)
+    stamp = weights_stamp(run)
     starts = list(range(0, count, PAIR_CHUNK))
     bar = st.progress(0.0, text="Encoding test pairs") if len(starts) > 1 else None
     parts = []

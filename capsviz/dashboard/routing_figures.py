@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..routing_view import DigitRouting, agreement_split, coupling_entropy
-from ..runs import Run
+from ..store import Run
 from .figures import PALETTE, png_data_uri, run_colors
 
 OVERLAY_RGB, NEGATIVE_RGB = (255, 90, 20), (40, 120, 255)

@@ -15,8 +15,10 @@ import streamlit as st
 from torch import nn
 
 from ..digits import DigitCodes, encode_digits, load_test_set
+from ..robustness_view import paired_table
 from ..routing_view import DigitRouting, trace_digit
-from ..runs import (
+from ..store import (
+    EVALUATION,
     HISTORY_CSV,
     ROUTING_CSV,
     RUN_JSON,
@@ -27,7 +29,9 @@ from ..runs import (
     list_runs,
     load_run,
     load_weights,
+    read_evaluation,
     read_routing,
+    read_run_json,
     runs_roots_from_environment,
 )
 
@@ -127,15 +131,23 @@ def load_runs(root: Path | None = None) -> Runs:
     return Runs(root=root, runs=found, errors=errors)
 
 
+def weights_stamp(run: Run) -> tuple:
+    """What keys every cache of a run's model: the weights file's version, and the runs root that the
+    file is read from inside of."""
+    return file_stamp(run.path / WEIGHTS), None if run.root is None else str(run.root)
+
+
 @st.cache_resource(show_spinner="Loading weights…", max_entries=4)
-def _load_model(path: str, stamp: tuple | None) -> nn.Module:
-    return load_weights(Path(path) / WEIGHTS)
+def _load_model(path: str, stamp: tuple) -> nn.Module:
+    root = None if stamp[1] is None else Path(stamp[1])
+    # run.json again (small, bounded): weights that disagree with it are one line, not a traceback further on
+    return load_weights(Path(path) / WEIGHTS, root=root, info=read_run_json(Path(path), root=root))
 
 
 def model_for(run: Run) -> nn.Module:
     """The run's model in eval mode, cached per path and weights file version. Raises RunError."""
     assert run.has_weights, f"{run.name}: no weights to load"
-    return _load_model(str(run.path), file_stamp(run.path / WEIGHTS))
+    return _load_model(str(run.path), weights_stamp(run))
 
 
 @st.cache_data(show_spinner="Loading the test set…", max_entries=4)
@@ -155,13 +167,13 @@ def _codes(path: str, stamp: tuple | None, dataset: str, start: int, stop: int) 
 def digit_codes(run: Run, start: int, stop: int) -> DigitCodes:
     """Capsule lengths and poses of the run's test digits start..stop-1 under its model (cached)."""
     model_for(run)  # raises RunError for broken weights before anything is cached
-    return _codes(str(run.path), file_stamp(run.path / WEIGHTS), run.dataset_name, start, stop)
+    return _codes(str(run.path), weights_stamp(run), run.dataset_name, start, stop)
 
 
 def scan_codes(run: Run, count: int, *, progress_text: str = "Encoding test digits") -> DigitCodes:
     """The first `count` test digits encoded, chunk by chunk with a progress bar when it takes a while."""
     model_for(run)
-    stamp = file_stamp(run.path / WEIGHTS)
+    stamp = weights_stamp(run)
     starts = list(range(0, count, CHUNK))
     bar = st.progress(0.0, text=progress_text) if count > CHUNK else None
     parts = []
@@ -183,15 +195,55 @@ def digit_routing(run: Run, image: np.ndarray, *, iterations: int) -> DigitRouti
     """One digit's routing under the run's model (capsviz.routing_view.trace_digit), cached per weights
     file version, digit and iteration count: moving the iteration slider or a map control re-traces nothing."""
     model_for(run)  # raises RunError for broken weights before anything is cached
-    return _routing(str(run.path), file_stamp(run.path / WEIGHTS), np.ascontiguousarray(image), int(iterations))
+    return _routing(str(run.path), weights_stamp(run), np.ascontiguousarray(image), int(iterations))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _routing_history(path: str, stamp: tuple | None) -> pd.DataFrame:
-    return read_routing(Path(path))
+def _routing_history(path: str, root: str | None, stamp: tuple | None) -> pd.DataFrame:
+    return read_routing(Path(path), root=None if root is None else Path(root))
 
 
 def routing_history(run: Run) -> pd.DataFrame:
     """The run's routing.csv (capsviz.runs.read_routing), cached per file version: the Routing page
     reruns on every control and reads every run's. Raises RunError for a damaged file (not cached)."""
-    return _routing_history(str(run.path), file_stamp(run.path / ROUTING_CSV))
+    return _routing_history(str(run.path), None if run.root is None else str(run.root), file_stamp(run.path / ROUTING_CSV))
+
+
+def _root_text(run: Run) -> str | None:
+    return None if run.root is None else str(run.root)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _evaluation(path: str, root: str | None, stamp: tuple | None) -> dict | str | None:
+    try:
+        return read_evaluation(Path(path), root=None if root is None else Path(root))
+    except RunError as error:
+        return str(error)
+
+
+def evaluations(runs: list[Run]) -> tuple[list[Run], list[str]]:
+    """The runs that have an evaluation.json, with it read (and checked) once per file version, and one
+    line for each broken one. Each run's `evaluation` is filled in from the cache: a rerun reads nothing."""
+    evaluated, errors = [], []
+    for run in runs:
+        if run.path is None:
+            continue
+        result = _evaluation(str(run.path), _root_text(run), file_stamp(run.path / EVALUATION))
+        if isinstance(result, str):
+            errors.append(result)
+        elif result is not None:
+            run.__dict__["evaluation"] = result  # Run.evaluation is a cached_property: this is its cache
+            evaluated.append(run)
+    return evaluated, errors
+
+
+@st.cache_data(show_spinner="Comparing the runs image by image…", max_entries=64)
+def _paired_table(key: tuple, _runs: list[Run]) -> pd.DataFrame:
+    return paired_table(_runs)
+
+
+def cached_paired_table(runs: list[Run]) -> pd.DataFrame:
+    """capsviz.robustness_view.paired_table of runs read by `evaluations`, computed once per set of
+    runs and evaluation.json versions (hundreds of thousands of images per run)."""
+    key = tuple((run.name, str(run.path), file_stamp(run.path / EVALUATION)) for run in runs)
+    return _paired_table(key, runs)
