@@ -76,3 +76,41 @@ def scaled_history(history: pd.DataFrame, factor: float) -> pd.DataFrame:
     if "images_per_second" in scaled:
         scaled["images_per_second"] = numeric_column(history, "images_per_second") / factor
     return scaled
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A run on the time-to-accuracy chart: its history on a clock of `seconds_per_epoch` (None: its own wall)."""
+
+    label: str
+    history: pd.DataFrame
+    seconds_per_epoch: float | None = None
+
+
+def idle_epoch_seconds(bench_result: dict, *, routings: int = 3, train_images: int = 60_000,
+                       test_images: int = 10_000) -> dict[str, float]:
+    """{"fast": s, "plain": s}: an MNIST epoch (training and evaluation) at a benchmark's measured throughput
+    (trainer.bench's results JSON, bench/results/), for the fast path and for plain PyTorch."""
+    for row in bench_result.get("throughput", []):
+        if row.get("routings") == routings:
+            return {path: train_images / row[f"train_{path}"] + test_images / row[f"eval_{path}"] for path in ("fast", "plain")}
+    raise ValueError(f"the benchmark has no {routings}-routing throughput")
+
+
+def time_to_accuracy_table(contenders: list[Contender], *, reference: Contender,
+                           thresholds: tuple[float, ...] = THRESHOLDS) -> pd.DataFrame:
+    """One row per contender: its epochs, and for each threshold the hours to first reach it ("Hours to T%") and
+    the error the `reference` (the public ports' recipe) had reached in the same time ("Reference then, T% (%)").
+    Missing numbers are NaN, so the columns stay numeric."""
+    rows = []
+    for contender in contenders:
+        row = {"Run": contender.label, "Epochs": len(contender.history)}
+        for threshold in thresholds:
+            crossing = time_to_error(contender.history, threshold, seconds_per_epoch=contender.seconds_per_epoch)
+            hours = crossing.seconds / 3600 if crossing else math.nan
+            port = (at_time(reference.history, crossing.seconds, seconds_per_epoch=reference.seconds_per_epoch)
+                    if crossing else None)
+            row[f"Hours to {threshold}%"] = hours
+            row[f"Reference then, {threshold}% (%)"] = port if port is not None else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -38,3 +38,31 @@ def test_a_slower_recipe_is_the_same_epochs_at_a_scaled_time():
     assert math.isclose(at_time(slow, 1000.0), 0.55)
     with pytest.raises(ValueError):
         scaled_history(HISTORY, float("nan"))
+
+
+def test_the_table_gives_hours_to_each_threshold_and_the_reference_error_by_then():
+    from capsviz.time_to_accuracy import Contender, idle_epoch_seconds, time_to_accuracy_table
+    port = Contender("port", HISTORY, seconds_per_epoch=400.0)  # 0.9 at 400 s, 0.55 at 800 s, 0.48 at 1200 s
+    table = time_to_accuracy_table([Contender("ours", HISTORY, seconds_per_epoch=100.0)], reference=port)
+    row = table.iloc[0]
+    assert row["Hours to 0.5%"] == pytest.approx(300 / 3600) and row["Hours to 0.4%"] == pytest.approx(500 / 3600)
+    assert math.isnan(row["Reference then, 0.5% (%)"])  # the port had ended no epoch after 300 s
+    assert row["Reference then, 0.4% (%)"] == 0.9
+    never = time_to_accuracy_table([Contender("slow", HISTORY.assign(test_error=1.0))], reference=port)
+    assert never.dtypes["Hours to 0.5%"].kind == "f" and math.isnan(never.iloc[0]["Hours to 0.5%"])
+    bench = {"throughput": [{"routings": 3, "train_fast": 300.0, "eval_fast": 1000.0, "train_plain": 75.0, "eval_plain": 200.0}]}
+    assert idle_epoch_seconds(bench) == {"fast": 210.0, "plain": 850.0}
+    with pytest.raises(ValueError):
+        idle_epoch_seconds(bench, routings=1)
+
+
+def test_the_chart_marks_where_each_run_first_reaches_a_threshold():
+    from capsviz.dashboard.time_figures import time_to_accuracy_figure
+    from capsviz.time_to_accuracy import Contender
+    figure = time_to_accuracy_figure([Contender("ours", HISTORY, seconds_per_epoch=3600.0),
+                                      Contender("never", HISTORY.assign(test_error=1.0), seconds_per_epoch=3600.0)])
+    lines = [trace for trace in figure.data if trace.mode == "lines+markers"]
+    marks = [trace for trace in figure.data if trace.mode == "markers"]
+    assert [trace.name for trace in lines] == ["ours", "never"]
+    assert list(lines[0].x) == [1, 2, 3, 4, 5]  # hours: epochs x one hour each
+    assert sorted((mark.x[0], mark.y[0]) for mark in marks) == [(3, 0.48), (5, 0.39)]  # 0.5% and 0.4%, "never" none
