@@ -301,6 +301,8 @@ def train_run(config: TrainConfig, run_dir: Path, mode: str, device, train, test
         trainer.log(f"restarting {run_dir}: it had not completed an epoch")
     path = f"fast path in {trainer.precision.precision}" if config.fast else "plain fp32"
     what = f"{config.model} with {config.routings} routing(s)" if config.model == "capsnet" else config.model
+    if config.variant != variants.NONE:  # a bug trained on purpose must not pass for the paper's model
+        what += f", variant {config.variant} (a bug on purpose: docs/bugs.md)"
     ranks = f", {processes.world_size} processes" if processes.enabled else ""
     trainer.log(f"training {run_dir}: {what} on {config.dataset}, {len(train[0])} images, device {device.type}"
                 f"{ranks}, {path}, {trainer.model.parameter_count():,} parameters")
