@@ -12,12 +12,13 @@ import torch.nn.functional as F
 
 from capsviz import load_run, runs, variants
 from capsviz.baseline import BaselineCNN
-from capsviz.capsnet import CapsNet, DigitCaps, routing_iterations
+from capsviz.capsnet import CapsNet, DigitCaps, routing_iterations, squash
 from capsviz.fast import prepare_model
 from capsviz.fast.modules import FastDigitCaps
 from capsviz.routing_view import trace_digit
 from capsviz.tasks import CapsuleTask, ClassifierTask
 from capsviz.variants.routing import SharedLogitsDigitCaps, SoftmaxOverInputsDigitCaps, variant_routing_iterations
+from trainer.loop import TrainConfig
 from trainer.run import CliError, plan
 from trainer.sweep import load_grid
 
@@ -65,11 +66,21 @@ def test_applying_a_variant_changes_that_model_only_never_the_reference_classes(
 
 def test_with_its_rules_kept_the_variant_routing_is_the_reference_routing():
     u_hat = torch.randn(3, 10, 1152, 16, generator=torch.Generator().manual_seed(0)) * 0.05
-    reference = list(routing_iterations(u_hat, iterations=3, update_last=True))
-    kept = list(variant_routing_iterations(u_hat, iterations=3, update_last=True))
-    for ours, theirs in zip(kept, reference):
-        for a, b in zip(ours, theirs):
-            torch.testing.assert_close(a, b)
+    bias = torch.full((10, 16), 0.1)  # the authors' recipe's bias on s_j: a variant keeps it too
+    for options in ({}, {"bias": bias, "detach_inner": True}):
+        reference = list(routing_iterations(u_hat, iterations=3, update_last=True, **options))
+        kept = list(variant_routing_iterations(u_hat, iterations=3, update_last=True, **options))
+        for ours, theirs in zip(kept, reference):
+            for a, b in zip(ours, theirs):
+                torch.testing.assert_close(a, b)
+
+
+def test_a_variant_of_the_authors_recipe_keeps_its_bias():
+    model = TrainConfig(recipe="authors", variant="softmax-over-inputs").build_model()
+    assert type(model.digits) is SoftmaxOverInputsDigitCaps and model.digits.bias is not None
+    with torch.no_grad():
+        v, _ = model.digits(torch.zeros(1, 1152, 8))  # no votes: s_j is the bias alone
+    torch.testing.assert_close(v[0], squash(model.digits.bias))
 
 
 # ---- each variant computes its bug ----------------------------------------------------------------
