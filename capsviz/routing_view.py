@@ -43,7 +43,9 @@ def trace_routing(model: CapsNet, inputs: torch.Tensor, *, iterations: int | Non
     primary = model.primary(features).float()  # (B, 1152, 8)
     with torch.autocast(device_type=inputs.device.type, enabled=False):
         u_hat = model.digits.predictions(primary)  # (B, 10, 1152, 16)
-        steps = list(routing_iterations(u_hat, iterations=iterations, update_last=True))
+        # a variant's DigitCaps routes its own way (capsviz.variants): trace what the model computes
+        route = getattr(model.digits, "routing_iterations", routing_iterations)
+        steps = list(route(u_hat, iterations=iterations, update_last=True))
     previous = torch.zeros_like(steps[0].logits)
     agreements = []
     for step in steps:

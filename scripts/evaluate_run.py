@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from capsviz import variants
 from capsviz.data import DataError
 from capsviz.datasets import get_dataset
 from capsviz.fast import prepare_model
@@ -31,6 +32,7 @@ def load_model(run_dir: Path, weights: str) -> torch.nn.Module:
             raise RunError(f"{run_dir / WEIGHTS}: missing; nothing to evaluate")
         return run.model
     model = model_from_config(run.model_name, run.info["model"])
+    variants.apply_to_model(run.config.get("variant", variants.NONE), model)  # a bug trained on purpose
     try:
         model.load_state_dict(read_state(run_dir, mmap=True)["model"])
     except (RuntimeError, KeyError) as error:  # another model's weights, or a state without them

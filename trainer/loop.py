@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from capsviz import recipes, runs
+from capsviz import recipes, runs, variants
 from capsviz.capsnet import CapsNet
 from capsviz.datasets import DATASETS, DatasetSpec, get_dataset
 from capsviz.fast import optimizer_options, precision_context, prepare_images, prepare_model
@@ -73,6 +73,7 @@ class TrainConfig:
     device: str = "auto"
     model_options: dict = field(default_factory=dict)  # overrides of the model's config, e.g. {"dropout": 0.3}
     recipe: str = PAPER  # the paper's formulas, or the authors' code (or some of its parts): capsviz.recipes
+    variant: str = variants.NONE  # a common bug of public ports, trained on purpose: capsviz.variants
 
     def __post_init__(self):
         if self.shift is None and self.dataset in DATASETS:  # the dataset's own augmentation unless asked otherwise
@@ -81,13 +82,15 @@ class TrainConfig:
     def build_model(self) -> nn.Module:
         # the recipe's model options first, so that an explicit model option overrides its part
         overrides = {**recipes.model_options(self.recipe), **self.model_options}
-        return build_model(self.model, get_dataset(self.dataset), routings=self.routings,
-                           inner_routing_grad=self.inner_routing_grad, overrides=overrides)
+        model = build_model(self.model, get_dataset(self.dataset), routings=self.routings,
+                            inner_routing_grad=self.inner_routing_grad, overrides=overrides)
+        return variants.apply_to_model(self.variant, model)  # kept apart from the reference, as the fast path is
 
     def task(self) -> Task:
-        return get_model_entry(self.model).task(reconstruct=self.recon, recon_weight=self.recon_weight,
+        task = get_model_entry(self.model).task(reconstruct=self.recon, recon_weight=self.recon_weight,
                                                 labels_per_image=get_dataset(self.dataset).labels_per_image,
                                                 **recipes.task_options(self.recipe))
+        return variants.apply_to_task(self.variant, task)
 
     def to_dict(self) -> dict:
         return asdict(self)

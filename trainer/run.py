@@ -29,7 +29,7 @@ import time  # noqa: E402
 from dataclasses import fields  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from capsviz import recipes, runs  # noqa: E402
+from capsviz import recipes, runs, variants  # noqa: E402
 from capsviz.atomic import nearest_existing  # noqa: E402
 from capsviz.data import DataError  # noqa: E402
 from capsviz.datasets import DATASETS, get_dataset  # noqa: E402
@@ -75,6 +75,8 @@ def parser() -> argparse.ArgumentParser:
                          "a --resume keeps the run's deadline unless given a new --budget or --epochs")
     add("--recipe", help=f"{recipes.PAPER} (the paper's formulas, default) or {recipes.AUTHORS} (the authors' code), "
                          f"or {recipes.AUTHORS}:PART,... (see capsviz/recipes.py)")
+    add("--variant", help=f"train a common bug of public ports on purpose: {', '.join(variants.VARIANTS)} "
+                          f"(default {DEFAULTS.variant}, the paper's; see docs/bugs.md)")
     add("--recon-weight", type=float, help=f"weight of the summed squared reconstruction error (default {DEFAULTS.recon_weight}, the paper's)")
     add("--no-recon", action="store_const", const=True, help="train without the reconstruction loss (Table 1's rows without it)")
     add("--shift", type=int, help="random shift of training images, in pixels, zero fill (default: the dataset's, "
@@ -299,6 +301,8 @@ def train_run(config: TrainConfig, run_dir: Path, mode: str, device, train, test
         trainer.log(f"restarting {run_dir}: it had not completed an epoch")
     path = f"fast path in {trainer.precision.precision}" if config.fast else "plain fp32"
     what = f"{config.model} with {config.routings} routing(s)" if config.model == "capsnet" else config.model
+    if config.variant != variants.NONE:  # a bug trained on purpose must not pass for the paper's model
+        what += f", variant {config.variant} (a bug on purpose: docs/bugs.md)"
     ranks = f", {processes.world_size} processes" if processes.enabled else ""
     trainer.log(f"training {run_dir}: {what} on {config.dataset}, {len(train[0])} images, device {device.type}"
                 f"{ranks}, {path}, {trainer.model.parameter_count():,} parameters")

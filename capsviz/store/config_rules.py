@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .. import variants
 from ..datasets import DATASETS
 from ..machine import PRECISIONS
 from ..models import MODELS
@@ -39,6 +40,7 @@ CONFIG_RULES: dict[str, tuple[str, object]] = {
     "lr_floor": ("must be a finite number above 0", lambda v: _finite(v) and v > 0),
     "warmup": (f"must be between 0 and {MAX_WARMUP_EPOCHS} epochs", lambda v: _finite(v) and 0 <= v <= MAX_WARMUP_EPOCHS),
     "recipe": ("unknown recipe (see capsviz/recipes.py)", lambda v: isinstance(v, str) and _known_recipe(v)),
+    "variant": (f"unknown variant (use {', '.join(variants.VARIANTS)})", lambda v: isinstance(v, str) and v in variants.VARIANTS),
 }
 def _known_recipe(value: str) -> bool:
     try:
@@ -51,6 +53,7 @@ def _known_recipe(value: str) -> bool:
 # Settings that runs older than them lack, with the value those runs were trained with: a resume, a comparison
 # of settings and the grouping of seeds read an old run.json through with_legacy_settings.
 LEGACY_SETTINGS = {"schedule": "exp-epoch", "lr_floor": 1e-5, "warmup": 0.0, "recipe": "paper"}
+LEGACY_SETTINGS["variant"] = "none"  # capsviz.variants.NONE: the paper's model
 
 
 def with_legacy_settings(config: Mapping) -> dict:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import variants
 from ..atomic import atomic_torch_save
 from ..datasets import DATASETS
 from ..models import model_from_config, model_kind
@@ -24,7 +25,7 @@ def write_weights(run_dir: Path, model: nn.Module, *, dtype: torch.dtype = torch
              for name, tensor in model.state_dict().items()}
     atomic_torch_save(Path(run_dir) / WEIGHTS, {
         "format": FORMAT_VERSION, "model": model_kind(model), "model_config": model.config.to_dict(),
-        "dtype": str(dtype).removeprefix("torch."), "state_dict": state,
+        "dtype": str(dtype).removeprefix("torch."), "state_dict": state, **variants.weights_entry(model),
     })
 
 
@@ -160,6 +161,7 @@ def load_weights(path: Path, *, root: Path | None = None, info: Mapping | None =
         raise RunError(f"{path}: {problem}")
     try:
         model = model_from_config(checkpoint.get("model", "capsnet"), checkpoint["model_config"])
+        variants.apply_to_model(checkpoint.get("variant", variants.NONE), model)  # a bug's modules, trained on purpose
         model.load_state_dict({name: tensor.float() if tensor.is_floating_point() else tensor
                                for name, tensor in expanded_state_dict(checkpoint).items()})
     except (AssertionError, RuntimeError, TypeError, ValueError) as error:
