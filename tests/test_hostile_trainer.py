@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from capsviz import runs
+from trainer import sweep
 from trainer.run import CliError, main, plan
 
 from conftest import ROOT
@@ -87,4 +88,131 @@ def test_a_resume_error_names_history_csv_not_a_temporary_file(tiny_run, tmp_pat
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line == f"error: {run / runs.HISTORY_CSV}: Is a directory", line
     assert not [path for path in run.iterdir() if path.name.endswith(".tmp")], "no temporary file left"
+
+
+# ---- item 5 and the sweep's paths and data ---------------------------------------------------------
+
+def write_grid(folder, text: str, name: str = "grid.toml"):
+    path = folder / name
+    path.write_text(text)
+    return str(path)
+
+
+TINY = ["--subset", "200", "--test-subset", "100"]  # tiny_run's
+
+
+def test_a_finished_sweep_whose_grid_changed_is_refused_naming_the_runs(tiny_run, tmp_path, capsys):
+    """The runs were trained with 1 routing; the grid file now says 5: not "done", and sweep.json keeps
+    saying what the runs are."""
+    group = tmp_path / "group"
+    for seed in (0, 1):
+        copy_run(tiny_run, group / f"a-seed{seed}", config={**runs.read_run_json(tiny_run)["config"], "seed": seed})
+    grid = write_grid(tmp_path, '[[runs]]\nname = "a"\nroutings = 1\n')
+    assert sweep.main(["--grid", grid, "--seeds", "0,1", "--epochs", "1", *TINY, "--out", str(group)]) == 0
+    assert capsys.readouterr().out.count("done (1 epochs)") == 2
+    record = (group / sweep.SWEEP_JSON).read_bytes()
+    before = snapshot(group)
+    write_grid(tmp_path, '[[runs]]\nname = "a"\nroutings = 5\n')
+    for extra in ([], ["--dry-run"]):
+        assert sweep.main(["--grid", grid, "--seeds", "0,1", "--epochs", "1", *TINY, "--out", str(group), *extra]) == 2
+        captured = capsys.readouterr()
+        line = one_error_line(captured.err)
+        assert "2 run(s)" in line and "a-seed0 (routings: run has 1, asked for 5)" in line, line
+        assert "a-seed1 (routings: run has 1, asked for 5)" in line and "done" not in captured.out
+    assert (group / sweep.SWEEP_JSON).read_bytes() == record and snapshot(group) == before
+
+
+def test_the_sweep_refuses_an_empty_out_and_a_grid_name_that_is_no_folder_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CAPSVIZ_RUNS", str(tmp_path / "root"))
+    dotted = write_grid(tmp_path, '[[runs]]\nname = "a"\nroutings = 1\n', name="...toml")  # its stem is ".."
+    assert sweep.main(["--grid", dotted, "--seeds", "0", "--epochs", "1", "--dry-run"]) == 2
+    assert "the grid's name '..' is not a plain folder name" in one_error_line(capsys.readouterr().err)
+    grid = write_grid(tmp_path, '[[runs]]\nname = "a"\nroutings = 1\n')
+    for out, message in (("", "--out '': empty"), (str(tmp_path / LONG_NAME), "component of 300 bytes"),
+                         (LONG_PATH, "paths of at most 4,095")):
+        assert sweep.main(["--grid", grid, "--seeds", "0", "--epochs", "1", "--out", out]) == 2
+        assert message in one_error_line(capsys.readouterr().err)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["...toml", "grid.toml"], "nothing written"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--subset", "9999999"], "mnist: --subset 9999999: more than the 60,000 training images available"),
+    (["--test-subset", "20000"], "--test-subset 20000: more than the 10,000 test images"),
+    (["--data-dir", "/nonexistent"], "mnist: /nonexistent: no such directory"),
+    (["--data-dir", ""], "--data-dir '': empty"),
+    (["--data-dir", "/tmp/" + LONG_NAME], "--data-dir '/tmp/nnnn"),
+])
+def test_the_sweep_checks_its_data_and_subsets_before_it_plans_a_run(tmp_path, capsys, extra, message):
+    grid = write_grid(tmp_path, '[[runs]]\nname = "a"\nroutings = 1\n')
+    for dry in (["--dry-run"], []):
+        assert sweep.main(["--grid", grid, "--seeds", "0", "--epochs", "1", "--out", str(tmp_path / "g"),
+                           *extra, *dry]) == 2
+        assert message in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "g").exists()
+
+
+# ---- the sweep's time budgets ----------------------------------------------------------------------
+
+def test_the_sweep_needs_a_length_and_one_kind_of_budget(tmp_path, capsys):
+    grid = write_grid(tmp_path, '[[runs]]\nname = "a"\nroutings = 1\n')
+    base = ["--grid", grid, "--seeds", "0", "--out", str(tmp_path / "g"), "--dry-run"]
+    assert sweep.main(base) == 2
+    assert "--epochs, --budget or --grid-budget is needed" in one_error_line(capsys.readouterr().err)
+    assert sweep.main([*base, "--budget", "1h", "--grid-budget", "2h"]) == 2
+    assert "give one" in one_error_line(capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        sweep.main([*base, "--budget", "soon"])
+    assert "--budget: 'soon' is not a duration" in capsys.readouterr().err
+    assert sweep.main([*base, "--budget", "1h30m", "--epochs", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "a budget of 1h30m (at most 40 epochs)" in out and "--epochs 40 --budget 5400s" in out, out
+
+
+def test_a_grid_budget_is_shared_among_the_runs_still_to_train(monkeypatch):
+    """The rule of the module's docstring: time left x jobs / (runs not started, itself included, + runs
+    training), never more than the time left."""
+    clock = [1000.0]
+    monkeypatch.setattr(sweep.time, "monotonic", lambda: clock[0])
+    budgets = sweep.Budgets(grid_seconds=4 * 3600)
+    budgets.start()
+    run = sweep.PlannedRun("a-seed0", None, 0, None, (), sweep.NEW, 0)
+    assert budgets.for_run(run, to_start=4, running=0, jobs=1) == 3600  # 4 runs one after another: 1 h each
+    assert budgets.for_run(run, to_start=4, running=0, jobs=2) == 7200  # 2 side by side: 2 h each
+    assert budgets.for_run(run, to_start=3, running=1, jobs=2) == 7200
+    clock[0] += 2 * 3600  # both ended on time: the last two share what is left
+    assert budgets.for_run(run, to_start=2, running=0, jobs=2) == 7200
+    assert budgets.for_run(run, to_start=1, running=0, jobs=4) == 7200, "never more than the time left"
+    clock[0] += 2 * 3600
+    assert budgets.for_run(run, to_start=1, running=0, jobs=1) <= 0
+    assert sweep.with_budget(("--epochs", "3", "--budget", "14400s", "--out", "x"), 3599.7) == (
+        "--epochs", "3", "--out", "x", "--budget", "3599s")
+
+
+def test_a_resumed_run_gets_what_is_left_of_its_budget(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path / "a-seed0", status="interrupted", wall_seconds=600.0)
+    planned = sweep.PlannedRun("a-seed0", None, 0, run, (), sweep.RESUME, 1)
+    assert sweep.Budgets(run_seconds=3600).for_run(planned, to_start=1, running=0, jobs=1) == 3000
+    assert sweep.Budgets(run_seconds=300).for_run(planned, to_start=1, running=0, jobs=1) == 1, "spent: ends at once"
+    assert sweep.Budgets(run_seconds=3600).for_run(sweep.PlannedRun("b", None, 0, run, (), sweep.NEW, 0),
+                                                   to_start=1, running=0, jobs=1) == 3600
+
+
+def test_a_sweep_under_a_grid_budget_trains_each_run_within_its_share(tmp_path):
+    """Two runs, one after another, in a grid budget of 2 hours: the first gets half, the second what is
+    left; --epochs caps each plan at 1 epoch. Each run.json records the budget it was given."""
+    grid = write_grid(tmp_path, '[[runs]]\nname = "a"\nroutings = 1\nbatch_size = 50\n')
+    group = tmp_path / "group"
+    command = [sys.executable, "-m", "trainer.sweep", "--grid", grid, "--seeds", "0,1", "--grid-budget", "2h",
+               "--epochs", "1", "--subset", "100", "--test-subset", "50", "--precision", "fp32", "--out", str(group)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    first, second = (runs.read_run_json(group / f"a-seed{seed}") for seed in (0, 1))
+    assert 3500 <= first["budget"]["seconds"] <= 3600, first["budget"]
+    assert 7200 - first["wall_seconds"] - 120 <= second["budget"]["seconds"] <= 7200 - first["wall_seconds"]
+    assert first["epochs_done"] == second["epochs_done"] == 1 and first["budget"]["max_epochs"] == 1
+    assert "[1/2] a-seed0: new, budget 1h00m, at most 1 epochs" in result.stdout, result.stdout
+    record = json.loads((group / sweep.SWEEP_JSON).read_text())
+    assert record["grid_budget_seconds"] == 7200 and record["epochs"] == 1
+    again = subprocess.run([*command, "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout.count("done (1 epochs)") == 2, again.stdout
 
