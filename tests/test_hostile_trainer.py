@@ -6,12 +6,17 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
+import scipy.io
 
 from capsviz import runs
+from capsviz.data import DataError
 from trainer import sweep
 from trainer.run import CliError, main, plan
 
@@ -216,3 +221,70 @@ def test_a_sweep_under_a_grid_budget_trains_each_run_within_its_share(tmp_path):
     again = subprocess.run([*command, "--dry-run"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and again.stdout.count("done (1 epochs)") == 2, again.stdout
 
+
+# ---- item 15: affNIST, the robustness command, the benchmark --------------------------------------------
+
+def test_damaged_affnist_values_are_refused_naming_the_file(tmp_path):
+    from capsviz.affine import read_affnist_file
+
+    labels = np.array([7, 3])
+    cases = {
+        "string-labels.mat": {"image": np.zeros((1600, 2), np.uint8), "label_int": np.array(["7", "3"])},
+        "fraction-labels.mat": {"image": np.zeros((1600, 2), np.uint8), "label_int": np.array([7.5, 3.0])},
+        "nan-images.mat": {"image": np.full((1600, 2), np.nan), "label_int": labels},
+        "inf-images.mat": {"image": np.full((1600, 2), np.inf), "label_int": labels},
+    }
+    messages = {"string-labels.mat": "label_int holds", "fraction-labels.mat": "not whole numbers",
+                "nan-images.mat": "3,200 NaN or infinite values", "inf-images.mat": "NaN or infinite"}
+    for name, data in cases.items():
+        scipy.io.savemat(tmp_path / name, {"affNISTdata": data})
+        with pytest.raises(DataError, match=messages[name]) as caught:
+            read_affnist_file(tmp_path / name)
+        assert str(caught.value).startswith(str(tmp_path / name)) and "\n" not in str(caught.value)
+
+
+def test_robustness_bounds_the_affine_set_and_refuses_bad_paths(tmp_path, capsys):
+    from trainer.robustness import main as robustness
+
+    assert robustness(["--evaluate-only", "--out", str(tmp_path / "r"), "--digits", "10", "--versions", str(10 ** 12)]) == 2
+    assert "--versions 1000000000000: 10 digits x 1,000,000,000,000 versions is more than the 640,000" in \
+        one_error_line(capsys.readouterr().err)
+    for argv, message in ((["--out", ""], "--out '': empty"), (["--out", LONG_PATH], "paths of at most 4,095"),
+                          (["--data-dir", str(tmp_path / LONG_NAME)], "component of 300 bytes"),
+                          (["--affnist-dir", ""], "--affnist-dir '': empty")):
+        assert robustness(["--evaluate-only", *argv]) == 2
+        assert message in one_error_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killing_robustness_marks_its_run_interrupted(tmp_path):
+    """`kill` (SIGTERM) during training: the run keeps its last complete epoch and says interrupted, as
+    trainer.run does (it stayed "running" before)."""
+    out = tmp_path / "robustness"
+    process = subprocess.Popen([sys.executable, "-m", "trainer.robustness", "--out", str(out), "--max-epochs", "50",
+                                "--subset", "100", "--test-subset", "50", "--batch-size", "50", "--digits", "10",
+                                "--precision", "fp32"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    run_json = out / "capsnet-r3" / runs.RUN_JSON
+    deadline = time.monotonic() + 300
+    while not run_json.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert run_json.exists(), "training started"
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted; each run keeps its last complete epoch" in stderr and "Traceback" not in stderr
+    info = runs.read_run_json(out / "capsnet-r3")
+    assert info["status"] == "interrupted" and runs.process_alive(info["pid"]) is False
+
+
+def test_bench_refuses_a_results_dir_it_cannot_write_before_measuring(tmp_path, capsys):
+    from trainer.bench import main as bench
+
+    (tmp_path / "a-file").write_text("x")
+    started = time.monotonic()
+    for folder, message in ((tmp_path / "a-file", "is a file, not a folder"),
+                            (tmp_path / "a-file" / "sub", "is under"), (tmp_path / LONG_NAME, "component of 300")):
+        assert bench(["--results-dir", str(folder), "--routings", "1", "--steps", "1", "--repeats", "1"]) == 2
+        assert message in one_error_line(capsys.readouterr().err)
+    assert time.monotonic() - started < 30, "refused before the benchmark ran"
