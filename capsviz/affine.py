@@ -190,7 +190,12 @@ def read_affnist_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: no affNISTdata struct with image and label_int; not an affNIST file")
     image = np.asarray(data.image)
     image = image[:, None] if image.ndim == 1 else image  # squeeze_me made one image's column a vector
-    labels = np.atleast_1d(np.asarray(data.label_int)).astype(np.int64).reshape(-1)
+    labels = np.atleast_1d(np.asarray(data.label_int)).reshape(-1)
+    if labels.dtype == object or not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
+        raise DataError(f"{path}: affNISTdata.label_int holds {labels.dtype} values, not integers 0-9")
+    if not np.isfinite(labels).all() or (labels != np.round(labels)).any():
+        raise DataError(f"{path}: affNISTdata.label_int holds values that are not whole numbers")
+    labels = labels.astype(np.int64)
     if image.ndim != 2 or image.shape[0] != AFFNIST_CANVAS ** 2:
         raise DataError(f"{path}: affNISTdata.image has shape {image.shape}, expected 1600 x N")
     if len(labels) != image.shape[1]:
@@ -198,7 +203,12 @@ def read_affnist_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DataError(f"{path}: labels outside 0-9")
     if image.dtype != np.uint8:
-        if not np.issubdtype(image.dtype, np.number) or image.min() < 0 or image.max() > 255:
+        if image.dtype == object or not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
+            raise DataError(f"{path}: affNISTdata.image holds {image.dtype} values, not pixels 0-255")
+        if not np.isfinite(image).all():
+            raise DataError(f"{path}: affNISTdata.image holds {int((~np.isfinite(image)).sum()):,} NaN or "
+                            f"infinite values; pixels must be 0-255")
+        if image.size and (image.min() < 0 or image.max() > 255):
             raise DataError(f"{path}: image values outside 0-255")
         image = image.astype(np.uint8)
     images = np.ascontiguousarray(image.T).reshape(-1, 1, AFFNIST_CANVAS, AFFNIST_CANVAS)  # (N, 1, 40, 40)

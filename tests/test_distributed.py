@@ -87,3 +87,20 @@ def test_every_rank_stops_when_one_rank_diverged():
     with pytest.raises(TrainingDiverged, match="the margin loss is nan"):
         stop_if_any_rank_diverged("epoch 2, batch 1 of 3: the margin loss is nan", Distributed(), cpu, where="x")
     stop_if_any_rank_diverged(None, Distributed(), cpu, where="fine")
+
+
+def test_a_budget_run_under_torchrun_plans_once_for_every_process(tmp_path):
+    """--budget under torchrun: rank 0 times the epochs and decides the plan, every rank follows it (a rank
+    that planned on its own would wait at a collective for ever); --epochs caps the plan at 2."""
+    out = tmp_path / "budget"
+    env = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "trainer.run", *ARGS, "--budget", "1h", "--out", str(out)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("budget: planned 2 epoch(s)") == 1, "rank 0 alone speaks"
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "finished" and info["processes"] == 2 and info["epochs_done"] == 2
+    assert info["budget"]["seconds"] == 3600 and info["budget"]["max_epochs"] == 2
+    assert info["budget"]["planned_epochs"] == 2
+    assert list(pd.read_csv(out / "history.csv")["epoch"]) == [1, 2]

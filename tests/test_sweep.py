@@ -88,7 +88,8 @@ def test_plan_says_what_each_run_needs(tiny_run, tmp_path):
     group = tmp_path / "group"
     passthrough = ["--subset", "200", "--test-subset", "100"]
     copy_run(tiny_run, group / "a-seed0")
-    copy_run(tiny_run, group / "a-seed1", status="failed", error="non-finite loss")
+    seed1 = {**runs.read_run_json(tiny_run)["config"], "seed": 1}  # what a seed-1 run says (a changed grid is refused)
+    copy_run(tiny_run, group / "a-seed1", status="failed", error="non-finite loss", config=seed1)
     planned = {run.name: run for run in plan_sweep(grid, seeds=[0, 1, 2], epochs=1, out=group, passthrough=passthrough)}
     assert [planned[name].status for name in ("a-seed0", "a-seed1", "a-seed2")] == [DONE, FAILED, NEW]
     assert planned["a-seed1"].note == "non-finite loss"

@@ -76,6 +76,27 @@ def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, 
     return results
 
 
+def check_results_dir(folder: Path) -> None:
+    """Refuse (ValueError, one line) a --results-dir the JSON could not be written in: an empty or
+    over-long path, a file or a path under one, a folder without write permission."""
+    import os
+
+    from capsviz.atomic import nearest_existing
+    from trainer.paths import path_problem
+
+    problem = path_problem(str(folder))
+    if problem:
+        raise ValueError(f"--results-dir {str(folder)!r}: {problem}")
+    try:
+        existing, problem = nearest_existing(folder)
+    except OSError as error:
+        raise ValueError(f"--results-dir {folder}: {error.strerror}") from None
+    if problem:
+        raise ValueError(f"--results-dir {folder}: {problem}, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--results-dir {folder}: {existing} is not writable")
+
+
 def measure_inference(repeats: int = 50) -> dict:
     """What the dashboard does on the CPU, fp32: decode one capsule vector; a full forward of one digit."""
     from capsviz import CapsNet
@@ -174,6 +195,7 @@ def main(argv=None) -> int:
     from trainer.loop import TrainConfig
     from trainer.run import CliError, validate_config
     try:
+        check_results_dir(args.results_dir)  # before minutes of measuring, not after
         resolve_device(args.device)
         for routings in args.routings:  # the trainer's own checks for what a training run shares
             validate_config(TrainConfig(routings=routings, batch_size=args.batch_size, epochs=args.epochs,

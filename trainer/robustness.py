@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import signal
 import sys
 from pathlib import Path
 
@@ -37,8 +38,9 @@ from capsviz.fast import prepare_model
 from capsviz.machine import describe_machine, resolve_device
 from capsviz.robustness import affine_evaluation, plain_evaluation, predict
 
+from . import paths
 from .loop import TrainConfig, Trainer, eval_batch_size, select
-from .run import differences, positive_int
+from .run import differences, positive_int, stop_on_sigterm
 
 DATASET = "mnist-40"
 POOLED_BASELINE = {"pool": True, "conv_channels": [256, 256, 256], "hidden": [1536, 192]}
@@ -47,6 +49,9 @@ RUNS = {  # run directory name -> its TrainConfig settings
     "baseline-pool": {"dataset": DATASET, "model": "baseline", "model_options": POOLED_BASELINE},
 }
 FIRST_PREDICTIONS = 100  # kept in evaluation.json: a later check regenerates these images and compares
+# The affNIST-like set is held in memory, 1,600 bytes an image (uint8 40x40), and its predictions beside it:
+# at most twice the real affNIST test set's 320,000 images (10,000 digits x 32), about 1 GB.
+MAX_AFFINE_IMAGES = 640_000
 
 
 class RobustnessError(Exception):
@@ -178,7 +183,22 @@ def evaluate_run(run_dir: Path, affine_set, affnist, expanded, args: argparse.Na
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    """Ctrl-C and `kill` (SIGTERM) stop a run the same way, as in trainer.run: it is marked interrupted
+    and keeps its last complete epoch; the caller's handlers come back afterwards."""
+    handlers = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: stop_on_sigterm}
+    previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
+    try:
+        return run_experiment(argv)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+def run_experiment(argv=None) -> int:
+    args = paths.guard(parser(), "--out", "--data-dir", "--affnist-dir").parse_args(argv)
+    if paths.refusal(args):  # an empty path (an unset shell variable), or one the system cannot name
+        print(f"error: {paths.refusal(args)}", file=sys.stderr)
+        return 2
     out = args.out or runs.default_runs_root() / "robustness"
 
     def log(message: str) -> None:
@@ -189,6 +209,11 @@ def main(argv=None) -> int:
             raise RobustnessError(f"--target {args.target}: must be a percentage in (0, 100]")
         if args.affnist_limit and not args.affnist_dir:
             raise RobustnessError("--affnist-limit: needs --affnist-dir")
+        digit_count = min(args.digits or 10_000, 10_000)  # MNIST's test set has 10,000
+        if args.versions * digit_count > MAX_AFFINE_IMAGES:
+            raise RobustnessError(f"--versions {args.versions}: {digit_count:,} digits x {args.versions:,} versions is "
+                                  f"more than the {MAX_AFFINE_IMAGES:,} images the affNIST-like set may hold "
+                                  f"(affNIST has 32 versions); lower --versions or --digits")
         affnist = read_affnist(args.affnist_dir, limit=args.affnist_limit) if args.affnist_dir else None
         if not args.evaluate_only:
             device = resolve_device("auto")
@@ -208,6 +233,9 @@ def main(argv=None) -> int:
             raise RobustnessError(f"{out}: none of {', '.join(RUNS)} is there to evaluate")
     except (RobustnessError, DataError, runs.RunError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a path the checks did not foresee (too long, unreadable): one line
+        print(f"error: {error.filename or out}: {error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; each run keeps its last complete epoch (run the command again to go on)", file=sys.stderr)

@@ -37,7 +37,7 @@ from capsviz.machine import resolve_device  # noqa: E402
 from capsviz.models import MODELS  # noqa: E402
 from capsviz.schedules import EXP_EPOCH, SCHEDULES, parse_duration  # noqa: E402
 
-from . import distributed  # noqa: E402
+from . import distributed, paths  # noqa: E402
 from .loop import RESUMABLE_CHANGES, TrainConfig, Trainer, TrainingDiverged, resume_hint, select  # noqa: E402
 
 DEFAULTS = TrainConfig()
@@ -138,7 +138,10 @@ def check_writable(run_dir: Path) -> None:
     """Refuse a run directory that cannot be written, before anything is: --out naming a file or a
     path under one, or a folder without write permission (or on a read-only file system). Probed by
     creating and removing a temporary file, the only way that also holds for root."""
-    existing, problem = nearest_existing(run_dir)
+    try:
+        existing, problem = nearest_existing(run_dir)
+    except OSError as error:  # a loop of symbolic links, a folder that cannot be searched
+        raise CliError(f"--out {run_dir}: {error.strerror}") from None
     if problem:
         raise CliError(f"--out {run_dir}: {problem}, not a directory")
     try:
@@ -173,7 +176,16 @@ def plan(argv) -> tuple[TrainConfig, Path, str]:
     """Parse and check everything; writes no file (check_writable creates and removes a probe).
     Returns (config, run directory, NEW, RESUME or RESTART). RESTART: a --resume of a run that never
     committed an epoch (no state.pt, no history rows), started again in its directory with its settings."""
-    args = parser().parse_args(argv)
+    args = paths.guard(parser(), "--out", "--data-dir").parse_args(argv)
+    if paths.refusal(args):  # an empty path (an unset shell variable), or one the system cannot name
+        raise CliError(paths.refusal(args))
+    try:
+        return plan_from(args)
+    except OSError as error:  # whatever the path checks did not foresee: one line, not a traceback
+        raise CliError(f"{error.filename or '--out'}: {error.strerror or error}") from None
+
+
+def plan_from(args: argparse.Namespace) -> tuple[TrainConfig, Path, str, dict | None]:
     given = given_settings(args)
     # names first: the default run directory is made of them
     for name, value, rule in runs.config_problems({k: given[k] for k in ("dataset", "model", "precision") if k in given}):
@@ -192,6 +204,7 @@ def plan(argv) -> tuple[TrainConfig, Path, str]:
             saved = runs.read_run_json(run_dir)  # checked field by field: a bad value names this file
         except runs.RunError as error:
             raise CliError(f"{error}; refusing to touch {run_dir}") from None
+        refuse_if_training(run_dir, saved)
     mode = RESUME if args.resume else NEW
     if args.resume:
         if saved is None:
@@ -224,6 +237,15 @@ def plan(argv) -> tuple[TrainConfig, Path, str]:
     except ValueError as error:
         raise CliError(str(error)) from None
     return config, run_dir, mode, budget_from(args, given)
+
+
+def refuse_if_training(run_dir: Path, saved: dict) -> None:
+    """Two trainers in one run directory would each commit epochs over the other's: a run whose run.json
+    says running, with its trainer alive (capsviz.runs.effective_status), is not touched."""
+    if runs.effective_status(saved) == "running":
+        where = f" on {saved['host']}" if saved.get("host") else ""
+        raise CliError(f"{run_dir} is being trained now by pid {saved.get('pid')}{where}; "
+                       f"wait for it to finish or stop it first (nothing was touched)")
 
 
 def read_history_or_refuse(run_dir: Path):
