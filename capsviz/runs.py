@@ -38,11 +38,8 @@ import torch
 from torch import nn
 
 from .atomic import atomic_torch_save, atomic_write_bytes, atomic_write_text
-from .datasets import DATASETS
-from .machine import PRECISIONS
-from .models import MODELS, model_from_config, model_kind
-from .recipes import RecipeError, recipe_parts
-from .schedules import MAX_WARMUP_EPOCHS, SCHEDULES
+from .models import find_model_entry, model_from_config, model_kind
+from .settings import CONFIG_RULES, LEGACY_SETTINGS, config_problems, with_legacy_settings  # noqa: F401
 
 FORMAT_VERSION = 1
 RUN_JSON, HISTORY_CSV, WEIGHTS, STATE = "run.json", "history.csv", "model.pt", "state.pt"
@@ -277,50 +274,8 @@ def _timestamp(value) -> bool:
         return False
 
 
-# Each training setting: (what it must be, its test). One table for run.json and the trainer's CLI,
-# which formats the same problems with flag names (--lr inf: must be ...).
-CONFIG_RULES: dict[str, tuple[str, object]] = {
-    "routings": ("must be between 1 and 10", lambda v: _integer(v) and 1 <= v <= 10),
-    "epochs": ("must be at least 1", lambda v: _integer(v) and v >= 1),
-    "batch_size": ("must be at least 1", lambda v: _integer(v) and v >= 1),
-    "lr": ("must be a finite number above 0", lambda v: _finite(v) and v > 0),
-    "lr_decay": ("must be in (0, 1]", lambda v: _finite(v) and 0 < v <= 1),
-    "recon_weight": ("must be a finite number, 0 or more", lambda v: _finite(v) and v >= 0),
-    "recon": ("must be true or false", lambda v: isinstance(v, bool)),
-    "shift": ("must be between 0 and 8 pixels", lambda v: _integer(v) and 0 <= v <= 8),
-    "seed": ("must be an integer from 0 to 2**63 - 1", lambda v: _integer(v) and 0 <= v < 2 ** 63),
-    "subset": ("must be a positive number of images", _optional(lambda v: _integer(v) and v >= 1)),
-    "test_subset": ("must be a positive number of images", _optional(lambda v: _integer(v) and v >= 1)),
-    "fast": ("must be true or false", lambda v: isinstance(v, bool)),
-    "inner_routing_grad": ("must be true or false", lambda v: isinstance(v, bool)),
-    "data_dir": ("must be a path or null", _optional(lambda v: isinstance(v, str))),
-    "device": ("must be a device name", lambda v: isinstance(v, str)),
-    "dataset": (f"unknown dataset (use {', '.join(DATASETS)})", lambda v: isinstance(v, str) and v in DATASETS),
-    "model": (f"unknown model (use {', '.join(MODELS)})", lambda v: isinstance(v, str) and v in MODELS),
-    "model_options": ("must be an object of model settings", lambda v: isinstance(v, dict)),
-    "precision": (f"unknown precision (use {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]})",
-                  lambda v: isinstance(v, str) and v in PRECISIONS),
-    "schedule": (f"unknown schedule (use {', '.join(SCHEDULES)})", lambda v: isinstance(v, str) and v in SCHEDULES),
-    "lr_floor": ("must be a finite number above 0", lambda v: _finite(v) and v > 0),
-    "warmup": (f"must be between 0 and {MAX_WARMUP_EPOCHS} epochs", lambda v: _finite(v) and 0 <= v <= MAX_WARMUP_EPOCHS),
-    "recipe": ("unknown recipe (see capsviz/recipes.py)", lambda v: isinstance(v, str) and _known_recipe(v)),
-}
-def _known_recipe(value: str) -> bool:
-    try:
-        recipe_parts(value)
-    except RecipeError:
-        return False
-    return True
-
-
-# Settings that runs older than them lack, with the value those runs were trained with: a resume, a comparison
-# of settings and the grouping of seeds read an old run.json through with_legacy_settings.
-LEGACY_SETTINGS = {"schedule": "exp-epoch", "lr_floor": 1e-5, "warmup": 0.0, "recipe": "paper"}
-
-
-def with_legacy_settings(config: Mapping) -> dict:
-    """A run's config with the settings it predates filled in (LEGACY_SETTINGS)."""
-    return {**LEGACY_SETTINGS, **config}
+# The training settings' rules (config_problems, CONFIG_RULES) and the values of runs that predate a setting
+# (LEGACY_SETTINGS, with_legacy_settings) are declared with the settings themselves: capsviz.settings.
 
 # The other fields of run.json, when present: (what it must be, its test). status and config are required.
 INFO_RULES: dict[str, tuple[str, object]] = {
@@ -352,13 +307,6 @@ def show_value(value) -> str:
     """A value as run.json or a command line spells it, cut short: 999, "abc", inf, null."""
     text = json.dumps(value, default=str) if not isinstance(value, float) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def config_problems(config: Mapping) -> list[tuple[str, object, str]]:
-    """(setting, value, what it must be) for each setting in `config` that breaks CONFIG_RULES.
-    Settings the rules do not know (a newer trainer's) are left alone."""
-    return [(name, config[name], rule) for name, (rule, ok) in CONFIG_RULES.items()
-            if name in config and not ok(config[name])]
 
 
 def run_info_problem(info) -> str | None:
@@ -571,12 +519,14 @@ class Run:
 
     @property
     def has_capsules(self) -> bool:
-        """Whether its model is a CapsNet: only those have capsules to show and a decoder to draw with."""
-        return self.model_name == "capsnet"
+        """Whether its model has capsules to show and a decoder to draw with (its registry entry says)."""
+        entry = find_model_entry(self.model_name)
+        return entry is not None and entry.has_capsules
 
     @property
     def routings(self) -> int | None:
-        return self.config.get("routings") if self.has_capsules else None
+        entry = find_model_entry(self.model_name)
+        return self.config.get("routings") if entry is not None and entry.routes else None
 
     @property
     def reconstruction(self) -> bool | None:
