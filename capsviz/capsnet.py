@@ -16,6 +16,10 @@ The margin and reconstruction losses (section 3, eq. 4, and section 4.1) are in 
 Shapes are written for a 28x28 MNIST batch of B images: Conv1 gives 256 x 20 x 20, PrimaryCaps
 1152 = 32 x 6 x 6 capsules of 8D, DigitCaps 10 capsules of 16D.
 
+Where the authors' published code differs from the paper's text, CapsNetConfig has an option for it
+(primary_scale, primary_bias, digit_bias, init), each defaulting to the paper; capsviz.recipes switches
+them on by name ("authors").
+
 This is plain tensor code that autograd differentiates, and it imports no speed code. The fast path
 (capsviz.fast) swaps faster PrimaryCaps and DigitCaps in (same parameters, same function), and swaps
 these back when it is turned off.
@@ -94,9 +98,10 @@ class RoutingStep(NamedTuple):
 
 
 def routing_iterations(u_hat: torch.Tensor, *, iterations: int, detach_inner: bool = False,
-                       update_last: bool = False) -> Iterator[RoutingStep]:
+                       update_last: bool = False, bias: torch.Tensor | None = None) -> Iterator[RoutingStep]:
     """Procedure 1, one step per iteration. u_hat: (B, n_out, n_in, D). The last iteration's logit update
-    only matters to a trace, so it is made only with `update_last`."""
+    only matters to a trace, so it is made only with `update_last`. bias: (n_out, D) added to every s_j
+    before squash (the authors' code, not the paper), or None."""
     assert iterations >= 1, f"routing needs at least one iteration, got {iterations}"
     batch, n_out, n_in, _ = u_hat.shape
     logits = u_hat.new_zeros(batch, n_out, n_in)  # (B, 10, 1152): b_ij = 0, "in all our experiments"
@@ -106,6 +111,9 @@ def routing_iterations(u_hat: torch.Tensor, *, iterations: int, detach_inner: bo
         u = u_hat if last else u_hat_inner
         coupling = F.softmax(logits, dim=1)  # eq. 3, over output capsules j: sums to 1 for each i
         s = (coupling.unsqueeze(2) @ u).squeeze(2)  # eq. 2: (B, 10, 1, 1152) @ (B, 10, 1152, 16) -> (B, 10, 16)
+        if bias is not None:  # layers._update_routing: preactivate = sum_i c_ij u_hat_j|i + biases
+            # detached like u_hat in the inner iterations: then only the last iteration's s carries gradient
+            s = s + (bias if last or not detach_inner else bias.detach())
         v = squash(s)  # eq. 1
         updated = None
         if not last or update_last:
@@ -119,7 +127,8 @@ def routing_iterations(u_hat: torch.Tensor, *, iterations: int, detach_inner: bo
 
 
 def dynamic_routing(
-    u_hat: torch.Tensor, *, iterations: int, detach_inner: bool = False, trace: bool = False
+    u_hat: torch.Tensor, *, iterations: int, detach_inner: bool = False, trace: bool = False,
+    bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, RoutingTrace | None]:
     """Routing by agreement (paper, Procedure 1).
 
@@ -132,8 +141,10 @@ def dynamic_routing(
     the batch) and the softmax runs over the OUTPUT capsules j, as the paper specifies.
     detach_inner: when True, the iterations before the last see u_hat without gradient (what
     several PyTorch ports do); the paper is silent and the official code lets gradients through.
+    bias: (n_out, D) added to s_j in every iteration (the authors' code; see routing_iterations), or None.
     """
-    steps = list(routing_iterations(u_hat, iterations=iterations, detach_inner=detach_inner, update_last=trace))
+    steps = list(routing_iterations(u_hat, iterations=iterations, detach_inner=detach_inner, update_last=trace,
+                                    bias=bias))
     v = steps[-1].v
     if not trace:
         return v, None
@@ -154,12 +165,21 @@ def dynamic_routing(
 
 class PrimaryCaps(nn.Module):
     """A 9x9 stride-2 convolution whose channels are grouped into `types` capsules of `dim` each
-    (section 4: "32 channels of convolutional 8D capsules")."""
+    (section 4: "32 channels of convolutional 8D capsules").
 
-    def __init__(self, *, in_channels: int, types: int, dim: int, kernel_size: int = 9, stride: int = 2):
+    The authors' code (recipe part "primary") makes this layer a capsule layer routed from one input:
+    its convolution has no bias, the routing's softmax over the 32 output types of zero logits scales
+    every vote by `scale` = 1/32, and a bias (types, dim), shared by every grid position, is added before
+    squash: u = squash(scale * conv(x) + bias). `bias` None is the paper's: the convolution's own bias.
+    """
+
+    def __init__(self, *, in_channels: int, types: int, dim: int, kernel_size: int = 9, stride: int = 2,
+                 scale: float = 1.0, bias: float | None = None):
         super().__init__()
-        self.types, self.dim = types, dim
-        self.conv = nn.Conv2d(in_channels, types * dim, kernel_size, stride=stride)
+        self.types, self.dim, self.scale = types, dim, scale
+        self.conv = nn.Conv2d(in_channels, types * dim, kernel_size, stride=stride, bias=bias is None)
+        # layers.conv_slim_capsule: biases of shape [output_dim, output_atoms], initialised to 0.1
+        self.bias = None if bias is None else nn.Parameter(torch.full((types, dim), float(bias)))
 
     def convolve(self, features: torch.Tensor) -> torch.Tensor:
         """(B, 256, 20, 20) -> (B, 32*8, 6, 6). A method of its own because it is the one step the fast
@@ -170,7 +190,11 @@ class PrimaryCaps(nn.Module):
         out = self.convolve(features)  # (B, 32*8, 6, 6)
         batch, _, height, width = out.shape
         # channel c belongs to capsule type c // dim; capsules ordered (type, row, column)
-        out = out.reshape(batch, self.types, self.dim, height * width)
+        out = out.reshape(batch, self.types, self.dim, height * width)  # (B, 32, 8, 36)
+        if self.scale != 1.0:
+            out = out.float() * self.scale
+        if self.bias is not None:
+            out = out.float() + self.bias.unsqueeze(-1)  # (32, 8, 1): the same for every position
         out = out.transpose(2, 3).reshape(batch, self.types * height * width, self.dim)  # (B, 1152, 8)
         return squash(out.float())
 
@@ -180,12 +204,14 @@ class DigitCaps(nn.Module):
     (section 4: "each of these capsules receives input from all the capsules in the layer below")."""
 
     def __init__(self, *, in_capsules: int, in_dim: int, out_capsules: int, out_dim: int,
-                 routings: int, detach_inner: bool = False):
+                 routings: int, detach_inner: bool = False, bias: float | None = None):
         super().__init__()
         assert MIN_ROUTINGS <= routings <= MAX_ROUTINGS, f"routings must be in 1..10, got {routings}"
         self.out_capsules, self.routings, self.detach_inner = out_capsules, routings, detach_inner
         # stored as (n_in, D_in, n_out * D_out) so u_hat for all classes is one batched matmul per i
         self.weight = nn.Parameter(0.01 * torch.randn(in_capsules, in_dim, out_capsules * out_dim))
+        # the authors' code (recipe part "digit-bias", layers.capsule): a bias added to every s_j; None: the paper
+        self.bias = None if bias is None else nn.Parameter(torch.full((out_capsules, out_dim), float(bias)))
 
     def predictions(self, u: torch.Tensor) -> torch.Tensor:
         """u: (B, n_in, D_in) -> u_hat: (B, n_out, n_in, D_out)."""
@@ -200,7 +226,7 @@ class DigitCaps(nn.Module):
         with torch.autocast(device_type=u.device.type, enabled=False):
             u_hat = self.predictions(u.float())  # (B, 10, 1152, 16)
             return dynamic_routing(u_hat, iterations=iterations or self.routings, detach_inner=self.detach_inner,
-                                   trace=trace)
+                                   trace=trace, bias=self.bias)
 
 
 class Decoder(nn.Sequential):
@@ -219,6 +245,9 @@ class Decoder(nn.Sequential):
 # The network (section 4, figure 1)
 
 
+INITS = ("pytorch", "truncated-normal")
+
+
 @dataclass
 class CapsNetConfig:
     """Architecture. Defaults are the paper's MNIST network; input size and class count vary for
@@ -235,6 +264,11 @@ class CapsNetConfig:
     decoder_hidden: tuple[int, int] = (512, 1024)
     # Not decided by the paper: see dynamic_routing.
     detach_inner_routing: bool = False
+    # The authors' code where it differs from the paper (capsviz.recipes); the defaults are the paper's.
+    primary_scale: float = 1.0  # PrimaryCaps votes x this (the authors': 1/32, see PrimaryCaps)
+    primary_bias: float | None = None  # None: a conv bias; a number: a capsule bias (types, dim) starting there
+    digit_bias: float | None = None  # None: none; a number: DigitCaps' bias on s_j (n_out, D) starting there
+    init: str = "pytorch"  # or "truncated-normal", the authors' (see CapsNet.truncated_normal_init)
 
     def __post_init__(self):  # model.pt's model_config arrives here: checked in every mode, asserts are not
         if not MIN_ROUTINGS <= self.routings <= MAX_ROUTINGS:
@@ -244,6 +278,8 @@ class CapsNetConfig:
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
         self.decoder_hidden = tuple(self.decoder_hidden)
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
 
     @property
     def primary_grid(self) -> int:
@@ -292,11 +328,32 @@ class CapsNet(nn.Module):
         self.config = config
         c = config
         self.conv1 = nn.Conv2d(c.in_channels, c.conv_channels, kernel_size=9)  # "256, 9x9 kernels, stride 1"
-        self.primary = PrimaryCaps(in_channels=c.conv_channels, types=c.primary_types, dim=c.primary_dim)
+        self.primary = PrimaryCaps(in_channels=c.conv_channels, types=c.primary_types, dim=c.primary_dim,
+                                   scale=c.primary_scale, bias=c.primary_bias)
         self.digits = DigitCaps(in_capsules=c.primary_capsules, in_dim=c.primary_dim, out_capsules=c.num_classes,
-                                out_dim=c.digit_dim, routings=c.routings, detach_inner=c.detach_inner_routing)
+                                out_dim=c.digit_dim, routings=c.routings, detach_inner=c.detach_inner_routing,
+                                bias=c.digit_bias)
         self.decoder = Decoder(in_features=c.num_classes * c.digit_dim, hidden=c.decoder_hidden,
                                pixels=c.in_channels * c.input_size ** 2)
+        if c.init == "truncated-normal":
+            self.truncated_normal_init()
+
+    # The authors' initial weights (capsule_model.py, layers.py, variables.py): std of each weight.
+    TRUNCATED_NORMAL_STD = {"conv1.weight": 5e-2, "primary.conv.weight": 0.1, "digits.weight": 0.1,
+                            "decoder.0.weight": 0.1, "decoder.2.weight": 0.1, "decoder.4.weight": 0.1}
+    AUTHORS_BIAS_INIT = 0.1
+
+    @torch.no_grad()
+    def truncated_normal_init(self) -> None:
+        """Weights drawn as TensorFlow's truncated_normal draws them, a normal redrawn beyond 2 std, with the
+        authors' std; the conv and decoder biases set to 0.1. The capsule biases (primary_bias, digit_bias)
+        keep the values their options give."""
+        params = dict(self.named_parameters())
+        for name, std in self.TRUNCATED_NORMAL_STD.items():
+            nn.init.trunc_normal_(params[name], std=std, a=-2 * std, b=2 * std)
+        for name in ("conv1.bias", "primary.conv.bias", "decoder.0.bias", "decoder.2.bias", "decoder.4.bias"):
+            if name in params:  # primary.conv.bias is absent with a capsule bias
+                params[name].fill_(self.AUTHORS_BIAS_INIT)
 
     @property
     def routings(self) -> int:

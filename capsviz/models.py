@@ -74,7 +74,7 @@ class ModelEntry:
     description: str
     # (dataset, *, overrides) -> the model's config; a routing model's also takes routings and inner_routing_grad
     configure: Callable[..., object]
-    # (reconstruct, recon_weight, labels_per_image) -> the task that trains it
+    # (reconstruct, recon_weight, labels_per_image, recipe options) -> the task that trains it
     task: Callable[..., Task]
     has_capsules: bool = False  # capsule vectors and a decoder: the capsule pages show it
     routing: Routing | None = None  # None: the model does not route, and refuses --routings
@@ -95,15 +95,22 @@ def _baseline_config(dataset: DatasetSpec, *, overrides: dict) -> BaselineConfig
                           **overrides)
 
 
-def _capsnet_task(*, reconstruct: bool, recon_weight: float, labels_per_image: int = 1) -> Task:
+def _capsnet_task(*, reconstruct: bool, recon_weight: float, labels_per_image: int = 1,
+                  margin_reduction: str = "sum") -> Task:
     if labels_per_image == 2:  # MultiMNIST (section 6)
-        return CapsulePairTask(reconstruct=reconstruct, recon_weight=recon_weight)
+        return CapsulePairTask(reconstruct=reconstruct, recon_weight=recon_weight, margin_reduction=margin_reduction)
     if labels_per_image != 1:
         raise ValueError(f"--model capsnet: trains on one or two labels per image, not {labels_per_image}")
-    return CapsuleTask(reconstruct=reconstruct, recon_weight=recon_weight)
+    return CapsuleTask(reconstruct=reconstruct, recon_weight=recon_weight, margin_reduction=margin_reduction)
 
 
-def _baseline_task(*, reconstruct: bool, recon_weight: float, labels_per_image: int = 1) -> Task:
+def _baseline_task(*, reconstruct: bool, recon_weight: float, labels_per_image: int = 1,
+                   margin_reduction: str | None = None) -> Task:
+    # capsviz.recipes.task_options names a margin reduction for every recipe but the paper's: the authors'
+    # parts are CapsNet's (its loss and layers), and none of them has a counterpart in the baseline
+    if margin_reduction is not None:
+        raise ValueError("--model baseline: trains with the paper's recipe only (the authors' recipe "
+                         "changes CapsNet's loss and layers)")
     if labels_per_image != 1:
         raise ValueError(f"--model baseline: trains on one label per image, not {labels_per_image} "
                          f"(the paper's MultiMNIST baseline is not described)")

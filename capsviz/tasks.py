@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .losses import RECON_WEIGHT, capsule_loss, pair_margin_loss, reconstruction_loss
+from .losses import MARGIN_REDUCTIONS, RECON_WEIGHT, capsule_loss, pair_margin_loss, reconstruction_loss
 
 
 @dataclass
@@ -32,6 +32,11 @@ class StepResult:
     correct: torch.Tensor  # (B,) bool
 
 
+def check_margin_reduction(reduction: str) -> None:
+    if reduction not in MARGIN_REDUCTIONS:
+        raise ValueError(f"margin reduction {reduction!r}: use one of {', '.join(MARGIN_REDUCTIONS)}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class CapsuleTask:
     """CapsNet on single-label images. recon_weight 0 or reconstruct False trains without the decoder
@@ -39,10 +44,15 @@ class CapsuleTask:
 
     reconstruct: bool = True
     recon_weight: float = RECON_WEIGHT
+    margin_reduction: str = "sum"  # the paper's; "half-mean" is the authors' code (capsviz.losses)
+
+    def __post_init__(self):
+        check_margin_reduction(self.margin_reduction)
 
     def step(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> StepResult:
         output = model(inputs, targets, reconstruct=self.reconstruct)  # decoder masked with the true label
-        parts = capsule_loss(output, inputs, targets, recon_weight=self.recon_weight if self.reconstruct else 0.0)
+        parts = capsule_loss(output, inputs, targets, recon_weight=self.recon_weight if self.reconstruct else 0.0,
+                             margin_reduction=self.margin_reduction)
         return StepResult(total=parts.total, margin=parts.margin,
                           reconstruction=parts.reconstruction if self.reconstruct else None,
                           correct=output.lengths.argmax(dim=1) == targets)
@@ -75,11 +85,15 @@ class CapsulePairTask:
 
     reconstruct: bool = True
     recon_weight: float = RECON_WEIGHT
+    margin_reduction: str = "sum"  # as CapsuleTask's
+
+    def __post_init__(self):
+        check_margin_reduction(self.margin_reduction)
 
     def step(self, model: nn.Module, inputs: torch.Tensor, targets) -> StepResult:
         labels, digits = targets.labels, targets.digits  # (B, 2), (B, 2, H, W)
         output = model(inputs, labels[:, 0], reconstruct=self.reconstruct)  # the first digit's reconstruction
-        margin = pair_margin_loss(output.lengths, labels)
+        margin = pair_margin_loss(output.lengths, labels, reduction=self.margin_reduction)
         correct = pair_correct(two_longest(output.lengths), labels)
         if not self.reconstruct:
             return StepResult(total=margin, margin=margin, reconstruction=None, correct=correct)

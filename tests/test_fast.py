@@ -79,16 +79,18 @@ def test_the_fused_routing_backward_refuses_a_routing_it_was_not_written_for():
     assert fused_routing_problem(model.digits) is None
     subclass = ScaledDigitCaps(in_capsules=1152, in_dim=8, out_capsules=10, out_dim=16, routings=2)
     assert "not a subclass's" in fused_routing_problem(subclass)
-    with_bias = DigitCaps(in_capsules=1152, in_dim=8, out_capsules=10, out_dim=16, routings=2)
-    with_bias.bias = torch.nn.Parameter(torch.zeros(10, 16))  # a parameter the backward would leave without gradient
-    assert "differentiates weight only" in fused_routing_problem(with_bias)
+    assert fused_routing_problem(DigitCaps(in_capsules=1152, in_dim=8, out_capsules=10, out_dim=16, routings=2,
+                                           bias=0.1)) is None, "the authors' bias on s_j: the backward has it"
+    scaled = DigitCaps(in_capsules=1152, in_dim=8, out_capsules=10, out_dim=16, routings=2)
+    scaled.gain = torch.nn.Parameter(torch.ones(()))  # a parameter the backward would leave without gradient
+    assert "differentiates bias, weight only" in fused_routing_problem(scaled)
 
     # the swap leaves such layers on the reference routing (autograd's backward)...
-    for layer in (subclass, with_bias):
+    for layer in (subclass, scaled):
         model.digits = layer
         prepare_model(model, CPU, fast=True, precision="fp32")
         assert type(model.digits) is type(layer) and type(model.primary) is FastPrimaryCaps
     # ...and a fast layer made to hold one by hand refuses to run
-    with_bias.__class__ = FastDigitCaps
-    with pytest.raises(TypeError, match="differentiates weight only"):
-        with_bias(torch.rand(2, 1152, 8))
+    scaled.__class__ = FastDigitCaps
+    with pytest.raises(TypeError, match="differentiates bias, weight only"):
+        scaled(torch.rand(2, 1152, 8))

@@ -183,3 +183,17 @@ def test_the_trace_goes_through_the_models_own_modules(digit):
     torch.testing.assert_close(trace.v[:, -1], output.poses)  # what the model outputs, votes doubled
     torch.testing.assert_close(trace.logits[:, 1], trace.agreement[:, 0] + trace.agreement[:, 1])
     np.testing.assert_allclose(trace_digit(model, digit).lengths, output.lengths[0].numpy(), rtol=1e-5)
+
+
+def test_the_authors_biases_are_traced_as_the_model_runs(digit):
+    """The authors' recipe adds biases to PrimaryCaps and to s_j in DigitCaps: the trace is the model's own."""
+    from capsviz.digits import to_inputs
+
+    torch.manual_seed(0)
+    model = CapsNet(routings=3, primary_scale=1 / 32, primary_bias=0.1, digit_bias=0.1).eval()
+    inputs = to_inputs(digit[None])
+    trace = model.routing_trace(inputs)
+    with torch.no_grad():
+        output = model(inputs, reconstruct=False)
+    torch.testing.assert_close(trace.v[:, -1], output.poses)
+    np.testing.assert_allclose(trace_digit(model, digit).lengths, output.lengths[0].numpy(), rtol=1e-5)

@@ -17,7 +17,9 @@ from .spectral import spectral_conv2d
 
 class FastPrimaryCaps(PrimaryCaps):
     """PrimaryCaps with its convolution computed through the DFT (capsviz.fast.spectral) in
-    `spectral_dtype`: the same weights and function, about a fifth of the arithmetic. For CPUs."""
+    `spectral_dtype`: the same weights and function, about a fifth of the arithmetic. For CPUs. The
+    authors' scale and capsule bias (recipe part "primary") are applied by PrimaryCaps.forward after this;
+    their convolution has no bias (conv.bias None), which spectral_conv2d takes."""
 
     spectral_dtype: torch.dtype  # set by use_fast_modules
 
@@ -30,12 +32,12 @@ class FastPrimaryCaps(PrimaryCaps):
 def fused_routing_problem(module: nn.Module) -> str | None:
     """Why the hand-written backward (capsviz.fast.routing) cannot stand in for `module`'s routing, or None when
     it can: it was written for the reference DigitCaps' routing (not a subclass's, which may route otherwise),
-    with W_ij its only parameter and the routing settings in their range."""
+    with no parameter but W_ij and its bias, and the routing settings in their range."""
     if type(module) not in (DigitCaps, FastDigitCaps):
         return (f"{type(module).__name__}: the fused routing backward was written for DigitCaps' own routing "
                 f"(softmax over the output capsules, dot-product agreement), not a subclass's")
     names = {name for name, _ in module.named_parameters()} | {name for name, _ in module.named_buffers()}
-    if names != FUSED_PARAMETERS:
+    if not {"weight"} <= names <= FUSED_PARAMETERS:
         return (f"DigitCaps with {', '.join(sorted(names))}: the fused routing backward differentiates "
                 f"{', '.join(sorted(FUSED_PARAMETERS))} only")
     routings, detach_inner = getattr(module, "routings", None), getattr(module, "detach_inner", None)
@@ -59,7 +61,7 @@ class FastDigitCaps(DigitCaps):
             raise TypeError(problem)
         with torch.autocast(device_type=u.device.type, enabled=False):  # float32 routing, as the reference
             v = routed_with_fused_backward(u.float(), self.weight, out_capsules=self.out_capsules,
-                                           iterations=self.routings, detach_inner=self.detach_inner)
+                                           iterations=self.routings, detach_inner=self.detach_inner, bias=self.bias)
         return v, None  # (B, 10, 16)
 
 

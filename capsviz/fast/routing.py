@@ -14,6 +14,10 @@ products over (i, d) for each (b, j),
 with P_m a coupling or an agreement gradient and Q_m a gradient of s or a v, so the hand-written backward
 collects the small factors and builds the whole gradient once, straight in the layout the transform's
 backward reads.
+
+With a DigitCaps bias (the authors' code, recipe part "digit-bias"), s_t = sum_i c_ti u_hat_i + bias in
+every iteration t, so dL/dbias is the sum over the iterations that carry gradient, and over the batch, of
+dL/ds_t: a by-product of the loop above, (10, 16) numbers.
 """
 from __future__ import annotations
 
@@ -22,10 +26,10 @@ import torch
 from ..capsnet import predictions, routing_iterations, squash
 
 # What the backward below was written for: DigitCaps' own routing, the softmax of eq. 3 over the output
-# capsules j and the agreement u_hat_{j|i} . v_j (routing_iterations), with W_ij its one parameter. A layer
-# that routes otherwise, or has a parameter this backward would leave without gradient, is refused
-# (capsviz.fast.modules.fused_routing_problem) and keeps autograd's backward of the reference.
-FUSED_PARAMETERS = frozenset({"weight"})
+# capsules j and the agreement u_hat_{j|i} . v_j (routing_iterations), with W_ij and optionally the bias on
+# s_j its parameters. A layer that routes otherwise, or has a parameter this backward would leave without
+# gradient, is refused (capsviz.fast.modules.fused_routing_problem) and keeps autograd's backward.
+FUSED_PARAMETERS = frozenset({"weight", "bias"})
 
 
 def _squash_backward(s: torch.Tensor, grad_v: torch.Tensor) -> torch.Tensor:
@@ -37,9 +41,9 @@ def _squash_backward(s: torch.Tensor, grad_v: torch.Tensor) -> torch.Tensor:
 
 class _FusedRouting(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u, weight, out_capsules, iterations, detach_inner):
+    def forward(ctx, u, weight, bias, out_capsules, iterations, detach_inner):
         u_hat = predictions(u, weight, out_capsules)  # (B, 10, 1152, 16)
-        steps = list(routing_iterations(u_hat, iterations=iterations))  # no graph is built in here
+        steps = list(routing_iterations(u_hat, iterations=iterations, bias=bias))  # no graph is built in here
         ctx.save_for_backward(u, weight, u_hat)
         # The last step's v is the output: kept on ctx it would make a reference cycle (output -> grad_fn
         # -> ctx -> output) that Python's collector cannot see through, and every training batch's routing
@@ -56,6 +60,7 @@ class _FusedRouting(torch.autograd.Function):
         rows = u_hat.view(batch * n_out, n_in, dim)  # (B*10, 1152, 16)
         factors: list[tuple[torch.Tensor, torch.Tensor]] = []  # (P_m (B, 10, 1152), Q_m (B, 10, 16))
         grad_logits = None  # dL/db of the iteration after the current one
+        grad_bias = None  # dL/dbias: the sum of dL/ds_t over the batch and the iterations reached
         for t in reversed(range(len(steps))):
             coupling, s, v, _ = steps[t]
             if grad_logits is not None:
@@ -65,6 +70,8 @@ class _FusedRouting(torch.autograd.Function):
                 factors.append((grad_agreement, v))
             grad_s = _squash_backward(s, grad_v)
             factors.append((coupling, grad_s))
+            if ctx.needs_input_grad[2]:
+                grad_bias = grad_s.sum(dim=0) if grad_bias is None else grad_bias + grad_s.sum(dim=0)  # (10, 16)
             if detach_inner or t == 0:  # detached: c of the last iteration carries no gradient; c_0 is uniform
                 break
             grad_coupling = torch.bmm(grad_s.view(batch * n_out, 1, dim), rows.mT).view(batch, n_out, n_in)
@@ -89,12 +96,13 @@ class _FusedRouting(torch.autograd.Function):
             grad_u = torch.bmm(grad_u_hat, weight.mT).transpose(0, 1)  # (1152, B, 8) -> (B, 1152, 8)
         if ctx.needs_input_grad[1]:
             grad_weight = torch.bmm(u.transpose(0, 1).mT, grad_u_hat)  # (1152, 8, B) @ (1152, B, 160)
-        return grad_u, grad_weight, None, None, None
+        return grad_u, grad_weight, grad_bias, None, None, None
 
 
 def routed_with_fused_backward(u: torch.Tensor, weight: torch.Tensor, *, out_capsules: int, iterations: int,
-                               detach_inner: bool) -> torch.Tensor:
-    """v = dynamic_routing(predictions(u, weight, out_capsules), ...)[0], with the backward of the module
-    doc. u: (B, n_in, D_in) float32, weight: (n_in, D_in, n_out * D_out) -> v: (B, n_out, D_out)."""
+                               detach_inner: bool, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """v = dynamic_routing(predictions(u, weight, out_capsules), ..., bias=bias)[0], with the backward of the
+    module doc. u: (B, n_in, D_in) float32, weight: (n_in, D_in, n_out * D_out), bias: (n_out, D_out) or
+    None -> v: (B, n_out, D_out)."""
     assert u.dtype == weight.dtype, f"u and weight must share a dtype, got {u.dtype} and {weight.dtype}"
-    return _FusedRouting.apply(u, weight, out_capsules, iterations, detach_inner)
+    return _FusedRouting.apply(u, weight, bias, out_capsules, iterations, detach_inner)
