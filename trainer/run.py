@@ -41,8 +41,6 @@ from capsviz.settings import RESUMABLE_CHANGES, positive_int  # noqa: E402, F401
 from . import distributed  # noqa: E402
 from .loop import TrainConfig, Trainer, TrainingDiverged, resume_hint, select  # noqa: E402
 
-DEFAULTS = TrainConfig()
-
 
 class CliError(Exception):
     pass
