@@ -31,9 +31,13 @@ class BaselineConfig:
 
     def __post_init__(self):
         self.conv_channels, self.hidden = tuple(self.conv_channels), tuple(self.hidden)
-        assert len(self.conv_channels) == 3 and len(self.hidden) == 2, "three convolutions, two hidden layers"
-        assert 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"
-        assert self.input_size >= 8, f"input_size must be at least 8, got {self.input_size}"
+        # model.pt's model_config and --model options arrive here: checked in every mode, asserts are not
+        if len(self.conv_channels) != 3 or len(self.hidden) != 2:
+            raise ValueError("the baseline has three convolutions and two hidden layers")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.input_size < 8:
+            raise ValueError(f"input_size must be at least 8, got {self.input_size}")
 
     @property
     def feature_size(self) -> int:
@@ -47,7 +51,8 @@ class BaselineConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "BaselineConfig":
         unknown = set(values) - {f.name for f in fields(cls)}
-        assert not unknown, f"unknown baseline config keys: {sorted(unknown)}"
+        if unknown:
+            raise ValueError(f"unknown baseline config keys: {sorted(unknown)}")
         return cls(**values)
 
 

@@ -63,17 +63,31 @@ def predictions(u: torch.Tensor, weight: torch.Tensor, out_capsules: int) -> tor
 # -----------------------------------------------------------------------------
 # Routing by agreement (Procedure 1)
 
+# The routing iterations a CapsNet may take (CapsNetConfig.routings; the paper tries 1 to 5 and recommends 3).
+MIN_ROUTINGS, MAX_ROUTINGS = 1, 10
+
 
 @dataclass
 class RoutingTrace:
-    """What dynamic routing did, one entry per iteration.
+    """What dynamic routing did, one entry per iteration, detached. The dashboard and the routing probe read
+    it (CapsNet.routing_trace), so that what they show is what the model's own modules compute.
 
-    coupling: (B, iterations, n_in, n_out) coupling coefficients c_ij used in each iteration.
-    logits:   (B, iterations, n_in, n_out) routing logits b_ij after each iteration's update.
+    coupling:  (B, T, n_in, n_out) coupling coefficients c_ij used in iteration t
+    logits:    (B, T, n_in, n_out) routing logits b_ij after iteration t's update
+    agreement: (B, T, n_in, n_out) u_hat_{j|i} . v_j of iteration t: what it added to b_ij
+    s:         (B, T, n_out, D) the weighted sums s_j of iteration t
+    v:         (B, T, n_out, D) the digit capsules v_j = squash(s_j) after iteration t
+    u_hat:     (B, n_out, n_in, D) the predictions u_hat_{j|i}
+    primary:   (B, n_in, D_in) the primary capsules u_i (CapsNet.encode fills it in; None from routing alone)
     """
 
     coupling: torch.Tensor
     logits: torch.Tensor
+    agreement: torch.Tensor | None = None
+    s: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+    u_hat: torch.Tensor | None = None
+    primary: torch.Tensor | None = None
 
 
 class RoutingStep(NamedTuple):
@@ -131,13 +145,25 @@ def dynamic_routing(
     """
     steps = list(routing_iterations(u_hat, iterations=iterations, detach_inner=detach_inner, update_last=trace,
                                     bias=bias))
+    return routed(steps, u_hat, trace=trace)
+
+
+def routed(steps: list[RoutingStep], u_hat: torch.Tensor, *, trace: bool) -> tuple[torch.Tensor, RoutingTrace | None]:
+    """v: (B, n_out, D) of the last of routing's `steps`, and their trace when asked for (the last step must
+    then carry its logit update: routing_iterations(update_last=True))."""
     v = steps[-1].v
     if not trace:
         return v, None
+    # what each iteration added to the logits: the agreement of Procedure 1 (b_0 = 0)
+    before = [torch.zeros_like(steps[0].logits)] + [step.logits for step in steps[:-1]]
+    agreement = [step.logits - previous for step, previous in zip(steps, before)]  # each (B, 10, 1152)
     # stored as (B, iterations, n_in, n_out): input capsules first, as in the paper's c_ij
     to_ij = lambda ts: torch.stack(ts, dim=1).transpose(2, 3).detach()  # noqa: E731
+    per_iteration = lambda ts: torch.stack(ts, dim=1).detach()  # noqa: E731  (B, T, 10, 16)
     return v, RoutingTrace(coupling=to_ij([step.coupling for step in steps]),
-                           logits=to_ij([step.logits for step in steps]))
+                           logits=to_ij([step.logits for step in steps]), agreement=to_ij(agreement),
+                           s=per_iteration([step.s for step in steps]), v=per_iteration([step.v for step in steps]),
+                           u_hat=u_hat.detach())
 
 # -----------------------------------------------------------------------------
 # The capsule layers (section 4)
@@ -186,7 +212,7 @@ class DigitCaps(nn.Module):
     def __init__(self, *, in_capsules: int, in_dim: int, out_capsules: int, out_dim: int,
                  routings: int, detach_inner: bool = False, bias: float | None = None):
         super().__init__()
-        assert 1 <= routings <= 10, f"routings must be in 1..10, got {routings}"
+        assert MIN_ROUTINGS <= routings <= MAX_ROUTINGS, f"routings must be in 1..10, got {routings}"
         self.out_capsules, self.routings, self.detach_inner = out_capsules, routings, detach_inner
         # stored as (n_in, D_in, n_out * D_out) so u_hat for all classes is one batched matmul per i
         self.weight = nn.Parameter(0.01 * torch.randn(in_capsules, in_dim, out_capsules * out_dim))
@@ -197,14 +223,16 @@ class DigitCaps(nn.Module):
         """u: (B, n_in, D_in) -> u_hat: (B, n_out, n_in, D_out)."""
         return predictions(u, self.weight, self.out_capsules)
 
-    def forward(self, u: torch.Tensor, *, trace: bool = False) -> tuple[torch.Tensor, RoutingTrace | None]:
-        """u: (B, 1152, 8) -> v: (B, 10, 16), and the routing trace when asked for."""
+    def forward(self, u: torch.Tensor, *, trace: bool = False,
+                iterations: int | None = None) -> tuple[torch.Tensor, RoutingTrace | None]:
+        """u: (B, 1152, 8) -> v: (B, 10, 16), and the routing trace when asked for. `iterations` (default: the
+        layer's routings) lets a trace look past the model's own iterations."""
         # Routing runs in float32 even under bf16 autocast: it is cheap next to the convolutions,
         # and the agreement sums over 1152 capsules lose too much in 8 bits of mantissa.
         with torch.autocast(device_type=u.device.type, enabled=False):
             u_hat = self.predictions(u.float())  # (B, 10, 1152, 16)
-            return dynamic_routing(u_hat, iterations=self.routings, detach_inner=self.detach_inner, trace=trace,
-                                   bias=self.bias)
+            return dynamic_routing(u_hat, iterations=iterations or self.routings, detach_inner=self.detach_inner,
+                                   trace=trace, bias=self.bias)
 
 
 class Decoder(nn.Sequential):
@@ -248,12 +276,16 @@ class CapsNetConfig:
     digit_bias: float | None = None  # None: none; a number: DigitCaps' bias on s_j (n_out, D) starting there
     init: str = "pytorch"  # or "truncated-normal", the authors' (see CapsNet.truncated_normal_init)
 
-    def __post_init__(self):
-        assert 1 <= self.routings <= 10, f"routings must be in 1..10, got {self.routings}"
-        assert self.input_size >= 25, f"input_size must be at least 25 for two 9x9 convolutions, got {self.input_size}"
-        assert self.num_classes >= 2, f"num_classes must be at least 2, got {self.num_classes}"
+    def __post_init__(self):  # model.pt's model_config arrives here: checked in every mode, asserts are not
+        if not MIN_ROUTINGS <= self.routings <= MAX_ROUTINGS:
+            raise ValueError(f"routings must be in {MIN_ROUTINGS}..{MAX_ROUTINGS}, got {self.routings}")
+        if self.input_size < 25:
+            raise ValueError(f"input_size must be at least 25 for two 9x9 convolutions, got {self.input_size}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
         self.decoder_hidden = tuple(self.decoder_hidden)
-        assert self.init in INITS, f"init must be one of {INITS}, got {self.init!r}"
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
 
     @property
     def primary_grid(self) -> int:
@@ -273,7 +305,8 @@ class CapsNetConfig:
     def from_dict(cls, values: dict) -> "CapsNetConfig":
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
-        assert not unknown, f"unknown CapsNet config keys: {sorted(unknown)}"
+        if unknown:
+            raise ValueError(f"unknown CapsNet config keys: {sorted(unknown)}")
         return cls(**values)
 
 
@@ -332,13 +365,26 @@ class CapsNet(nn.Module):
     def routings(self) -> int:
         return self.config.routings
 
-    def encode(self, images: torch.Tensor, *, trace: bool = False) -> tuple[torch.Tensor, RoutingTrace | None]:
+    def encode(self, images: torch.Tensor, *, trace: bool = False,
+               iterations: int | None = None) -> tuple[torch.Tensor, RoutingTrace | None]:
         c = self.config
         assert images.dim() == 4 and images.shape[1:] == (c.in_channels, c.input_size, c.input_size), (
             f"expected images of shape (B, {c.in_channels}, {c.input_size}, {c.input_size}), got {tuple(images.shape)}")
         features = F.relu(self.conv1(images))  # (B, 256, 20, 20)
         primary = self.primary(features)  # (B, 1152, 8)
-        return self.digits(primary, trace=trace)  # (B, 10, 16), trace
+        poses, routing = self.digits(primary, trace=trace, iterations=iterations)  # (B, 10, 16), trace
+        if routing is not None:
+            routing.primary = primary.detach()
+        return poses, routing
+
+    @torch.no_grad()
+    def routing_trace(self, images: torch.Tensor, *, iterations: int | None = None) -> RoutingTrace:
+        """The whole of routing for images (B, C, H, W) in [0, 1], through the model's own modules (fast or
+        reference, with whatever options its config gives them): the primary capsules u_i, the predictions
+        u_hat, and each iteration's coupling, logits, agreement, s_j and v_j. `iterations` (default: the
+        model's routings) may go past the model's own, to show where routing would go next."""
+        _, routing = self.encode(images, trace=True, iterations=iterations)
+        return routing
 
     def decode(self, poses: torch.Tensor, classes: torch.Tensor | int) -> torch.Tensor:
         """Reconstruct images from digit-capsule vectors, every capsule but `classes` masked to zero.

@@ -50,8 +50,8 @@ class DatasetSpec:
             raise DataError(f"{self.name}: unknown split {split!r} (use 'train' or 'test')")
         images, labels = self.read(split, data_dir)
         expected = (self.channels * self.stored_layers(split), self.image_size, self.image_size)
-        assert images.dtype == np.uint8 and images.shape[1:] == expected, (
-            f"{self.name} {split}: expected uint8 images (N, {expected}), got {images.dtype} {images.shape}")
+        if images.dtype != np.uint8 or images.shape[1:] != expected:  # files on disk: checked in every mode
+            raise DataError(f"{self.name} {split}: expected uint8 images (N, {expected}), got {images.dtype} {images.shape}")
         return images, labels
 
     def augment(self, images: torch.Tensor, *, shift: int, generator: torch.Generator | None) -> torch.Tensor:

@@ -101,7 +101,8 @@ def read_keras_history(source: str | Path | bytes | io.IOBase, *, name: str | No
             history[target] = numbers[column]
     history["test_error"] = 100.0 * (1.0 - history["test_acc"])
     if seconds_per_epoch:
-        assert seconds_per_epoch > 0, f"seconds_per_epoch must be positive, got {seconds_per_epoch}"
+        if not seconds_per_epoch > 0:
+            raise ValueError(f"seconds_per_epoch must be positive, got {seconds_per_epoch}")
         history["epoch_seconds"] = float(seconds_per_epoch)
         history["wall_seconds"] = history["epoch_seconds"].cumsum()
     history["timestamp"] = None

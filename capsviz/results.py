@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .models import find_model_entry
 from .store import STALE, Run
 
 # ---- the paper's reference numbers -------------------------------------------------------------
@@ -63,7 +64,8 @@ def paper_multimnist_error(run: Run) -> float | None:
     """Table 1's MultiMNIST test error (%) for a CapsNet of the run's routings and reconstruction
     setting (7.5 for 1 routing, 5.2 for 3, both with reconstruction); None where the table has none."""
     row = paper_row(run)
-    return row.multimnist_error if row and row.model == "capsnet" else None
+    entry = find_model_entry(row.model) if row else None
+    return row.multimnist_error if entry is not None and entry.has_capsules else None
 
 
 def paper_row(run: Run):
@@ -73,9 +75,9 @@ def paper_row(run: Run):
 
 
 def matches_paper_row(run: Run, row) -> bool:
-    if row.model != run.model_name:
-        return False
-    return row.model != "capsnet" or (row.routings, row.reconstruction) == (run.routings, run.reconstruction)
+    """The same model and, where it routes and reconstructs (its registry entry says), the same routings and
+    reconstruction setting: both None for a model without them."""
+    return row.model == run.model_name and (row.routings, row.reconstruction) == (run.routings, run.reconstruction)
 
 
 # ---- histories as numbers ---------------------------------------------------------------------

@@ -11,17 +11,23 @@ import torch
 from torch import nn
 
 from .affine import PARAMETERS, centre_on_canvas, identity_parameters, transform_images
+from .models import find_model_entry
 from .robustness import BINS, PAPER, class_scores, paired_comparison, unpack_correct
 from .store import Run
 
 AFFNIST_LIKE, AFFNIST, EXPANDED = "affnist-like", "affnist", "expanded-mnist"
-MODEL_NAMES = {"capsnet": "CapsNet", "baseline": "CNN"}
+
+
+def display_name(model: str | None) -> str | None:
+    """What people read for a registry name (capsviz.models: "CapsNet", "CNN"); an unknown name as it is."""
+    entry = find_model_entry(model)
+    return entry.display_name if entry is not None else model
 
 
 def comparison_table(runs: list[Run]) -> pd.DataFrame:
     """One row per source: the paper's CapsNet and CNN (section 5.2), then each run with an evaluation.
     Accuracies in percent; None where a set was not tested."""
-    rows = [{"Source": f"paper, {MODEL_NAMES[model]}", "Model": MODEL_NAMES[model], "Epochs": None,
+    rows = [{"Source": f"paper, {display_name(model)}", "Model": display_name(model), "Epochs": None,
              "Expanded MNIST (%)": values["expanded_mnist"], "affNIST-like (%)": None,
              "affNIST (%)": values["affnist"], "Images (affNIST-like)": None}
             for model, values in PAPER.items()]
@@ -31,7 +37,7 @@ def comparison_table(runs: list[Run]) -> pd.DataFrame:
         expanded = sets.get(EXPANDED, {}).get("accuracy")
         if expanded is None and run.info.get("final_test_error") is not None:
             expanded = round(100.0 - run.info["final_test_error"], 3)
-        rows.append({"Source": run.name, "Model": MODEL_NAMES.get(run.model_name, run.model_name),
+        rows.append({"Source": run.name, "Model": display_name(run.model_name),
                      "Epochs": training.get("epochs", run.info.get("epochs_done")),
                      "Expanded MNIST (%)": expanded,
                      "affNIST-like (%)": sets.get(AFFNIST_LIKE, {}).get("accuracy"),

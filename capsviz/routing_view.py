@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .capsnet import CapsNet, routing_iterations
+from .capsnet import CapsNet
 
 
 @dataclass
@@ -36,28 +35,14 @@ class RoutingRecord:
 
 @torch.no_grad()
 def trace_routing(model: CapsNet, inputs: torch.Tensor, *, iterations: int | None = None) -> RoutingRecord:
-    """inputs: float (B, C, H, W) in [0, 1]. Runs Conv1 and PrimaryCaps, then routing for `iterations`
-    (default: the model's), in float32 whatever the model's precision, as DigitCaps does."""
-    iterations = iterations or model.routings
-    features = F.relu(model.conv1(inputs))  # (B, 256, 20, 20)
-    primary = model.primary(features).float()  # (B, 1152, 8)
-    with torch.autocast(device_type=inputs.device.type, enabled=False):
-        u_hat = model.digits.predictions(primary)  # (B, 10, 1152, 16)
-        # a variant's DigitCaps routes its own way (capsviz.variants): trace what the model computes
-        route = getattr(model.digits, "routing_iterations", routing_iterations)
-        steps = list(route(u_hat, iterations=iterations, update_last=True))
-    previous = torch.zeros_like(steps[0].logits)
-    agreements = []
-    for step in steps:
-        agreements.append(step.logits - previous)  # (B, 10, 1152): what this iteration added
-        previous = step.logits
-    to_ij = lambda tensors: torch.stack(tensors, dim=1).transpose(2, 3)  # noqa: E731  (B, T, 1152, 10)
+    """inputs: float (B, C, H, W) in [0, 1]. The model's own trace (CapsNet.routing_trace: its Conv1,
+    PrimaryCaps and DigitCaps, routing in float32 whatever the model's precision) for `iterations`
+    (default: the model's), as the lengths and per-iteration tensors the views draw."""
+    routing = model.routing_trace(inputs, iterations=iterations)
     return RoutingRecord(
-        primary_lengths=primary.norm(dim=-1),
-        coupling=to_ij([step.coupling for step in steps]),
-        logits=to_ij([step.logits for step in steps]),
-        agreement=to_ij(agreements),
-        digit_lengths=torch.stack([step.v.norm(dim=-1) for step in steps], dim=1),
+        primary_lengths=routing.primary.norm(dim=-1),  # (B, 1152)
+        coupling=routing.coupling, logits=routing.logits, agreement=routing.agreement,  # (B, T, 1152, 10)
+        digit_lengths=routing.v.norm(dim=-1),  # (B, T, 10)
     )
 
 

@@ -43,7 +43,8 @@ class Segment:
             return self.lr_start + (self.lr_end - self.lr_start) * progress
         if self.shape == EXP:
             return self.lr_start * (self.lr_end / self.lr_start) ** progress
-        assert self.shape == COSINE, f"unknown segment shape {self.shape!r}"
+        if self.shape != COSINE:  # a segment read back from state.pt
+            raise ValueError(f"unknown schedule segment shape {self.shape!r}")
         return self.lr_end + (self.lr_start - self.lr_end) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from capsviz.capsnet import CapsNet, DigitCaps, PrimaryCaps
@@ -61,3 +62,35 @@ def test_without_a_spectral_dtype_only_digit_caps_is_swapped():
     assert type(model.primary) is PrimaryCaps and type(model.digits) is FastDigitCaps
     use_reference_modules(model)
     assert type(model.digits) is DigitCaps
+
+
+class ScaledDigitCaps(DigitCaps):
+    """A DigitCaps that routes otherwise (here: votes doubled): the fused backward was not written for it."""
+
+    def predictions(self, u: torch.Tensor) -> torch.Tensor:
+        return 2.0 * super().predictions(u)
+
+
+def test_the_fused_routing_backward_refuses_a_routing_it_was_not_written_for():
+    from capsviz.fast.modules import fused_routing_problem
+
+    torch.manual_seed(0)
+    model = CapsNet(routings=2)
+    assert fused_routing_problem(model.digits) is None
+    subclass = ScaledDigitCaps(in_capsules=1152, in_dim=8, out_capsules=10, out_dim=16, routings=2)
+    assert "not a subclass's" in fused_routing_problem(subclass)
+    assert fused_routing_problem(DigitCaps(in_capsules=1152, in_dim=8, out_capsules=10, out_dim=16, routings=2,
+                                           bias=0.1)) is None, "the authors' bias on s_j: the backward has it"
+    scaled = DigitCaps(in_capsules=1152, in_dim=8, out_capsules=10, out_dim=16, routings=2)
+    scaled.gain = torch.nn.Parameter(torch.ones(()))  # a parameter the backward would leave without gradient
+    assert "differentiates bias, weight only" in fused_routing_problem(scaled)
+
+    # the swap leaves such layers on the reference routing (autograd's backward)...
+    for layer in (subclass, scaled):
+        model.digits = layer
+        prepare_model(model, CPU, fast=True, precision="fp32")
+        assert type(model.digits) is type(layer) and type(model.primary) is FastPrimaryCaps
+    # ...and a fast layer made to hold one by hand refuses to run
+    scaled.__class__ = FastDigitCaps
+    with pytest.raises(TypeError, match="differentiates bias, weight only"):
+        scaled(torch.rand(2, 1152, 8))

@@ -157,3 +157,43 @@ def test_training_caption_names_the_epochs_the_error_the_machine_and_the_commit(
     assert caption.endswith(f"commit {environment['git_commit'][:7]}")
     fresh = runs.Run(path=None, info={"status": "running", "environment": {}}, history=pd.DataFrame(), name="new")
     assert training_provenance(fresh) == "new: 0 epoch(s), final test error -, trained on unknown machine (?), commit unknown"
+
+
+def test_the_trace_goes_through_the_models_own_modules(digit):
+    """The dashboard and the probe trace with the model's own layers, whatever they compute: a DigitCaps that
+    routes otherwise (here: votes doubled, as a recipe's option might) is traced as it runs."""
+    from capsviz.capsnet import DigitCaps
+    from capsviz.digits import to_inputs
+
+    class DoubledVotes(DigitCaps):
+        def predictions(self, u):
+            return 2.0 * super().predictions(u)
+
+    torch.manual_seed(0)
+    model = CapsNet(routings=2).eval()
+    doubled = DoubledVotes(in_capsules=1152, in_dim=8, out_capsules=10, out_dim=16, routings=2)
+    doubled.load_state_dict(model.digits.state_dict())
+    model.digits = doubled
+    inputs = to_inputs(digit[None])
+    trace = model.routing_trace(inputs)
+    with torch.no_grad():
+        output = model(inputs, reconstruct=False)
+    assert trace.primary.shape == (1, 1152, 8) and trace.u_hat.shape == (1, 10, 1152, 16)
+    assert trace.s.shape == trace.v.shape == (1, 2, 10, 16) and trace.agreement.shape == (1, 2, 1152, 10)
+    torch.testing.assert_close(trace.v[:, -1], output.poses)  # what the model outputs, votes doubled
+    torch.testing.assert_close(trace.logits[:, 1], trace.agreement[:, 0] + trace.agreement[:, 1])
+    np.testing.assert_allclose(trace_digit(model, digit).lengths, output.lengths[0].numpy(), rtol=1e-5)
+
+
+def test_the_authors_biases_are_traced_as_the_model_runs(digit):
+    """The authors' recipe adds biases to PrimaryCaps and to s_j in DigitCaps: the trace is the model's own."""
+    from capsviz.digits import to_inputs
+
+    torch.manual_seed(0)
+    model = CapsNet(routings=3, primary_scale=1 / 32, primary_bias=0.1, digit_bias=0.1).eval()
+    inputs = to_inputs(digit[None])
+    trace = model.routing_trace(inputs)
+    with torch.no_grad():
+        output = model(inputs, reconstruct=False)
+    torch.testing.assert_close(trace.v[:, -1], output.poses)
+    np.testing.assert_allclose(trace_digit(model, digit).lengths, output.lengths[0].numpy(), rtol=1e-5)

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,55 +25,24 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from capsviz import recipes, runs, variants
-from capsviz.capsnet import CapsNet
 from capsviz.datasets import DATASETS, DatasetSpec, get_dataset
 from capsviz.fast import optimizer_options, precision_context, prepare_images, prepare_model
 from capsviz.fast.precision import PrecisionChoice, choose_precision, kept_on_resume, time_steps
-from capsviz.losses import RECON_WEIGHT
 from capsviz.machine import describe_machine
 from capsviz.models import build_model, get_model_entry
-from capsviz.recipes import PAPER
 from capsviz.schedules import EXP_EPOCH, StepSchedule, epochs_that_fit, format_duration
+from capsviz.settings import RESUMABLE_CHANGES, settings_dataclass  # noqa: F401 (RESUMABLE_CHANGES: trainer.run's)
 from capsviz.tasks import StepResult, Task
 
 from .distributed import SINGLE, Distributed
-from .routing_probe import PROBE_DIGITS, ROUTING_KEY, routing_probe, routing_rows
 
 EVAL_BATCH_SIZE = 500  # test images per forward pass at 28x28; larger inputs take fewer (eval_batch_size)
 
 
-@dataclass
+@settings_dataclass
 class TrainConfig:
-    """Everything that decides a run. Saved as run.json's "config"."""
-
-    dataset: str = "mnist"  # a name in capsviz.datasets.DATASETS
-    model: str = "capsnet"  # a name in capsviz.models.MODELS
-    routings: int = 3  # CapsNet only
-    epochs: int = 20
-    batch_size: int = 100
-    lr: float = 1e-3
-    # The learning-rate schedule (trainer.schedule): exp-epoch multiplies by lr_decay after each epoch; exp
-    # and cosine run per step from lr to lr_floor at the planned last step, after `warmup` epochs from lr/100.
-    schedule: str = EXP_EPOCH
-    # Per-epoch exponential decay (exp-epoch). The paper gives no rate; the official code's is about 0.99 per
-    # epoch, common ports use 0.9. We take 0.9: it converges within the short runs a CPU affords.
-    lr_decay: float = 0.9
-    lr_floor: float = 1e-5  # exp and cosine: the learning rate at the planned last step (lr / 100 by default)
-    warmup: float = 0.0  # exp and cosine: epochs of linear warm-up (fractions allowed)
-    recon_weight: float = RECON_WEIGHT
-    recon: bool = True
-    shift: int | None = None  # random shift in pixels for training; None: the dataset's (2 for mnist)
-    seed: int = 0
-    subset: int | None = None  # first N training images
-    test_subset: int | None = None  # first N test images (quick runs only: errors are then not MNIST's)
-    fast: bool = True  # DFT PrimaryCaps, fused backward and Adam, channels_last, allocator; see capsviz.fast
-    precision: str = "auto"  # the fast path's arithmetic: auto, bf16 or fp32; see capsviz.fast.precision
-    inner_routing_grad: bool = False  # see capsviz.capsnet.dynamic_routing
-    data_dir: str | None = None
-    device: str = "auto"
-    model_options: dict = field(default_factory=dict)  # overrides of the model's config, e.g. {"dropout": 0.3}
-    recipe: str = PAPER  # the paper's formulas, or the authors' code (or some of its parts): capsviz.recipes
-    variant: str = variants.NONE  # a common bug of public ports, trained on purpose: capsviz.variants
+    """Everything that decides a run, one field per training setting: their names, types, defaults, rules and
+    help are declared once, in capsviz.settings.SETTINGS. Saved as run.json's "config"."""
 
     def __post_init__(self):
         if self.shift is None and self.dataset in DATASETS:  # the dataset's own augmentation unless asked otherwise
@@ -82,6 +51,7 @@ class TrainConfig:
     def build_model(self) -> nn.Module:
         # the recipe's model options first, so that an explicit model option overrides its part
         overrides = {**recipes.model_options(self.recipe), **self.model_options}
+        # routings and inner_routing_grad reach a model whose registry entry routes; the others ignore them
         model = build_model(self.model, get_dataset(self.dataset), routings=self.routings,
                             inner_routing_grad=self.inner_routing_grad, overrides=overrides)
         return variants.apply_to_model(self.variant, model)  # kept apart from the reference, as the fast path is
@@ -96,9 +66,6 @@ class TrainConfig:
         return asdict(self)
 
 
-# Settings that may change when a run is resumed; anything else must match the saved run. lr is one
-# so that a run stopped by a non-finite loss can go on from its last good epoch with a lower rate.
-RESUMABLE_CHANGES = ("epochs", "device", "fast", "precision", "data_dir", "lr")
 # A budget's first epoch is trained before the plan exists: its per-step schedule is planned this many epochs
 # long meanwhile, so that the learning rate stays near lr (cosine: within 0.0003%) until the plan is made.
 PROVISIONAL_EPOCHS = 1000
@@ -297,7 +264,7 @@ _precision_choices: dict[tuple, PrecisionChoice] = {}
 
 def decide_precision(model: nn.Module, device: torch.device, config: TrainConfig, *, log=print) -> PrecisionChoice:
     """The precision for this process, decided once per (request, device, input size) and printed once."""
-    key = (config.precision, config.fast, str(device), config.model, model.config.input_size)
+    key = (config.precision, config.fast, str(device), config.model, get_dataset(config.dataset).image_size)
     if key not in _precision_choices:
         choice = choose_precision(config.precision, device, fast=config.fast,
                                   trial=lambda: trial_timings(model, device, config))
@@ -350,6 +317,7 @@ class Trainer:
         self.train_images, self.train_labels = (torch.as_tensor(a).to(device) for a in train_data)
         self.test_images, self.test_labels = (torch.as_tensor(a).to(device) for a in test_data)
         self.dataset, self.task = get_dataset(config.dataset), config.task()
+        self.probe = get_model_entry(config.model).probe  # measured after each epoch, or None
         torch.manual_seed(config.seed)
         model = config.build_model()
         self.precision = decide_precision(model, device, config, log=self.log)  # the arithmetic, on this machine
@@ -456,7 +424,8 @@ class Trainer:
         self.wall_seconds = float(state["wall_seconds"])
         self.epoch_seconds = list(state.get("epoch_seconds") or [])
         self.started_at = state["started_at"]
-        assert len(self.history) == state["epoch"], f"{self.run_dir / runs.STATE}: history and epoch disagree"
+        if len(self.history) != state["epoch"]:
+            raise runs.RunError(f"{self.run_dir / runs.STATE}: history and epoch disagree")
 
     def restore(self) -> None:
         """Continue from state.pt, the last committed epoch, and rewrite the files derived from it
@@ -542,8 +511,8 @@ class Trainer:
         if self.processes.is_main:
             runs.write_weights(self.run_dir, self.model)
             runs.write_history(self.run_dir, self.history)
-            if isinstance(self.model, CapsNet):  # Figure A.1 over training, from the history rows' probes
-                runs.write_routing(self.run_dir, routing_rows(self.history))
+            if self.probe is not None:  # its file, from the history rows (CapsNet: Figure A.1 over training)
+                self.probe.write(self.run_dir, self.probe.rows(self.history))
         self.write_status(status, **extra)
 
     def save_epoch(self) -> None:
@@ -594,9 +563,9 @@ class Trainer:
 
     @functools.cached_property
     def probe_images(self) -> torch.Tensor:
-        """The routing probe's digits, uint8 (N, C, H, W) as the model sees them (MultiMNIST: overlaid pairs);
+        """The after-epoch probe's digits, uint8 (N, C, H, W) as the model sees them (MultiMNIST: overlaid pairs);
         made once, the test set does not change."""
-        count = min(PROBE_DIGITS, len(self.test_images))
+        count = min(self.probe.digits, len(self.test_images))
         inputs, _ = self.dataset.test_batch(self.test_images, self.test_labels, torch.arange(count, device=self.device))
         return inputs.mul(255.0).round_().to(torch.uint8)
 
@@ -626,9 +595,9 @@ class Trainer:
         }
         # parts the model does not have (NaN totals) are left empty in history.csv
         row = {k: (round(v, 8) if math.isfinite(v) else None) if isinstance(v, float) else v for k, v in row.items()}
-        if isinstance(self.model, CapsNet) and self.processes.is_main:  # only the main rank writes routing.csv
-            # Figure A.1: routing's logit changes on the probe set (routing_probe)
-            row[ROUTING_KEY] = routing_probe(self.model, self.probe_images, fast=config.fast)
+        if self.probe is not None and self.processes.is_main:  # only the main rank writes the probe's file
+            # what the model's registry entry measures after an epoch (CapsNet: Figure A.1's routing probe)
+            row[self.probe.key] = self.probe.measure(self.model, self.probe_images, fast=config.fast)
         self.log(f"epoch {epoch:3d}/{config.epochs}  loss {train.loss:.4f}  train acc {100 * train.acc:.2f}%  "
                  f"test loss {test.loss:.4f}  test error {row['test_error']:.2f}%  "
                  f"{row['images_per_second']:.0f} img/s  {train.seconds:.1f}+{test.seconds:.1f} s")

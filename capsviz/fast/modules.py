@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..capsnet import DigitCaps, PrimaryCaps, RoutingTrace
-from .routing import routed_with_fused_backward
+from ..capsnet import MAX_ROUTINGS, MIN_ROUTINGS, DigitCaps, PrimaryCaps, RoutingTrace
+from .routing import FUSED_PARAMETERS, routed_with_fused_backward
 from .spectral import spectral_conv2d
 
 
@@ -29,14 +29,36 @@ class FastPrimaryCaps(PrimaryCaps):
                                dtype=self.spectral_dtype)  # (B, 32*8, 6, 6)
 
 
+def fused_routing_problem(module: nn.Module) -> str | None:
+    """Why the hand-written backward (capsviz.fast.routing) cannot stand in for `module`'s routing, or None when
+    it can: it was written for the reference DigitCaps' routing (not a subclass's, which may route otherwise),
+    with no parameter but W_ij and its bias, and the routing settings in their range."""
+    if type(module) not in (DigitCaps, FastDigitCaps):
+        return (f"{type(module).__name__}: the fused routing backward was written for DigitCaps' own routing "
+                f"(softmax over the output capsules, dot-product agreement), not a subclass's")
+    names = {name for name, _ in module.named_parameters()} | {name for name, _ in module.named_buffers()}
+    if not {"weight"} <= names <= FUSED_PARAMETERS:
+        return (f"DigitCaps with {', '.join(sorted(names))}: the fused routing backward differentiates "
+                f"{', '.join(sorted(FUSED_PARAMETERS))} only")
+    routings, detach_inner = getattr(module, "routings", None), getattr(module, "detach_inner", None)
+    if not (isinstance(routings, int) and MIN_ROUTINGS <= routings <= MAX_ROUTINGS and isinstance(detach_inner, bool)):
+        return f"DigitCaps with routings {routings!r}, detach_inner {detach_inner!r}: not a routing the fused backward knows"
+    return None
+
+
 class FastDigitCaps(DigitCaps):
     """DigitCaps with a backward written by hand (capsviz.fast.routing) that skips autograd's u_hat-sized
     temporaries. The same forward; with trace=True (the dashboard) it is the reference's own forward,
-    the one that records coupling and logits."""
+    the one that records coupling and logits. Refuses (TypeError) a layer the backward was not written for
+    (fused_routing_problem); use_fast_modules does not swap those in."""
 
-    def forward(self, u: torch.Tensor, *, trace: bool = False) -> tuple[torch.Tensor, RoutingTrace | None]:
-        if trace:
-            return super().forward(u, trace=True)
+    def forward(self, u: torch.Tensor, *, trace: bool = False,
+                iterations: int | None = None) -> tuple[torch.Tensor, RoutingTrace | None]:
+        if trace or iterations is not None:
+            return super().forward(u, trace=trace, iterations=iterations)
+        problem = fused_routing_problem(self)
+        if problem:
+            raise TypeError(problem)
         with torch.autocast(device_type=u.device.type, enabled=False):  # float32 routing, as the reference
             v = routed_with_fused_backward(u.float(), self.weight, out_capsules=self.out_capsules,
                                            iterations=self.routings, detach_inner=self.detach_inner, bias=self.bias)
@@ -45,10 +67,12 @@ class FastDigitCaps(DigitCaps):
 
 def use_fast_modules(model: nn.Module, *, spectral_dtype: torch.dtype | None) -> nn.Module:
     """Every DigitCaps in `model` becomes a FastDigitCaps, and every PrimaryCaps a FastPrimaryCaps computing
-    in `spectral_dtype` when one is given (None keeps the reference convolution). In place; returns model."""
+    in `spectral_dtype` when one is given (None keeps the reference convolution). In place; returns model.
+    A DigitCaps the fused backward was not written for (fused_routing_problem) keeps the reference routing."""
     use_reference_modules(model)  # from a known start: a model prepared before may hold either version
     for module in model.modules():
-        if type(module) is DigitCaps:  # exact types: a subclass of the reference is not ours to replace
+        # exact types: a subclass of the reference is not ours to replace
+        if type(module) is DigitCaps and fused_routing_problem(module) is None:
             module.__class__ = FastDigitCaps
         elif type(module) is PrimaryCaps and spectral_dtype is not None:
             module.__class__ = FastPrimaryCaps

@@ -25,6 +25,12 @@ import torch
 
 from ..capsnet import predictions, routing_iterations, squash
 
+# What the backward below was written for: DigitCaps' own routing, the softmax of eq. 3 over the output
+# capsules j and the agreement u_hat_{j|i} . v_j (routing_iterations), with W_ij and optionally the bias on
+# s_j its parameters. A layer that routes otherwise, or has a parameter this backward would leave without
+# gradient, is refused (capsviz.fast.modules.fused_routing_problem) and keeps autograd's backward.
+FUSED_PARAMETERS = frozenset({"weight", "bias"})
+
 
 def _squash_backward(s: torch.Tensor, grad_v: torch.Tensor) -> torch.Tensor:
     with torch.enable_grad():  # (B, 10, 16): small enough to let autograd differentiate squash itself

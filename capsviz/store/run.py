@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from torch import nn
 
+from ..models import find_model_entry
 from .evaluation import read_evaluation
 from .format import IMPORTED, STALE, WEIGHTS, RunError
 from .histories import read_history
@@ -62,12 +63,14 @@ class Run:
 
     @property
     def has_capsules(self) -> bool:
-        """Whether its model is a CapsNet: only those have capsules to show and a decoder to draw with."""
-        return self.model_name == "capsnet"
+        """Whether its model has capsules to show and a decoder to draw with (its registry entry says)."""
+        entry = find_model_entry(self.model_name)
+        return entry is not None and entry.has_capsules
 
     @property
     def routings(self) -> int | None:
-        return self.config.get("routings") if self.has_capsules else None
+        entry = find_model_entry(self.model_name)
+        return self.config.get("routings") if entry is not None and entry.routes else None
 
     @property
     def reconstruction(self) -> bool | None:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from ..capsnet import DigitCaps, RoutingStep, RoutingTrace, squash
+from ..capsnet import DigitCaps, RoutingStep, RoutingTrace, routed, squash
 
 OUTPUTS, INPUTS = "outputs", "inputs"
 
@@ -75,18 +75,13 @@ class VariantDigitCaps(DigitCaps):
                                           update_last=update_last, bias=self.bias, coupling_over=self.coupling_over,
                                           shared_logits=self.shared_logits)
 
-    def forward(self, u: torch.Tensor, *, trace: bool = False) -> tuple[torch.Tensor, RoutingTrace | None]:
+    def forward(self, u: torch.Tensor, *, trace: bool = False,
+                iterations: int | None = None) -> tuple[torch.Tensor, RoutingTrace | None]:
         with torch.autocast(device_type=u.device.type, enabled=False):  # float32 routing, as the reference
             u_hat = self.predictions(u.float())  # (B, 10, 1152, 16)
-            steps = list(self.routing_iterations(u_hat, iterations=self.routings, detach_inner=self.detach_inner,
-                                                 update_last=trace))
-        v = steps[-1].v
-        if not trace:
-            return v, None
-        # (B, iterations, n_in, n_out), as capsviz.capsnet.dynamic_routing records it
-        to_ij = lambda ts: torch.stack(ts, dim=1).transpose(2, 3).detach()  # noqa: E731
-        return v, RoutingTrace(coupling=to_ij([step.coupling for step in steps]),
-                               logits=to_ij([step.logits for step in steps]))
+            steps = list(self.routing_iterations(u_hat, iterations=iterations or self.routings,
+                                                 detach_inner=self.detach_inner, update_last=trace))
+        return routed(steps, u_hat, trace=trace)  # the trace as the reference records it
 
 
 class SoftmaxOverInputsDigitCaps(VariantDigitCaps):
