@@ -30,7 +30,8 @@ def test_the_flags_the_resume_rules_and_the_legacy_values_come_from_the_schema()
             continue
         assert setting.flag in actions[setting.name].option_strings and actions[setting.name].default is None
     assert set(RESUMABLE_CHANGES) == {"epochs", "device", "fast", "precision", "data_dir", "lr"}
-    assert runs.LEGACY_SETTINGS == {"schedule": "exp-epoch", "lr_floor": 1e-5, "warmup": 0.0, "recipe": "paper"}
+    assert runs.LEGACY_SETTINGS == {"schedule": "exp-epoch", "lr_floor": 1e-5, "warmup": 0.0, "recipe": "paper",
+                                    "variant": "none"}
     assert runs.config_problems is settings.config_problems and set(runs.CONFIG_RULES) == set(settings.SETTINGS_BY_NAME)
     args = parser().parse_args(["--no-recon", "--inner-routing-grad", "--lr", "0.01", "--subset", "5"])
     assert settings.given_settings(args) == {"recon": False, "inner_routing_grad": True, "lr": 0.01, "subset": 5}

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..capsnet import CapsNet, DigitCaps
-from ..fast.modules import FastDigitCaps
 from ..tasks import CapsulePairTask, CapsuleTask, Task
 from .decoder import UnmaskedDecoderCapsNet
 from .losses import MeanReconstructionTask
@@ -108,7 +107,9 @@ def apply_to_model(name: str, model: nn.Module) -> nn.Module:
         for module in model.modules():
             if isinstance(module, DigitCaps):
                 # the reference or its fast version; a variant already there would be silently replaced
-                assert type(module) in (DigitCaps, FastDigitCaps), f"{type(module).__name__}: already a variant"
+                # (by name: importing capsviz.fast here would pull speed code into every `import capsviz`)
+                assert type(module) is DigitCaps or type(module).__name__ == "FastDigitCaps", (
+                    f"{type(module).__name__}: already a variant")
                 module.__class__ = variant.digit_caps
     return model
 
