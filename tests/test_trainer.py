@@ -339,7 +339,8 @@ def test_nan_loss_fails_the_run_naming_where_and_keeps_the_last_good_epoch(tmp_p
 
     monkeypatch.setattr(capsviz.tasks, "capsule_loss", poisoned)
     # a forced precision: the auto trial would run training steps through the poisoned loss first
-    assert main([*SMALL, "--precision", "fp32", "--out", str(out)]) == 1
+    # the per-epoch decay: its rule for a new base rate is what this checks (a cosine plan is scaled: test_schedules)
+    assert main([*SMALL, "--precision", "fp32", "--schedule", "exp-epoch", "--out", str(out)]) == 1
     err = one_error_line(capsys)
     assert "error: epoch 2, batch 1 of 2: the margin loss is nan; the run is marked failed." in err
     assert f"{out} keeps 1 complete epoch(s) on disk; continue with --resume --out {out} --lr 0.0001" in err
