@@ -114,3 +114,30 @@ def time_to_accuracy_table(contenders: list[Contender], *, reference: Contender,
             row[f"Reference then, {threshold}% (%)"] = port if port is not None else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ---- the figure the README and the home page show -----------------------------------------------------------
+# Shipped runs (names under checkpoints/) on one machine's idle clock: the Intel Xeon with AMX's benchmark.
+SHOWCASE_BENCH = "bench/results/20261128-154745-cpu.json"  # trainer.bench, 2-core Intel Xeon with AMX, idle
+SHOWCASE = (  # (label, run name, the path whose speed clocks it)
+    ("x0.9 per epoch, fast path", "schedules/decay0.9-seed0", "fast"),
+    ("cosine, 75-minute budget, fast path", "schedules/budget75m-cosine-seed0", "fast"),
+    ("x0.99 per epoch, fast path, seed 0", "table1/capsnet-r3-recon-seed0", "fast"),
+    ("x0.99 per epoch, fast path, seed 1", "table1/capsnet-r3-recon-seed1", "fast"),
+    ("x0.99 per epoch, fast path, seed 2", "table1/capsnet-r3-recon-seed2", "fast"),
+)
+# The public ports' recipe: x0.9 per epoch in plain PyTorch (our plain fp32 path: the same epochs, at its speed)
+SHOWCASE_REFERENCE = ("public ports' recipe: x0.9 per epoch, plain PyTorch", "schedules/decay0.9-seed0", "plain")
+
+
+def showcase(histories: dict[str, pd.DataFrame], bench_result: dict) -> tuple[list[Contender], Contender | None]:
+    """The shipped runs of SHOWCASE that `histories` (run name -> history) holds, on the benchmark's idle
+    clock, and the reference (None when its run is missing)."""
+    clock = idle_epoch_seconds(bench_result)
+
+    def contender(label: str, name: str, path: str) -> Contender | None:
+        history = histories.get(name)
+        return Contender(label, history, clock[path]) if history is not None and len(history) else None
+
+    contenders = [c for c in (contender(*entry) for entry in SHOWCASE) if c is not None]
+    return contenders, contender(*SHOWCASE_REFERENCE)

@@ -66,3 +66,24 @@ def test_the_chart_marks_where_each_run_first_reaches_a_threshold():
     assert [trace.name for trace in lines] == ["ours", "never"]
     assert list(lines[0].x) == [1, 2, 3, 4, 5]  # hours: epochs x one hour each
     assert sorted((mark.x[0], mark.y[0]) for mark in marks) == [(3, 0.48), (5, 0.39)]  # 0.5% and 0.4%, "never" none
+
+
+def test_the_showcase_clocks_the_shipped_runs_at_the_benchmarks_idle_speed():
+    import json
+
+    from capsviz import runs
+    from capsviz.time_to_accuracy import SHOWCASE, SHOWCASE_BENCH, SHOWCASE_REFERENCE, idle_epoch_seconds, showcase
+    root = runs.PROJECT_ROOT / "checkpoints"
+    histories = {name: runs.load_run(root / name, root=root).history
+                 for _, name, _ in (*SHOWCASE, SHOWCASE_REFERENCE) if (root / name / "run.json").exists()}
+    bench = json.loads((runs.PROJECT_ROOT / SHOWCASE_BENCH).read_text())
+    clock = idle_epoch_seconds(bench)
+    assert clock["plain"] > 3 * clock["fast"]  # the fast path's speed-up on the benchmark's machine
+    contenders, reference = showcase(histories, bench)
+    assert [c.label for c in contenders] == [label for label, name, _ in SHOWCASE if name in histories]
+    assert reference.seconds_per_epoch == clock["plain"]
+    ours = next(c for c in contenders if c.history is reference.history)  # the same x0.9 epochs, on two clocks
+    assert time_to_error(reference.history, 0.5, seconds_per_epoch=reference.seconds_per_epoch).seconds == (
+        pytest.approx(time_to_error(ours.history, 0.5, seconds_per_epoch=ours.seconds_per_epoch).seconds
+                      * clock["plain"] / clock["fast"]))
+    assert showcase({}, bench) == ([], None)
