@@ -421,11 +421,16 @@ def test_capsule_space_map_in_a_browser_and_its_digit_opens_on_the_routing_page(
     assert_no_exception(page, "capsule space")
     assert page.get_by_text("48 test digits").count() > 0
     page.screenshot(path=ARTIFACTS / "browser-capsule-space.png", full_page=True)
-    digit = page.locator(".st-key-space_digit input").input_value()
+    digit_input = page.locator(".st-key-space_digit input")
+    digit_input.fill("17")  # not the default digit, nor the Routing page's: the hand-over is under test
+    digit_input.press("Enter")
+    page.get_by_text("Test digit #17").wait_for(timeout=SLOW_TIMEOUT_MS)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=SLOW_TIMEOUT_MS)
     page.get_by_role("button", name="Open on Routing").click()
     page.get_by_role("heading", name="Routing", exact=True).wait_for(timeout=SLOW_TIMEOUT_MS)
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=SLOW_TIMEOUT_MS)
     assert_no_exception(page, "routing, opened from the capsule space")
-    assert page.locator(".st-key-routing_digit_index input").input_value() == digit
+    assert page.locator(".st-key-routing_digit_index input").input_value() == "17"
+    assert page.locator(".st-key-routing_digit_mode").get_by_role("radio", name="By index").is_checked()
     assert not errors, f"JavaScript errors in the page: {errors}"
     page.close()

@@ -93,11 +93,21 @@ def computed_space_if_cached(run: Run) -> CapsuleSpace | None:
     return computed_space(run, count) if count is not None else None
 
 
-def open_digit_on(page: str, run: Run, index: int) -> None:
-    """Open test digit `index` of `run` on another model page: set that page's run selector and digit
-    picker in the session state (its widgets take them up when it runs) and switch to it."""
+SWITCH_KEY = "capsule_space_switch_to"  # the page a button asked to open (switched to by the page script)
+
+
+def hand_over_digit(page: str, run_name: str, index: int) -> None:
+    """A button's on_click: set the run selector and digit picker of `page` (OPEN_ON) to test digit
+    `index` of the run (its widgets take them up when it runs), and ask for the switch, which the
+    page script makes with switch_to_requested_page (st.switch_page has no effect in a callback)."""
     path, _, run_key, picker_key = OPEN_ON[page]
-    st.session_state[run_key] = run.name
+    st.session_state[run_key] = run_name
     st.session_state[f"{picker_key}_mode"] = PICK_INDEX
     st.session_state[f"{picker_key}_index"] = int(index)
-    st.switch_page(path)
+    st.session_state[SWITCH_KEY] = path
+
+
+def switch_to_requested_page() -> None:
+    path = st.session_state.pop(SWITCH_KEY, None)
+    if path is not None:
+        st.switch_page(path)

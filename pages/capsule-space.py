@@ -17,9 +17,10 @@ from capsviz.dashboard.capsule_space_views import (
     SUBSETS,
     computed_space,
     computed_space_if_cached,
-    open_digit_on,
+    hand_over_digit,
     remember_computed,
     shipped_space,
+    switch_to_requested_page,
 )
 from capsviz.dashboard.figures import capsule_lengths_figure, digit_figure
 from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors
@@ -28,6 +29,7 @@ from capsviz.dashboard.state import digit_codes, load_runs
 from capsviz.runs import RunError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
+switch_to_requested_page()  # "Open on ..." was clicked: its callback has set that page's digit
 started = time.perf_counter()  # the page's server time, shown at its end
 
 NO_COMPARISON = "(none)"
@@ -83,15 +85,22 @@ def space_for(shown_run, where):
     count = row[0].selectbox("Digits", SUBSETS, index=DEFAULT_SUBSET, key=f"space_count_{shown_run.name}", format_func="the first {:,}".format,
                              help="The first N test digits. Encoding takes about 1.5 s per 100 digits on 2 cores "
                                   "(4x that at 40x40), t-SNE about 1 min for 10,000.")
-    if row[1].button("Compute the map here", key=f"space_compute_{shown_run.name}", icon=":material/play_arrow:"):
-        try:
-            space = computed_space(shown_run, count)
-        except RunError as error:
-            where.error(f"Cannot encode {text(shown_run.name)}'s digits: {error}", icon=":material/error:")
-            return None
-        remember_computed(shown_run, count)
-        return space
-    return None
+    # on_click rather than `if st.button(...)`: the request outlives a rerun that starts before the
+    # computation does (the flag is cleared only once the map is in the cache)
+    requested = f"space_requested_{shown_run.name}"
+    row[1].button("Compute the map here", key=f"space_compute_{shown_run.name}", icon=":material/play_arrow:",
+                  on_click=st.session_state.__setitem__, args=(requested, True))
+    if not st.session_state.get(requested):
+        return None
+    try:
+        space = computed_space(shown_run, count)
+    except RunError as error:
+        where.error(f"Cannot encode {text(shown_run.name)}'s digits: {error}", icon=":material/error:")
+        return None
+    finally:
+        st.session_state.pop(requested, None)
+    remember_computed(shown_run, count)
+    return space
 
 
 spaces = {}
@@ -135,8 +144,8 @@ with panel:
                     width="stretch", key="space_digit_image")
     st.plotly_chart(capsule_lengths_figure(lengths, label=label, height=230), width="stretch", key="space_digit_lengths")
     for page, (_, title, _, _) in OPEN_ON.items():
-        if st.button(f"Open on {title}", key=f"space_open_{page}", icon=":material/open_in_new:", width="stretch",
-                     help=f"{title} page, on {text(run.name)} with test digit #{index}"):
-            open_digit_on(page, run, index)
+        st.button(f"Open on {title}", key=f"space_open_{page}", icon=":material/open_in_new:", width="stretch",
+                  help=f"{title} page, on {text(run.name)} with test digit #{index}",
+                  on_click=hand_over_digit, args=(page, run.name, index))
 
 st.caption(f"Page computed in {time.perf_counter() - started:.2f} s on the server.")
