@@ -22,6 +22,7 @@ PAGES = [
     st.Page("pages/curves.py", title="Routing curves", icon=":material/show_chart:", url_path="curves"),
     st.Page("pages/routing.py", title="Routing", icon=":material/call_split:", url_path="routing"),
     st.Page("pages/dimensions.py", title="Capsule dimensions", icon=":material/tune:", url_path="dimensions"),
+    st.Page("pages/capsule-space.py", title="Capsule space", icon=":material/scatter_plot:", url_path="capsule-space"),
     st.Page("pages/reconstructions.py", title="Reconstructions", icon=":material/grid_view:", url_path="reconstructions"),
     st.Page("pages/robustness.py", title="Robustness", icon=":material/transform:", url_path="robustness"),
     st.Page("pages/multimnist.py", title="MultiMNIST", icon=":material/join_inner:", url_path="multimnist"),

@@ -31,6 +31,7 @@ PAGES = {"home": "", "curves": "curves", "routing": "routing", "dimensions": "di
 TITLES = {"home": "CapsViz", "curves": "Routing curves", "routing": "Routing", "dimensions": "Capsule dimensions",
           "reconstructions": "Reconstructions", "robustness": "Robustness"}
 TIMEOUT_MS = 60_000  # generous: a cold page loads a model and MNIST on 2 busy cores
+SLOW_TIMEOUT_MS = 240_000  # a fresh server's first page under a load average of 18 on 2 cores took over 60 s
 
 
 def require_chromium() -> None:
@@ -380,5 +381,56 @@ def test_the_affine_explorer_follows_its_rotation_slider(dashboard_url, browser)
     assert class_scores(page, "tiny-r1") != before, "turning the digit must change the prediction panel"
     assert_no_exception(page, "robustness after the rotation slider moved")
     page.screenshot(path=ARTIFACTS / "browser-robustness-rotated.png", full_page=True)
+    assert not errors, f"JavaScript errors in the page: {errors}"
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def space_dashboard_url(tmp_path_factory) -> str:
+    """A server over a copy of the shipped mnist-r3 with a small map of its own beside it (48 digits, as
+    `scripts/map_capsule_space.py --digits 48` writes): nothing to train, little to encode."""
+    from capsviz.capsule_space import compute_capsule_space, write_capsule_space
+    from capsviz.digits import load_test_set
+    from capsviz.dimension_meanings import model_digest
+    from capsviz.runs import load_weights
+
+    require_chromium()
+    root = tmp_path_factory.mktemp("browser-space")
+    run_dir = root / "r3-copy"
+    run_dir.mkdir()
+    for name in ("run.json", "history.csv", "model.pt"):
+        shutil.copy(ROOT / "checkpoints" / "mnist-r3" / name, run_dir / name)
+    model = load_weights(run_dir / "model.pt")
+    images, labels = load_test_set("mnist")
+    write_capsule_space(run_dir, compute_capsule_space(model, images, labels, digest=model_digest(model),
+                                                       dataset="mnist", digits=48))
+    with serve_dashboard([root], "streamlit-space.log") as url:
+        yield url
+
+
+def test_capsule_space_map_in_a_browser_and_its_digit_opens_on_the_routing_page(space_dashboard_url, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 1400})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{space_dashboard_url}/capsule-space")
+    page.get_by_role("heading", name="Capsule space", exact=True).wait_for(timeout=SLOW_TIMEOUT_MS)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=SLOW_TIMEOUT_MS)
+    page.locator(".st-key-space_map_r3-copy .js-plotly-plot").wait_for(timeout=SLOW_TIMEOUT_MS)
+    page.locator(".st-key-space_map_r3-copy .js-plotly-plot canvas").first.wait_for(state="attached",
+                                                                                   timeout=SLOW_TIMEOUT_MS)  # WebGL
+    assert_no_exception(page, "capsule space")
+    assert page.get_by_text("48 test digits").count() > 0
+    page.screenshot(path=ARTIFACTS / "browser-capsule-space.png", full_page=True)
+    digit_input = page.locator(".st-key-space_digit input")
+    digit_input.fill("17")  # not the default digit, nor the Routing page's: the hand-over is under test
+    digit_input.press("Enter")
+    page.get_by_text("Test digit #17").wait_for(timeout=SLOW_TIMEOUT_MS)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=SLOW_TIMEOUT_MS)
+    page.get_by_role("button", name="Open on Routing").click()
+    page.get_by_role("heading", name="Routing", exact=True).wait_for(timeout=SLOW_TIMEOUT_MS)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=SLOW_TIMEOUT_MS)
+    assert_no_exception(page, "routing, opened from the capsule space")
+    assert page.locator(".st-key-routing_digit_index input").input_value() == "17"
+    assert page.locator(".st-key-routing_digit_mode").get_by_role("radio", name="By index").is_checked()
     assert not errors, f"JavaScript errors in the page: {errors}"
     page.close()
