@@ -3,6 +3,7 @@ import streamlit as st
 
 from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors
 from capsviz.dashboard.state import load_runs
+from capsviz.dashboard.time_views import show_time_to_accuracy
 from capsviz.groups import longest_table1_run, table1_measured
 from capsviz.results import paper_table1, run_summary_table
 
@@ -98,6 +99,8 @@ else:
 })
 st.caption("Full MNIST runs only (no --subset or --test-subset). `python -m trainer.sweep --grid table1 --seeds 0,1,2 "
            "--epochs N` trains this grid; the README says on which CPU and for how long the shipped runs trained.")
+
+show_time_to_accuracy(runs.runs)
 
 paper_column, guide_column = st.columns([3, 2], gap="large")
 with paper_column:

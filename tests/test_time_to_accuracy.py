@@ -87,3 +87,18 @@ def test_the_showcase_clocks_the_shipped_runs_at_the_benchmarks_idle_speed():
         pytest.approx(time_to_error(ours.history, 0.5, seconds_per_epoch=ours.seconds_per_epoch).seconds
                       * clock["plain"] / clock["fast"]))
     assert showcase({}, bench) == ([], None)
+
+
+def test_the_home_page_shows_the_time_to_accuracy_of_the_shipped_runs(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from capsviz import runs
+    monkeypatch.setenv(runs.RUNS_ROOT_ENV, str(runs.PROJECT_ROOT / "checkpoints"))
+    app = AppTest.from_file(str(runs.PROJECT_ROOT / "dashboard.py"), default_timeout=180).run()
+    assert not app.exception, [exception.value for exception in app.exception]
+    assert "Time to accuracy" in [header.value for header in app.subheader]
+    table = next(frame.value for frame in app.dataframe if "Hours to 0.5%" in frame.value.columns)
+    assert table["Run"].iloc[-1].startswith("public ports' recipe") and table["Hours to 0.5%"].dtype.kind == "f"
+    seeds = table[table["Run"].str.startswith("x0.99 per epoch")]
+    assert len(seeds) == 3 and (seeds["Hours to 0.5%"] < table["Hours to 0.5%"].iloc[-1]).all()
+    assert any("idle Intel(R) Xeon(R) Processor" in caption.value for caption in app.caption)
