@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .affine import PARAMETERS, centre_on_canvas, identity_parameters, transform_images
+from .results import with_numbers
 from .robustness import BINS, PAPER, class_scores, paired_comparison, unpack_correct
 from .runs import Run
 
@@ -18,9 +19,12 @@ AFFNIST_LIKE, AFFNIST, EXPANDED = "affnist-like", "affnist", "expanded-mnist"
 MODEL_NAMES = {"capsnet": "CapsNet", "baseline": "CNN"}
 
 
+COMPARISON_NUMBERS = ("Epochs", "Expanded MNIST (%)", "affNIST-like (%)", "affNIST (%)", "Images (affNIST-like)")
+
+
 def comparison_table(runs: list[Run]) -> pd.DataFrame:
     """One row per source: the paper's CapsNet and CNN (section 5.2), then each run with an evaluation.
-    Accuracies in percent; None where a set was not tested."""
+    Accuracies in percent; NaN where a set was not tested (the columns stay numeric)."""
     rows = [{"Source": f"paper, {MODEL_NAMES[model]}", "Model": MODEL_NAMES[model], "Epochs": None,
              "Expanded MNIST (%)": values["expanded_mnist"], "affNIST-like (%)": None,
              "affNIST (%)": values["affnist"], "Images (affNIST-like)": None}
@@ -37,7 +41,7 @@ def comparison_table(runs: list[Run]) -> pd.DataFrame:
                      "affNIST-like (%)": sets.get(AFFNIST_LIKE, {}).get("accuracy"),
                      "affNIST (%)": sets.get(AFFNIST, {}).get("accuracy"),
                      "Images (affNIST-like)": sets.get(AFFNIST_LIKE, {}).get("images")})
-    return pd.DataFrame(rows)
+    return with_numbers(pd.DataFrame(rows), COMPARISON_NUMBERS)
 
 
 def by_transform(runs: list[Run], transform: str) -> dict[str, pd.DataFrame]:
@@ -73,7 +77,8 @@ def paired_table(runs: list[Run]) -> pd.DataFrame:
                 rows.append({"A": name_a, "B": name_b, "Images": paired["images"], "Both right": paired["both"],
                              "Only A right": paired["only_a"], "Only B right": paired["only_b"],
                              "Both wrong": paired["neither"], "McNemar p": paired["p_value"]})
-    return pd.DataFrame(rows)
+    return with_numbers(pd.DataFrame(rows), ["Images", "Both right", "Only A right", "Only B right", "Both wrong",
+                                             "McNemar p"])
 
 
 def json_key(value) -> str:
