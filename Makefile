@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install data dashboard test lint chromium bench bench-dashboard train
+.PHONY: install data dashboard test test-fast lint chromium bench bench-dashboard train
 
 $(STAMP): requirements.txt requirements-data.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,10 +28,15 @@ dashboard: data
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
-# lint first (ruff, configured in pyproject.toml), then the suite
+# lint first (ruff, configured in pyproject.toml), then the suite (CI: .ci/run); pytest.ini prints the ten slowest
 test: data chromium
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# while working: lint, then every test not marked slow (no browser, torchrun or long training; pytest.ini)
+test-fast: data
+	$(PY) -m ruff check .
+	$(PY) -m pytest -m "not slow"
 
 lint: install
 	$(PY) -m ruff check .

@@ -7,26 +7,22 @@
 The browser picks among those directories only (.streamlit/config.toml binds the server to
 127.0.0.1; README says how to serve it on a network on purpose).
 
-This entry script only sets up navigation and the sidebar; the pages are in pages/, and what they
+This entry script only sets up navigation and the sidebar; the pages are in pages/, listed once in
+capsviz/dashboard/page_table.py (adding a page: its file plus one entry there), and what they
 compute is in the plain capsviz modules (results, curves, digits, perturbations,
 reconstructions), what they draw in capsviz.dashboard.figures.
 """
 import streamlit as st
 
+from capsviz.dashboard.page_table import PAGE_TABLE
 from capsviz.dashboard.state import RUNS_ROOT_KEY, DashboardOptionError, load_runs, runs_roots
 
 st.set_page_config(page_title="CapsViz", page_icon=":material/hub:", layout="wide")
 
-PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/curves.py", title="Routing curves", icon=":material/show_chart:", url_path="curves"),
-    st.Page("pages/routing.py", title="Routing", icon=":material/call_split:", url_path="routing"),
-    st.Page("pages/dimensions.py", title="Capsule dimensions", icon=":material/tune:", url_path="dimensions"),
-    st.Page("pages/capsule-space.py", title="Capsule space", icon=":material/scatter_plot:", url_path="capsule-space"),
-    st.Page("pages/reconstructions.py", title="Reconstructions", icon=":material/grid_view:", url_path="reconstructions"),
-    st.Page("pages/robustness.py", title="Robustness", icon=":material/transform:", url_path="robustness"),
-    st.Page("pages/multimnist.py", title="MultiMNIST", icon=":material/join_inner:", url_path="multimnist"),
-]
+# one entry per page in capsviz/dashboard/page_table.py; the default page is served at "/" (its file's
+# name, as Streamlit infers it, stays its path too)
+PAGES = [st.Page(page.path, title=page.title, icon=page.icon, url_path=page.url_path or None, default=page.default)
+         for page in PAGE_TABLE]
 page = st.navigation(PAGES)
 
 try:

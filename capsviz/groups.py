@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .results import PAPER_TABLE1, best_test_error, last_value, matches_paper_row, numeric_column
+from .results import PAPER_TABLE1, best_test_error, last_value, matches_paper_row, numeric_column, with_numbers
 from .store import Run
 
 # Settings that do not make a run a different experiment: its seed, how long it is planned to run
@@ -174,7 +174,9 @@ def table1_measured(runs: Sequence[Run], *, at_epoch: int | None = None) -> pd.D
                 "Best test error (%)": best_mean, "Best std": best_std,
                 "Paper (%)": paper_text, "Paper mean (%)": paper.mnist_error,
             })
-    return pd.DataFrame(rows)
+    # a setting no run has (or a single seed: no std) leaves gaps: NaN in numeric columns, empty cells
+    return with_numbers(pd.DataFrame(rows), ["n", "Final test error (%)", "Final std", "Best test error (%)", "Best std",
+                                             "Paper mean (%)"])
 
 
 def longest_table1_run(runs: Sequence[Run]) -> int:
@@ -201,4 +203,4 @@ def group_summary_table(groups: Sequence[RunGroup]) -> pd.DataFrame:
                      "Epochs": epochs_label(errors.epochs),
                      "Final test error (%)": format_mean_std(final_mean, final_std, errors.n),
                      "Best test error (%)": format_mean_std(best_mean, best_std, errors.n)})
-    return pd.DataFrame(rows)
+    return with_numbers(pd.DataFrame(rows), ["n"])

@@ -42,12 +42,13 @@ PAPER_TABLE1 = (
 
 
 def paper_table1() -> pd.DataFrame:
-    """Table 1 as a table to show: MNIST as mean ± std of 3 trials, MultiMNIST where reported."""
-    return pd.DataFrame([{
+    """Table 1 as a table to show: MNIST as mean ± std of 3 trials (text), MultiMNIST where reported
+    (a number; NaN where the paper has none)."""
+    return with_numbers(pd.DataFrame([{
         "Setup": result.setup,
         "MNIST (%)": f"{result.mnist_error:.2f}" + (f" ± {result.mnist_std:.3f}" if result.mnist_std is not None else ""),
-        "MultiMNIST (%)": f"{result.multimnist_error:.1f}" if result.multimnist_error is not None else "-",
-    } for result in PAPER_TABLE1])
+        "MultiMNIST (%)": result.multimnist_error,
+    } for result in PAPER_TABLE1]), ["MultiMNIST (%)"])
 
 
 def paper_error(run: Run) -> float | None:
@@ -115,6 +116,21 @@ def _number_or_none(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+# ---- tables of numbers with gaps ----------------------------------------------------------------
+
+def with_numbers(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The table with `columns` (those it has) as numbers, a missing value (None) NaN: a column of
+    numbers with gaps, or of gaps only, stays numeric, so it sorts by value and the dashboard shows
+    a gap as an empty cell (pandas makes a column of None alone, or of None beside text, `object`,
+    which a table shows as text). A column without gaps keeps its integers. Text in one raises."""
+    table = table.copy()
+    for column in columns:
+        if column in table:
+            values = pd.to_numeric(table[column])
+            table[column] = values.astype("float64") if values.dtype == object else values
+    return table
+
+
 # ---- run tables --------------------------------------------------------------------------------
 
 def device_label(info: dict) -> str:
@@ -166,13 +182,18 @@ def run_summary_row(run: Run) -> dict:
     }
 
 
+RUN_SUMMARY_NUMBERS = ("Final test error (%)", "Best test error (%)", "Best epoch", "Paper (%)", "Parameters",
+                       "Seconds / epoch")
+
+
 def run_summary_table(runs: Sequence[Run]) -> pd.DataFrame:
-    table = pd.DataFrame([run_summary_row(run) for run in runs])
-    # a column of numbers with gaps (no Table 1 row for 2 routings) stays numeric: NaN shows as an empty
-    # cell, where a None among floats would make the column text and show "None"
-    if "Paper (%)" in table:
-        table["Paper (%)"] = pd.to_numeric(table["Paper (%)"])
-    return table
+    # a column of numbers with gaps (no Table 1 row for 2 routings, no timings in a Keras import) stays
+    # numeric: NaN, an empty cell, where None would make the column text
+    return with_numbers(pd.DataFrame([run_summary_row(run) for run in runs]), RUN_SUMMARY_NUMBERS)
+
+
+CURVE_SUMMARY_NUMBERS = ("Epochs", "Final test error (%)", "Best test error (%)", "Best epoch", "Final train loss",
+                         "Final test loss", "Seconds / epoch", "Wall time (min)")
 
 
 def curve_summary_table(runs: Sequence[Run]) -> pd.DataFrame:
@@ -191,4 +212,4 @@ def curve_summary_table(runs: Sequence[Run]) -> pd.DataFrame:
             "Seconds / epoch": mean_epoch_seconds(history),
             "Wall time (min)": wall / 60 if wall is not None else None,
         })
-    return pd.DataFrame(rows)
+    return with_numbers(pd.DataFrame(rows), CURVE_SUMMARY_NUMBERS)

@@ -12,6 +12,7 @@ from torch import nn
 
 from .affine import PARAMETERS, centre_on_canvas, identity_parameters, transform_images
 from .models import find_model_entry
+from .results import with_numbers
 from .robustness import BINS, PAPER, class_scores, paired_comparison, unpack_correct
 from .store import Run
 
@@ -24,9 +25,12 @@ def display_name(model: str | None) -> str | None:
     return entry.display_name if entry is not None else model
 
 
+COMPARISON_NUMBERS = ("Epochs", "Expanded MNIST (%)", "affNIST-like (%)", "affNIST (%)", "Images (affNIST-like)")
+
+
 def comparison_table(runs: list[Run]) -> pd.DataFrame:
     """One row per source: the paper's CapsNet and CNN (section 5.2), then each run with an evaluation.
-    Accuracies in percent; None where a set was not tested."""
+    Accuracies in percent; NaN where a set was not tested (the columns stay numeric)."""
     rows = [{"Source": f"paper, {display_name(model)}", "Model": display_name(model), "Epochs": None,
              "Expanded MNIST (%)": values["expanded_mnist"], "affNIST-like (%)": None,
              "affNIST (%)": values["affnist"], "Images (affNIST-like)": None}
@@ -43,7 +47,7 @@ def comparison_table(runs: list[Run]) -> pd.DataFrame:
                      "affNIST-like (%)": sets.get(AFFNIST_LIKE, {}).get("accuracy"),
                      "affNIST (%)": sets.get(AFFNIST, {}).get("accuracy"),
                      "Images (affNIST-like)": sets.get(AFFNIST_LIKE, {}).get("images")})
-    return pd.DataFrame(rows)
+    return with_numbers(pd.DataFrame(rows), COMPARISON_NUMBERS)
 
 
 def by_transform(runs: list[Run], transform: str) -> dict[str, pd.DataFrame]:
@@ -79,7 +83,8 @@ def paired_table(runs: list[Run]) -> pd.DataFrame:
                 rows.append({"A": name_a, "B": name_b, "Images": paired["images"], "Both right": paired["both"],
                              "Only A right": paired["only_a"], "Only B right": paired["only_b"],
                              "Both wrong": paired["neither"], "McNemar p": paired["p_value"]})
-    return pd.DataFrame(rows)
+    return with_numbers(pd.DataFrame(rows), ["Images", "Both right", "Only A right", "Only B right", "Both wrong",
+                                             "McNemar p"])
 
 
 def json_key(value) -> str:

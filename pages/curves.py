@@ -3,7 +3,7 @@ import streamlit as st
 
 from capsviz.curves import DEFAULT_PANELS, PANELS, X_EPOCH, X_WALL, combined_csv
 from capsviz.dashboard.figures import curves_figure, run_colors
-from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors
+from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors, show_table
 from capsviz.dashboard.safe_html import curves_legend
 from capsviz.dashboard.state import load_runs
 from capsviz.groups import BANDS, group_runs, group_summary_table
@@ -94,7 +94,7 @@ def charts(imported: list[Run]) -> None:
         grid[position % 2].plotly_chart(figure, width="stretch", key=f"curve_{title}")
     st.subheader("Summary")
     number = st.column_config.NumberColumn
-    st.dataframe(curve_summary_table(shown), hide_index=True, width="stretch", column_config={
+    show_table(curve_summary_table(shown), column_config={
         "Run": st.column_config.TextColumn(pinned=True, width="medium"),
         "Routings": st.column_config.TextColumn("Routing", help="'-': a model without routing"),
         "Final test error (%)": number("Final error (%)", format="%.2f"),
@@ -108,7 +108,7 @@ def charts(imported: list[Run]) -> None:
     })
     if groups:
         st.subheader("Groups")
-        st.dataframe(group_summary_table(groups), hide_index=True, width="stretch", column_config={
+        show_table(group_summary_table(groups), column_config={
             "Final test error (%)": st.column_config.TextColumn(
                 "Final error (%)", help="Each seed's test error after its last epoch: mean ± std (n-1) over seeds"),
             "Best test error (%)": st.column_config.TextColumn(

@@ -5,7 +5,6 @@ width claim checked on this run and another."""
 import hashlib
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from capsviz.dashboard.digit_picker import pick_or_draw_digit, picked_codes
@@ -16,11 +15,12 @@ from capsviz.dashboard.dimension_views import (
     shared_zmax,
     slider_labels,
     summary_row,
+    summary_table,
     weights_digest,
 )
 from capsviz.dashboard.figures import capsule_lengths_figure, capsule_vector_figure, digit_figure, perturbation_figure
 from capsviz.dashboard.live_decoder import live_decoder
-from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors, shows_pairs
+from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors, show_table, shows_pairs
 from capsviz.dashboard.state import load_runs
 from capsviz.perturbations import decode_with_offsets, perturbation_grid, perturbation_offsets
 
@@ -140,7 +140,7 @@ if other_measured is not None:
 rows = [summary_row(run.name, measured.meanings)]
 if other_measured is not None:
     rows.append(summary_row(other, other_measured.meanings))
-st.dataframe(pd.DataFrame(rows), hide_index=True, key="meanings_summary")
+show_table(summary_table(rows), key="meanings_summary")
 if measured.meanings is not None:
     width_classes = measured.meanings.classes_with("width")
     st.caption(f"The paper (section 5.1): one of the 16 dimensions almost always represents the width of the digit. "

@@ -1,7 +1,8 @@
 """Home: every run at a glance, the paper's Table 1 for reference, and a guide to the pages."""
 import streamlit as st
 
-from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors
+from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors, show_table
+from capsviz.dashboard.page_table import PAGE_TABLE
 from capsviz.dashboard.state import load_runs
 from capsviz.dashboard.time_views import show_time_to_accuracy
 from capsviz.groups import longest_table1_run, table1_measured
@@ -39,8 +40,8 @@ else:
                           border=True, help="Test error after a run's last epoch, on its dataset's test set")
     hours = sum(run.info.get("wall_seconds") or 0 for run in runs.runs) / 3600
     figures[3].metric("Training time, all runs", f"{hours:.1f} h", border=True)
-    st.dataframe(
-        table, hide_index=True, width="stretch",
+    show_table(
+        table,
         column_config={
             "Run": st.column_config.TextColumn("Run", pinned=True),
             "Dataset": st.column_config.TextColumn("Dataset", help="What it trained and is tested on: mnist, or "
@@ -82,7 +83,7 @@ if not (measured["n"] > 0).any():
     st.caption("No full-MNIST run here has finished an epoch yet: this table fills in as runs of the paper's "
                "settings train.")
 else:
-  st.dataframe(measured.drop(columns=["Paper mean (%)"]), hide_index=True, width="stretch", column_config={
+  show_table(measured.drop(columns=["Paper mean (%)"]), column_config={
     "Setup": st.column_config.TextColumn("Setup", pinned=True),
     "Runs": st.column_config.TextColumn("Runs", help="The runs of this setting that differ only in seed (a sweep's "
                                         "-seed0, -seed1, ...), or one run"),
@@ -105,17 +106,12 @@ show_time_to_accuracy(runs.runs)
 paper_column, guide_column = st.columns([3, 2], gap="large")
 with paper_column:
     st.subheader("Paper, Table 1")
-    st.dataframe(paper_table1(), hide_index=True, width="stretch")
+    show_table(paper_table1(), column_config={"MultiMNIST (%)": NUMBER("MultiMNIST (%)", format="%.1f")})
     st.caption("Test error (%); MNIST as mean ± std of 3 trials. No open reimplementation is known to reach 0.25%.")
 
 with guide_column:
     st.subheader("Pages")
-    st.page_link("pages/curves.py", label="Routing curves", icon=":material/show_chart:")
-    st.caption("Overlay runs' losses, accuracy, test error, learning rate and epoch time; smooth, log scale, "
-           "epoch or wall-time axis; import Keras CSVLogger histories; download the combined CSV.")
-    st.page_link("pages/dimensions.py", label="Capsule dimensions", icon=":material/tune:")
-    st.caption("Pick a test digit, see its 10 capsule lengths, drag the 16 dimensions of a capsule and watch "
-           "the decoder redraw it; the paper's Figure 4 grid for the digit.")
-    st.page_link("pages/reconstructions.py", label="Reconstructions", icon=":material/grid_view:")
-    st.caption("Test digits beside their reconstructions as in Figure 3, labelled (l, p, r); misclassified "
-           "digits only; reconstruct from the label's or the prediction's capsule.")
+    for entry in PAGE_TABLE:  # every page but this one (the default), as capsviz/dashboard/page_table.py lists them
+        if not entry.default:
+            st.page_link(entry.path, label=entry.title, icon=entry.icon)
+            st.caption(entry.shows)

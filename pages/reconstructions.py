@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 
 from capsviz.dashboard.figures import reconstruction_grid_figure
-from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors
+from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors, show_table
 from capsviz.dashboard.state import digit_codes, load_runs, scan_codes
 from capsviz.digits import misclassified
 from capsviz.reconstructions import TARGET_LABEL, TARGET_PREDICTION, reconstruct_digits, reconstruction_table
@@ -61,7 +61,7 @@ metrics[0].metric("Misclassified shown", f"{int((~table['correct']).sum())} / {l
 for column, entry in zip(metrics[1:], sets):
     column.metric(f"Mean error, from the {entry.target}", f"{entry.table['error'].mean():.2f}",
                   help="Sum of squared pixel errors per digit, the unweighted reconstruction term of the loss.")
-st.dataframe(table, hide_index=True, width="stretch", column_config={
+show_table(table, column_config={
     "length": st.column_config.ProgressColumn("predicted capsule length", min_value=0.0, max_value=1.0, format="%.3f"),
     **{column: st.column_config.NumberColumn(format="%.2f") for column in table.columns if column.startswith("error")},
 })

@@ -3,7 +3,7 @@ transform, and an affine explorer that moves a test digit under each loaded mode
 import streamlit as st
 
 from capsviz.dashboard.figures import digit_figure
-from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors
+from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors, show_table
 from capsviz.dashboard.robustness_figures import class_scores_figure, comparison_figure, transform_accuracy_figure
 from capsviz.dashboard.state import cached_paired_table, evaluations, load_runs, model_for, test_set
 from capsviz.data import DataError
@@ -57,7 +57,7 @@ st.subheader("The paper's comparison beside ours")
 if evaluated:
     table = comparison_table(evaluated)
     st.plotly_chart(comparison_figure(table), width="stretch", key="robustness_comparison")
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
+    show_table(table, column_config={
         column: st.column_config.NumberColumn(format="%.2f") for column in table.columns if column.endswith("(%)")})
     notes = []
     for run in evaluated:
@@ -76,8 +76,7 @@ if evaluated:
         st.markdown("**Paired, on the same affNIST-like images**: the images only one model got right decide "
                     "whether one is better; McNemar's exact test gives the chance of a split at least this uneven "
                     "between two equally accurate models.")
-        st.dataframe(paired, hide_index=True, width="stretch",
-                     column_config={"McNemar p": st.column_config.NumberColumn(format="%.3g")})
+        show_table(paired, column_config={"McNemar p": st.column_config.NumberColumn(format="%.3g")})
 else:
     st.info("No run has an evaluation (evaluation.json) yet. Make one with\n\n```\npython -m trainer.robustness\n```\n\n"
             "(it trains a CapsNet and a pooled CNN on mnist-40, then tests both), or `--evaluate-only --out DIR` "

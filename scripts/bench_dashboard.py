@@ -29,13 +29,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+from capsviz.dashboard.page_table import PAGE_TABLE, page_by_name
 from capsviz.runs import RUNS_ROOT_ENV, default_runs_root, list_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 
-PAGES = {"home": "pages/home.py", "curves": "pages/curves.py", "dimensions": "pages/dimensions.py",
-         "reconstructions": "pages/reconstructions.py"}
-URL_PATHS = {"home": "", "curves": "curves", "dimensions": "dimensions", "reconstructions": "reconstructions"}
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -54,10 +52,10 @@ def server_side(repeats: int) -> None:
 
     print("1. Page render, server side (AppTest)")
     fresh_app().run()  # imports and Streamlit's own first-run setup are not the dashboard's cost
-    for name, page in PAGES.items():
-        app = fresh_app()
-        if page != PAGES["home"]:
-            app.run().switch_page(page)  # the home page is light: it only lists the runs
+    for entry in PAGE_TABLE:  # every page of capsviz/dashboard/page_table.py
+        name, app = entry.name, fresh_app()
+        if not entry.default:
+            app.run().switch_page(entry.path)  # the home page is light: it only lists the runs
         st.cache_data.clear()
         st.cache_resource.clear()
         start = time.perf_counter()
@@ -73,7 +71,7 @@ def server_side(repeats: int) -> None:
 
     print("2. Offsets coming back from the browser, server side")
     app = fresh_app().run()
-    app.switch_page(PAGES["dimensions"]).run()
+    app.switch_page(page_by_name("dimensions").path).run()
     if not app.get("bidi_component"):
         print("   no run with weights: skipped")
         return
@@ -99,7 +97,7 @@ def routing_page(repeats: int) -> None:
 
     print("4. Routing page, server side (new digit each time)")
     app = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=300).run()
-    app.switch_page("pages/routing.py").run()
+    app.switch_page(page_by_name("routing").path).run()
     if app.exception or not app.number_input:
         print("   no CapsNet run with weights, or the page failed: skipped")
         return
@@ -162,12 +160,12 @@ def in_browser(runs_root: Path, repeats: int) -> None:
             idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
             for visit in ("first visit (cold caches)", "second visit (warm)"):
                 timings = []
-                for name, path in URL_PATHS.items():
-                    start = time.perf_counter()
-                    page.goto(f"{url}/{path}")
+                for entry in PAGE_TABLE:
+                    name, start = entry.name, time.perf_counter()
+                    page.goto(f"{url}/{entry.url_path}")
                     page.wait_for_selector("h1", timeout=300_000)
                     page.wait_for_selector(idle, timeout=300_000)
-                    if name != "home" and page.locator(".js-plotly-plot").count():
+                    if not entry.default and page.locator(".js-plotly-plot").count():
                         page.locator(".js-plotly-plot").last.wait_for(timeout=300_000)
                     timings.append(f"{name} {time.perf_counter() - start:.2f} s")
                 print(f"   page load, {visit}: " + ", ".join(timings))

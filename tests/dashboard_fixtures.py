@@ -1,9 +1,11 @@
 """Fixtures of the dashboard tests: runs roots built once per test session around conftest's
 tiny real runs (a history-only run, a run still training, broken variants beside it, and runs of
-the baseline CNN and of mnist-40).
+the baseline CNN and of mnist-40); and the one way the tests open the dashboard in Streamlit's
+AppTest (DASHBOARD, new_app, open_app).
 
 conftest.py registers this module as a plugin, so every test module can ask for its fixtures; the
-roots are cached in this module so that modules sharing them build them once.
+roots are cached in this module so that modules sharing them build them once. Test modules import
+the helpers: `from dashboard_fixtures import open_app`.
 """
 from __future__ import annotations
 
@@ -15,9 +17,49 @@ from pathlib import Path
 import pytest
 
 from capsviz import runs
+from capsviz.runs import RUNS_ROOT_ENV
+
+from conftest import ROOT
 
 KERAS_HISTORIES = Path(__file__).resolve().parent / "keras_histories"  # the seed project's two CSVLogger files
+DASHBOARD = ROOT / "dashboard.py"  # the entry script: its navigation opens every page
+APP_TIMEOUT = 120  # seconds per AppTest run: a cold page loads a model and MNIST on 2 busy cores
 _built: dict[str, Path] = {}
+
+
+# ---- opening the dashboard in AppTest -----------------------------------------------------------------
+
+def new_app():
+    """The dashboard in Streamlit's AppTest, not run yet (to set session state or argv first)."""
+    from streamlit.testing.v1 import AppTest  # here, not at the top: most test modules never open the app
+
+    return AppTest.from_file(str(DASHBOARD), default_timeout=APP_TIMEOUT)
+
+
+def open_app(root: Path, monkeypatch, page: str | None = None):
+    """The dashboard on the runs root `root` ($CAPSVIZ_RUNS), run once, then switched to `page`
+    ("pages/NAME.py", as capsviz.dashboard.page_table names it) when given. Fails if the page raised,
+    or if one of its tables would show a missing value as anything but an empty cell."""
+    monkeypatch.setenv(RUNS_ROOT_ENV, str(root))
+    app = new_app().run()
+    if page:
+        app.switch_page(page).run()
+    assert_no_exception(app)
+    assert_tables_leave_missing_values_empty(app)
+    return app
+
+
+def assert_no_exception(app) -> None:
+    assert not app.exception, f"the page raised: {[exception.value for exception in app.exception]}"
+
+
+def assert_tables_leave_missing_values_empty(app) -> None:
+    """Every st.dataframe of the page shows a missing value as an empty cell (placeholder "";
+    Streamlit writes a grey "None" otherwise): capsviz.dashboard.page_helpers.show_table."""
+    for table in app.dataframe:
+        assert table.proto.HasField("placeholder") and table.proto.placeholder == "", (
+            f"a table without placeholder='' (use show_table): columns {list(table.value.columns)}")
+
 
 
 def synthetic_rows(epochs: int, *, routings: int, recon: bool = True) -> list[dict]:

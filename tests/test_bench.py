@@ -6,6 +6,7 @@ import pytest
 from trainer.bench import main
 
 
+@pytest.mark.slow
 def test_bench_writes_both_paths_their_ratio_and_the_machine(tmp_path, capsys):
     assert main(["--device", "cpu", "--routings", "1", "--steps", "1", "--repeats", "2", "--precision", "fp32",
                  "--results-dir", str(tmp_path)]) == 0
@@ -70,6 +71,7 @@ def test_gpu_scripts_say_in_one_line_that_there_is_no_gpu(tmp_path, name):
     assert out.is_dir() and not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_gpu_table1_rehearsed_on_the_cpu_brings_back_histories_and_the_best_3_routing_weights(tmp_path):
     """The Table 1 script, rehearsed on the CPU as it will run on a lent GPU: the sweep's runs come back
     as run.json + history.csv + log each, the best 3-routing run with reconstruction with int8 weights,

@@ -19,19 +19,19 @@ from pathlib import Path
 
 import pytest
 
+from capsviz.dashboard.page_table import PAGE_TABLE
 from capsviz.runs import RUNS_ROOT_ENV
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]
-PAGES = {"home": "", "curves": "curves", "routing": "routing", "dimensions": "dimensions",
-         "reconstructions": "reconstructions", "robustness": "robustness"}
-TITLES = {"home": "CapsViz", "curves": "Routing curves", "routing": "Routing", "dimensions": "Capsule dimensions",
-          "reconstructions": "Reconstructions", "robustness": "Robustness"}
+PAGES = {page.name: page for page in PAGE_TABLE}  # "curves": its entry in capsviz/dashboard/page_table.py
 TIMEOUT_MS = 60_000  # generous: a cold page loads a model and MNIST on 2 busy cores
 SLOW_TIMEOUT_MS = 240_000  # a fresh server's first page under a load average of 18 on 2 cores took over 60 s
+pytestmark = pytest.mark.slow  # a streamlit server and chromium: `make test` runs these, `make test-fast` does not
 
 
 def require_chromium() -> None:
@@ -93,8 +93,18 @@ def serve_dashboard(roots: list[Path], log_name: str = "streamlit.log"):
 
 
 @pytest.fixture(scope="module")
-def dashboard_url(runs_root, pair_runs_root) -> str:
-    with serve_dashboard([runs_root, pair_runs_root]) as url:
+def browser_root(runs_root, multimnist_run, tmp_path_factory) -> Path:
+    """The server's first runs root: the dashboard tests' runs (runs_root) and the tiny MultiMNIST run
+    side by side, so that every page has a run to draw."""
+    root = tmp_path_factory.mktemp("browser-runs")
+    for run_dir in [*sorted(runs_root.iterdir()), multimnist_run]:
+        shutil.copytree(run_dir, root / run_dir.name, ignore=shutil.ignore_patterns("state.pt"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(browser_root, pair_runs_root) -> str:
+    with serve_dashboard([browser_root, pair_runs_root]) as url:
         yield url
 
 
@@ -115,8 +125,8 @@ def wait_until_idle(page) -> None:
 
 
 def open_page(page, url: str, name: str) -> None:
-    page.goto(f"{url}/{PAGES[name]}")
-    page.get_by_role("heading", name=TITLES[name], exact=True).wait_for(timeout=TIMEOUT_MS)
+    page.goto(f"{url}/{PAGES[name].url_path}")
+    page.get_by_role("heading", name=PAGES[name].page_heading, exact=True).wait_for(timeout=TIMEOUT_MS)
     wait_until_idle(page)
 
 
@@ -154,7 +164,7 @@ def test_the_dashboard_is_not_served_to_the_network(dashboard_url):
         socket.create_connection((address, port), timeout=5).close()
 
 
-def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboard_url, browser, runs_root):
+def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboard_url, browser, browser_root):
     page = browser.new_page(viewport={"width": 1440, "height": 1800})
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -165,10 +175,10 @@ def test_every_page_in_a_browser_and_a_slider_redraws_the_reconstruction(dashboa
     assert "Capsule dimensions" in navigation and "dashboard" not in navigation, navigation
     # the runs directory is a choice among the server's roots (a selectbox), not a free-text path
     choice = page.locator('.st-key-runs_root [data-testid="stSelectbox"]').get_by_role("combobox")
-    assert choice.input_value() == str(runs_root)
-    for name in PAGES:
+    assert choice.input_value() == str(browser_root)
+    for name in PAGES:  # every page of the table; each but the home page draws a chart of a run
         open_page(page, dashboard_url, name)
-        if name != "home":
+        if not PAGES[name].default:
             page.locator(".js-plotly-plot").first.wait_for(timeout=TIMEOUT_MS)
         assert_no_exception(page, name)
         page.screenshot(path=ARTIFACTS / f"browser-{name}.png", full_page=True)
@@ -254,7 +264,7 @@ def test_routing_page_iteration_slider_and_a_digit_drawn_with_the_mouse(dashboar
     print(f"drawn: {first!r} then {routing_prediction(page)!r}")
     assert not errors, f"JavaScript errors in the page: {errors}"
     page.close()
-def test_dragging_a_dimension_morphs_the_digit_live_and_matches_the_servers_decode(dashboard_url, browser, runs_root):
+def test_dragging_a_dimension_morphs_the_digit_live_and_matches_the_servers_decode(dashboard_url, browser, browser_root):
     """Mouse down on a slider, move, and the canvas changes before the mouse is released (decoded in
     the browser); on release the offsets reach the server; the final canvas equals model.decode of
     the same capsule within a grey level; the sliders are named by the run's measured meanings."""
@@ -267,7 +277,7 @@ def test_dragging_a_dimension_morphs_the_digit_live_and_matches_the_servers_deco
     from capsviz.runs import DIMENSIONS, load_weights, read_dimensions
     from scripts.measure_dimensions import measure_run
 
-    run_dir = runs_root / "tiny-r1"
+    run_dir = browser_root / "tiny-r1"
     measure_run(run_dir, digits=8)  # the page reads it on its next run; removed at the end
     try:
         page = browser.new_page(viewport={"width": 1440, "height": 1800})

@@ -13,26 +13,14 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from capsviz.dashboard.page_helpers import TRAIN_COMMAND
+from capsviz.dashboard.page_helpers import MULTIMNIST_TRAIN_COMMAND, TRAIN_COMMAND
+from capsviz.dashboard.page_table import PAGE_TABLE, page_by_path
+from capsviz.dashboard.safe_html import text as html_text
 from capsviz.runs import RUNS_ROOT_ENV
 
-from dashboard_fixtures import KERAS_HISTORIES
+from dashboard_fixtures import DASHBOARD, KERAS_HISTORIES, assert_no_exception, new_app, open_app
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
-PAGES = ["pages/home.py", "pages/curves.py", "pages/dimensions.py", "pages/reconstructions.py", "pages/routing.py"]
-
-
-def open_app(root: Path, monkeypatch, page: str | None = None) -> AppTest:
-    monkeypatch.setenv(RUNS_ROOT_ENV, str(root))
-    app = AppTest.from_file(str(DASHBOARD), default_timeout=120).run()
-    if page:
-        app.switch_page(page).run()
-    assert_no_exception(app)
-    return app
-
-
-def assert_no_exception(app: AppTest) -> None:
-    assert not app.exception, f"the page raised: {[exception.value for exception in app.exception]}"
+PAGES = [page.path for page in PAGE_TABLE]
 
 
 def chart_spec(app: AppTest, key: str) -> str:
@@ -158,7 +146,9 @@ def test_reconstructions_page_grid_filter_and_targets(runs_root, monkeypatch):
 
 
 # ---- runs of other models and datasets --------------------------------------------------------------
+# (marked slow: mixed_root trains a baseline CNN and a mnist-40 CapsNet with the real trainer first)
 
+@pytest.mark.slow
 def test_home_names_each_runs_dataset_and_model_and_the_baseline_has_no_routings(mixed_root, monkeypatch):
     app = open_app(mixed_root, monkeypatch)
     table = app.dataframe[0].value.set_index("Run")
@@ -170,6 +160,7 @@ def test_home_names_each_runs_dataset_and_model_and_the_baseline_has_no_routings
     assert not app.error
 
 
+@pytest.mark.slow
 def test_curves_page_overlays_the_baseline_beside_capsnet_runs(mixed_root, monkeypatch):
     app = open_app(mixed_root, monkeypatch, "pages/curves.py")
     assert app.multiselect(key="curve_runs").value == ["baseline", "capsnet-40", "tiny-r1"]
@@ -185,18 +176,21 @@ def test_curves_page_overlays_the_baseline_beside_capsnet_runs(mixed_root, monke
 @pytest.mark.parametrize("page, key", [("pages/dimensions.py", "dimensions_run"),
                                        ("pages/reconstructions.py", "reconstructions_run"),
                                        ("pages/routing.py", "routing_run")])
+@pytest.mark.slow
 def test_model_pages_offer_capsnet_runs_only(mixed_root, monkeypatch, page, key):
     app = open_app(mixed_root, monkeypatch, page)
     assert app.selectbox(key=key).options == ["capsnet-40", "tiny-r1"], "the baseline has no capsules to show"
 
 
 @pytest.mark.parametrize("page", ["pages/dimensions.py", "pages/reconstructions.py"])
+@pytest.mark.slow
 def test_model_pages_say_why_when_only_a_baseline_has_weights(baseline_only_root, monkeypatch, page):
     app = open_app(baseline_only_root, monkeypatch, page)
     assert not app.main.selectbox and not app.error
     assert any("Only runs without capsules (baseline) have weights" in info.value for info in app.info)
 
 
+@pytest.mark.slow
 def test_a_mnist_40_run_shows_its_own_40x40_test_digits(mixed_root, monkeypatch):
     from capsviz.dashboard import state
 
@@ -226,8 +220,11 @@ def test_a_mnist_40_run_shows_its_own_40x40_test_digits(mixed_root, monkeypatch)
 @pytest.mark.parametrize("page", PAGES)
 def test_empty_runs_root_says_how_to_train(empty_root, monkeypatch, page):
     app = open_app(empty_root, monkeypatch, page)
-    assert any(TRAIN_COMMAND in info.value for info in app.info), "the empty state gives the command to train"
+    commands = (TRAIN_COMMAND, MULTIMNIST_TRAIN_COMMAND)  # the MultiMNIST page's runs train on pairs
+    assert any(command in info.value for info in app.info for command in commands), (
+        "the empty state gives the command to train")
     assert not app.error
+    assert app.title[0].value == page_by_path(page).page_heading, "the heading the page table gives it"
 
 
 def test_broken_runs_are_one_error_line_each_and_the_rest_works(broken_root, monkeypatch):
@@ -274,7 +271,7 @@ def test_a_forged_runs_directory_in_the_session_is_not_opened(runs_root, monkeyp
     """A path in the widget's state that is not one of the roots (AppTest can put one there before
     the first run; a browser only picks an option) is ignored: the first root is shown."""
     monkeypatch.setenv(RUNS_ROOT_ENV, str(runs_root / "r3-live"))  # a root holding one run
-    app = AppTest.from_file(str(DASHBOARD), default_timeout=120)
+    app = new_app()
     app.session_state["runs_root"] = str(runs_root)
     app.run()
     assert_no_exception(app)
@@ -290,7 +287,7 @@ def test_several_roots_from_the_environment(empty_root, runs_root, monkeypatch):
 def test_a_bad_dashboard_option_is_one_error_line(empty_root, monkeypatch):
     monkeypatch.setattr(sys, "argv", [str(DASHBOARD), "--run", str(empty_root)])
     monkeypatch.setenv(RUNS_ROOT_ENV, str(empty_root))
-    app = AppTest.from_file(str(DASHBOARD), default_timeout=120).run()
+    app = new_app().run()
     assert_no_exception(app)
     assert error_lines(app) == ["dashboard option '--run' not understood: use -- --runs DIR [--runs DIR2]"]
 
@@ -361,7 +358,9 @@ def test_a_run_whose_trainer_is_gone_shows_as_stopped_not_training(stale_root, m
 def test_a_run_still_training_is_marked_and_refreshes(runs_root, monkeypatch):
     app = open_app(runs_root, monkeypatch, "pages/curves.py")
     page_text = " ".join(element.value for element in app.markdown) + " ".join(c.value for c in app.caption)
-    assert "r3-live <small>(training)</small>" in page_text and "Refreshing every 10 s while training: r3-live" in page_text
+    # the colour key writes run names escaped (capsviz.dashboard.safe_html): "-" is "&#45;" there
+    assert f"{html_text('r3-live')} <small>(training)</small>" in page_text
+    assert "Refreshing every 10 s while training: r3-live" in page_text
 
 
 def test_a_failed_run_says_why_on_home(tiny_run, tmp_path, monkeypatch):

@@ -6,13 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from capsviz.dimension_meanings import DimensionMeanings, model_digest
-from capsviz.runs import RUNS_ROOT_ENV, STATE, load_weights, read_dimensions
+from capsviz.runs import STATE, load_weights, read_dimensions
 from scripts.measure_dimensions import measure_run
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
+from dashboard_fixtures import open_app
+
 DIGITS = 8  # per class: enough to exercise the measurement, fast enough for a test
 
 
@@ -27,9 +27,7 @@ def measured_root(tiny_run, tmp_path_factory) -> Path:
 
 
 def test_sliders_are_named_by_what_they_were_measured_to_do(measured_root, monkeypatch):
-    monkeypatch.setenv(RUNS_ROOT_ENV, str(measured_root))
-    app = AppTest.from_file(str(DASHBOARD), default_timeout=120).run()
-    app.switch_page("pages/dimensions.py").run()
+    app = open_app(measured_root, monkeypatch, "pages/dimensions.py")
     app.selectbox(key="dimensions_run").set_value("tiny-r1").run()
     assert not app.exception, [exception.value for exception in app.exception]
     model = load_weights(measured_root / "tiny-r1" / "model.pt")

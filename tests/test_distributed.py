@@ -22,6 +22,7 @@ def train(out, *, processes: int):
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one(tmp_path):
     """Same shuffle, shifts and global batch of 50 (25 per rank), so the same run up to float rounding:
     the gradient of the batch mean is summed in another order (two half-batch sums added by all-reduce),
@@ -47,6 +48,7 @@ def test_two_processes_train_like_one(tmp_path):
     assert sorted(p.name for p in parallel.iterdir() if p.name.startswith(".")) == [], "no temporary files"
 
 
+@pytest.mark.slow
 def test_parallel_run_resumes(tmp_path):
     out = tmp_path / "run"
     first = train(out, processes=2)

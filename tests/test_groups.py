@@ -5,17 +5,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from capsviz import runs
 from capsviz.curves import PANELS
 from capsviz.dashboard.figures import curves_figure
 from capsviz.groups import band_limits, group_curve, group_runs, group_summary_table, table1_measured
-from capsviz.runs import RUNS_ROOT_ENV, Run
+from capsviz.runs import Run
 
-from dashboard_fixtures import synthetic_rows
+from dashboard_fixtures import open_app, synthetic_rows
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
 CONFIG = {"dataset": "mnist", "model": "capsnet", "routings": 3, "epochs": 10, "batch_size": 100, "lr": 0.001,
           "lr_decay": 0.99, "recon_weight": 0.0005, "recon": True, "shift": 2, "seed": 0, "subset": None,
           "test_subset": None, "fast": True, "precision": "auto", "inner_routing_grad": False, "data_dir": None,
@@ -133,15 +131,6 @@ def seeds_root(tiny_run, tmp_path_factory) -> Path:
         runs.write_history(run_dir, rows)
         runs.write_run_json(run_dir, info)
     return root
-
-
-def open_app(root, monkeypatch, page=None) -> AppTest:
-    monkeypatch.setenv(RUNS_ROOT_ENV, str(root))
-    app = AppTest.from_file(str(DASHBOARD), default_timeout=120).run()
-    if page:
-        app.switch_page(page).run()
-    assert not app.exception, [exception.value for exception in app.exception]
-    return app
 
 
 def test_home_shows_table1_measured_over_seeds(seeds_root, monkeypatch):

@@ -116,8 +116,14 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / runs.WEIGHTS, weights_only=True)["state_dict"]
 
 
+# The fast subset (pytest -m "not slow") stops at the commit point alone: epoch 2's state.pt rename, before
+# and after it; the other points are marked slow (the whole matrix: ~45 s on 2 busy cores).
+FAST_POINTS = [(RENAMES.index(runs.STATE, 1 + len(EPOCH_COMMIT)), phase) for phase in ("before", "after")]
+
+
 @pytest.mark.parametrize("fault", [SimulatedKill, KeyboardInterrupt], ids=["kill", "ctrl-c"])
-@pytest.mark.parametrize("index, phase", POINTS, ids=[point_name(*point) for point in POINTS])
+@pytest.mark.parametrize("index, phase", [
+    pytest.param(*point, id=point_name(*point), marks=() if point in FAST_POINTS else pytest.mark.slow) for point in POINTS])
 def test_resume_after_a_stop_at_each_commit_write_equals_the_uninterrupted_run(
         index, phase, fault, reference, tiny_data, tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "run"

@@ -8,7 +8,7 @@ from conftest import ROOT
 PLAIN_MODULES = ["capsviz", "capsviz.runs", "capsviz.store", "capsviz.datasets", "capsviz.models", "capsviz.tasks", "capsviz.keras",
                  "capsviz.results", "capsviz.curves", "capsviz.digits", "capsviz.perturbations",
                  "capsviz.reconstructions", "capsviz.routing_view", "capsviz.drawing", "capsviz.image_properties",
-                 "capsviz.dimension_meanings"]
+                 "capsviz.dimension_meanings", "capsviz.dashboard.page_table"]
 
 
 def test_plain_modules_import_neither_streamlit_nor_plotly():

@@ -116,6 +116,7 @@ def test_pair_task_reconstructs_each_digit_from_its_own_capsule():
     assert result.total.item() == pytest.approx(result.margin.item() + 0.0005 * expected.item(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_short_real_training_beats_chance(multimnist_run):
     """1 epoch on 4,000 fresh pairs of a small CapsNet (the multimnist_run fixture) names both digits of
     far more test pairs than chance (about 1 in 45 for an unordered pair of different classes): 15.4% of
@@ -158,6 +159,7 @@ def test_shipped_multimnist_run_is_labelled_honestly_and_sits_beside_the_papers_
     assert row["Paper (%)"] == 5.2 and row["Status"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_evaluate_run_reproduces_the_error_a_run_measured(multimnist_run):
     """scripts/evaluate_run.py (how multimnist-r3 was re-evaluated) gives the tiny run's own final test
     error from its weights: the same test pairs, the same rule."""
@@ -169,6 +171,7 @@ def test_evaluate_run_reproduces_the_error_a_run_measured(multimnist_run):
     assert error == pytest.approx(float(runs.read_history(multimnist_run)["test_error"].iloc[-1]), abs=0.21)
 
 
+@pytest.mark.slow
 def test_evaluate_run_names_a_state_whose_weights_do_not_fit_in_one_line(multimnist_run, tmp_path, capsys):
     import shutil
 

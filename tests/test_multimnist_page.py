@@ -6,12 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from capsviz import runs
 from capsviz.capsnet import CapsNet
 from capsviz.digits import DigitCodes
-from capsviz.runs import RUNS_ROOT_ENV
 from capsviz.segmentation import (
     decode_from,
     pair_failures,
@@ -20,7 +18,7 @@ from capsviz.segmentation import (
     with_capsule,
 )
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
+from dashboard_fixtures import open_app
 
 
 @pytest.fixture(scope="module")
@@ -30,20 +28,13 @@ def pair_root(multimnist_run, tmp_path_factory) -> Path:
     return root
 
 
-def open_page(root: Path, monkeypatch, page: str) -> AppTest:
-    monkeypatch.setenv(RUNS_ROOT_ENV, str(root))
-    app = AppTest.from_file(str(DASHBOARD), default_timeout=120).run()
-    app.switch_page(page).run()
-    assert not app.exception, [exception.value for exception in app.exception]
-    return app
-
-
-def spec(app: AppTest, key: str) -> str:
+def spec(app, key: str) -> str:
     return app.get_by_key(key).proto.spec
 
 
+@pytest.mark.slow
 def test_multimnist_page_names_both_digits_decodes_any_capsule_filters_failures_and_edits_one(pair_root, monkeypatch):
-    app = open_page(pair_root, monkeypatch, "pages/multimnist.py")
+    app = open_app(pair_root, monkeypatch, "pages/multimnist.py")
     assert app.selectbox(key="multimnist_run").options == ["multimnist-tiny"]
     heading = app.subheader[0].value
     assert heading.startswith("Test pair #0: L1 = 7, L2 = 9 · predicted"), heading  # MNIST test digit 0 is a 7
@@ -74,8 +65,9 @@ def test_multimnist_page_names_both_digits_decodes_any_capsule_filters_failures_
     assert "(wrong)" in app.subheader[0].value, "the failure filter shows pairs with a digit wrong"
 
 
+@pytest.mark.slow
 def test_single_digit_pages_leave_multimnist_runs_to_their_page(pair_root, monkeypatch):
-    app = open_page(pair_root, monkeypatch, "pages/dimensions.py")
+    app = open_app(pair_root, monkeypatch, "pages/dimensions.py")
     assert not app.main.selectbox and not app.error
     assert any("MultiMNIST page" in info.value for info in app.info)
 
@@ -115,15 +107,16 @@ def test_figure_5_colours():
     assert two_colour_overlay(np.zeros((2, 2)), np.zeros((2, 2)), background=background)[1, 0].tolist() == [89, 89, 89]
 
 
+@pytest.mark.slow
 def test_multimnist_page_without_runs_says_how_to_train_and_a_corrupt_model_is_one_line(pair_root, tmp_path,
                                                                                         monkeypatch):
     empty = tmp_path / "no-runs"
     empty.mkdir()
-    app = open_page(empty, monkeypatch, "pages/multimnist.py")
+    app = open_app(empty, monkeypatch, "pages/multimnist.py")
     assert any("--dataset multimnist" in info.value for info in app.info) and not app.error
     broken = tmp_path / "broken"
     shutil.copytree(pair_root, broken)
     weights = broken / "multimnist-tiny" / runs.WEIGHTS
     weights.write_bytes(weights.read_bytes()[:1000])
-    app = open_page(broken, monkeypatch, "pages/multimnist.py")
+    app = open_app(broken, monkeypatch, "pages/multimnist.py")
     assert [error.value.split(":")[0] for error in app.error] == ["Cannot load this run's model"]

@@ -1,5 +1,5 @@
 """--precision: the decision from the CPU's answer (injected here), the trial that confirms it, the CLI,
-and what run.json records. The arithmetic itself is real: tests/test_speed.py runs both precisions."""
+and what run.json records. The arithmetic itself is real: tests/test_fast_path_agreement.py runs both precisions."""
 import json
 
 import pytest
@@ -75,6 +75,7 @@ def test_cli_refuses_bad_precision(tmp_path, capsys, argv, message):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_forced_precisions_train_and_a_resume_decides_again(tmp_path):
     """A run forced to fp32 trains and records it; resumed with --precision bf16 (as on a machine where auto
     would choose it) it continues, its history stays whole, and the resume records the new choice."""

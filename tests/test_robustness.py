@@ -2,12 +2,10 @@
 subsets (train, resume, evaluate, real-affNIST reader), the explorer, and the Robustness page."""
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 from test_affine import write_affnist
 
 from capsviz.affine import identity_parameters
@@ -15,10 +13,10 @@ from capsviz.baseline import BaselineCNN
 from capsviz.capsnet import CapsNet
 from capsviz.robustness import accuracy_by_bins, pack_correct, paired_comparison, unpack_correct
 from capsviz.robustness_view import evaluation_provenance, explore, explorer_parameters, place_and_transform
-from capsviz.runs import RUNS_ROOT_ENV, default_runs_root, load_run, read_evaluation
+from capsviz.runs import default_runs_root, load_run, read_evaluation
 from trainer import robustness
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
+from dashboard_fixtures import open_app
 
 
 def test_pooled_baseline_is_the_experiments_cnn():
@@ -75,6 +73,7 @@ def test_explorer_asks_each_kind_of_model():
     assert seen.image.shape == (40, 40) and seen.reconstruction is None and seen.scores.sum() == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_the_command_trains_to_the_limit_resumes_and_evaluates(tmp_path, capsys):
     affnist_dir = tmp_path / "affnist"
     affnist_dir.mkdir()
@@ -146,6 +145,7 @@ def test_evaluation_caption_names_where_the_evaluation_and_the_training_ran():
     assert caption.startswith(f"{run.name}: ") and run.evaluation["evaluated_at"] in caption
 
 
+@pytest.mark.slow
 def test_shipped_capsnet_predicts_its_recorded_affnist_like_digits():
     """The first recorded predictions, made again: the generator regenerates the same images from the
     seed, and the shipped int8 weights classify them as they did when evaluated."""
@@ -168,9 +168,7 @@ def test_robustness_page_compares_and_the_explorer_follows_its_sliders(tmp_path,
     root = tmp_path / "runs"
     for name in ("mnist-r1", SHIPPED_CAPSNET, SHIPPED_CNN):
         shutil.copytree(default_runs_root() / name, root / name)
-    monkeypatch.setenv(RUNS_ROOT_ENV, str(root))
-    app = AppTest.from_file(str(DASHBOARD), default_timeout=120).run()
-    app.switch_page("pages/robustness.py").run()
+    app = open_app(root, monkeypatch, "pages/robustness.py")
     assert not app.exception and not app.error
     table = app.dataframe[0].value.set_index("Source")
     assert table.loc["paper, CapsNet", "affNIST (%)"] == 79 and table.loc["paper, CNN", "affNIST (%)"] == 66

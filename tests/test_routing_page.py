@@ -1,19 +1,14 @@
 """The Routing page through Streamlit's AppTest, on the dashboard tests' runs root (conftest's tiny
 real run, which records routing.csv, and a synthetic run with weights beside it)."""
 import shutil
-from pathlib import Path
 
-from streamlit.testing.v1 import AppTest
+from capsviz.runs import ROUTING_CSV, STATE, WEIGHTS
 
-from capsviz.runs import ROUTING_CSV, RUNS_ROOT_ENV, STATE, WEIGHTS
-
-DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
+from dashboard_fixtures import open_app
 
 
 def test_routing_page_traces_a_digit_compares_runs_and_plots_figure_a1(runs_root, monkeypatch):
-    monkeypatch.setenv(RUNS_ROOT_ENV, str(runs_root))
-    app = AppTest.from_file(str(DASHBOARD), default_timeout=120).run()
-    app.switch_page("pages/routing.py").run()
+    app = open_app(runs_root, monkeypatch, "pages/routing.py")
     assert not app.exception, [exception.value for exception in app.exception]
     assert app.selectbox(key="routing_run").value == "r3-live"  # the first CapsNet run with weights
     assert [metric.label for metric in app.metric] == ["r3-live · 1 routing(s)"]
@@ -57,9 +52,7 @@ def test_routing_page_with_broken_weights_and_a_damaged_routing_csv(tiny_run, tm
     damaged = shutil.copytree(good, root / "damaged-routing")
     text = (damaged / ROUTING_CSV).read_text()
     (damaged / ROUTING_CSV).write_text(text[: len(text) - 12])  # the last row cut off mid-line
-    monkeypatch.setenv(RUNS_ROOT_ENV, str(root))
-    app = AppTest.from_file(str(DASHBOARD), default_timeout=120).run()
-    app.switch_page("pages/routing.py").run()
+    app = open_app(root, monkeypatch, "pages/routing.py")
     assert not app.exception, [exception.value for exception in app.exception]
     [error] = [error.value for error in app.error]
     assert "Cannot load this run's model" in error and "model.pt: corrupt weights" in error

@@ -66,13 +66,14 @@ def test_shipped_r3_meets_the_error_target():
 
 
 @pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.slow
 def test_shipped_weights_reproduce_reported_error(name):
     run = shipped(name)
     if not run.has_weights:
         pytest.skip(f"{name} ships its history only (weights budget)")
     config = TrainConfig(**{k: v for k, v in run.config.items() if k in TrainConfig.__dataclass_fields__})
     images, labels = select(*load_mnist("test"), None)
-    # the fast path in fp32: the same function as the reference up to float rounding (tests/test_speed.py),
+    # the fast path in fp32: the same function as the reference up to float rounding (tests/test_fast_path_agreement.py),
     # about three times cheaper on all 10,000 digits
     cpu = torch.device("cpu")
     model = prepare_model(run.model, cpu, True, precision="fp32")

@@ -125,6 +125,7 @@ def test_each_run_is_checked_again_at_its_turn_not_only_when_the_sweep_was_plann
     assert busy.status == sweep.BUSY and "being trained now" in sweep.describe(busy, 2)
 
 
+@pytest.mark.slow
 def test_a_sweep_skips_what_is_done_resumes_the_interrupted_run_and_trains_the_rest(tiny_run, tmp_path):
     """Seed 0 stopped after 1 of 2 epochs (interrupted), seed 1 has not started: one real sweep
     continues seed 0 to 2 epochs and trains seed 1; the next sweep has nothing to do."""
@@ -149,6 +150,7 @@ def test_a_sweep_skips_what_is_done_resumes_the_interrupted_run_and_trains_the_r
     assert again.returncode == 0 and again.stdout.count("done (2 epochs)") == 2, again.stdout
 
 
+@pytest.mark.slow
 def test_killing_the_sweep_stops_its_trainer_cleanly_and_says_how_to_go_on(tmp_path):
     grid = write_grid(tmp_path, '[[runs]]\nname = "a"\nroutings = 1\n')
     group = tmp_path / "group"

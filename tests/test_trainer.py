@@ -69,6 +69,7 @@ def test_cli_refuses_other_config_in_existing_run(tiny_run, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in tiny_run.iterdir()} == before, "nothing was touched"
 
 
+@pytest.mark.slow
 def test_short_training_beats_chance(tmp_path):
     out = tmp_path / "learn"
     # small batches: more updates per image, so a short run on a subset learns quickly
@@ -96,6 +97,7 @@ def wait_for_rows(path, rows, process, timeout=240):
     raise TimeoutError(f"{path} never reached {rows} rows")
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted(tmp_path):
     straight = tmp_path / "straight"
     assert run_trainer(*QUICK, "--out", str(straight)).returncode == 0
@@ -127,6 +129,7 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     assert info["environment"]["torch"] == torch.__version__
 
 
+@pytest.mark.slow
 def test_ctrl_c_marks_run_interrupted(tmp_path):
     out = tmp_path / "interrupted"
     process = subprocess.Popen([sys.executable, "-m", "trainer.run", *QUICK, "--out", str(out)], cwd=ROOT,
@@ -143,6 +146,7 @@ def test_ctrl_c_marks_run_interrupted(tmp_path):
     assert json.loads((out / "run.json").read_text())["epochs_done"] == 3
 
 
+@pytest.mark.slow
 def test_resume_switches_adams_kernel_with_the_path(tmp_path):
     """A saved optimizer carries its run's kernel choice; a resume that turns the fast path on or off
     must train with the kernel of the path it runs (fused Adam on the CPU fast path)."""
@@ -289,6 +293,7 @@ def test_ctrl_c_while_python_loads_torch_is_one_line(tmp_path):
     assert "Traceback" not in stderr and stderr.count("\n") == 1 and "interrupted" in stderr, stderr
 
 
+@pytest.mark.slow
 def test_sigterm_in_the_first_epoch_then_resume_starts_it_again(tmp_path):
     """Before the first commit there is nothing to continue: the message says so, and --resume
     starts the run again in its directory (it used to be neither resumable nor restartable)."""
@@ -324,6 +329,7 @@ def strict_json(text: str) -> dict:
 SMALL = ["--routings", "1", "--epochs", "2", "--subset", "40", "--test-subset", "20", "--batch-size", "20"]
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_the_run_naming_where_and_keeps_the_last_good_epoch(tmp_path, capsys, monkeypatch):
     out = tmp_path / "diverged"
     real_loss, training_calls = capsviz.tasks.capsule_loss, []

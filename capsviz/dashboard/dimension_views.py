@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -120,6 +121,12 @@ def shared_zmax(*measured: DimensionMeanings | None, digit_class: int) -> float 
     """The largest shift of `digit_class` among the runs shown, so that their heatmaps share a scale."""
     peaks = [float(meanings.shift[digit_class].max()) for meanings in measured if meanings is not None]
     return max(peaks) if peaks else None
+
+
+def summary_table(rows: list[dict]) -> pd.DataFrame:
+    """The comparison table of summary_row's rows: text columns ("3 / 10"), NaN (an empty cell) for a
+    run not measured, never None."""
+    return pd.DataFrame(rows).astype("str")
 
 
 def summary_row(name: str, meanings: DimensionMeanings | None) -> dict:

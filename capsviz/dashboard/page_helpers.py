@@ -31,6 +31,17 @@ def ensure_entry_script() -> None:
         st.rerun()
 
 
+MISSING = ""  # how a table shows a missing value: an empty cell
+
+
+def show_table(table, **options):
+    """st.dataframe as every page shows a table: a missing value is an empty cell, without the index,
+    the page's width (each option can be overridden). Streamlit 1.67 writes a grey "None" in any
+    cell whose value is missing, NaN of a float column included, unless placeholder says otherwise;
+    the tables keep their numbers numeric with NaN where one is missing (so columns sort by value)."""
+    return st.dataframe(table, **{"hide_index": True, "width": "stretch", "placeholder": MISSING, **options})
+
+
 def show_run_errors(runs: Runs) -> None:
     for error in runs.errors:
         st.error(f"Broken run skipped: {error}", icon=":material/error:")

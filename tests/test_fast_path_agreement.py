@@ -37,6 +37,7 @@ def test_fast_and_plain_paths_agree_on_a_batch(precision):
     assert abs(fast_loss.margin.item() - plain_loss.margin.item()) <= 2.5 * tolerance * plain_loss.margin.item() + 1e-6
 
 
+@pytest.mark.slow
 def test_fast_path_reproduces_the_shipped_test_error():
     """All 10,000 test digits through the fast path (DFT PrimaryCaps in bf16) give the error the run
     recorded with its own fast path (oneDNN's direct bf16 convolution) within 0.05 points."""

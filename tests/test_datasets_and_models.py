@@ -114,6 +114,7 @@ def test_older_run_configs_read_as_capsnet_on_mnist():
                                    "dataset": "mnist"}
 
 
+@pytest.mark.slow
 def test_a_baseline_run_trains_records_what_it_is_and_loads(tmp_path):
     out = tmp_path / "cnn"
     # 3 epochs of 6 steps: after one, whether the 35M-parameter CNN has left chance depends on the CPU's
