@@ -49,6 +49,7 @@ def one_error_line(text: str) -> str:
 
 # ---- item 2: one trainer per run -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_run_being_trained_is_neither_resumed_nor_started_again(tiny_run, tmp_path, capsys):
     """run.json says running with the pid of a live process (this one): --resume, and a new run with
     the same --out, are refused naming the run and the pid, and nothing in it changes."""
@@ -85,6 +86,7 @@ def test_the_trainer_refuses_empty_and_over_long_paths_in_one_line(tmp_path, cap
     assert list(tmp_path.iterdir()) == [] and not (ROOT / runs.RUN_JSON).exists()
 
 
+@pytest.mark.slow
 def test_a_resume_error_names_history_csv_not_a_temporary_file(tiny_run, tmp_path, capsys):
     run = copy_run(tiny_run, tmp_path / "run")
     (run / runs.HISTORY_CSV).unlink()
@@ -106,6 +108,7 @@ def write_grid(folder, text: str, name: str = "grid.toml"):
 TINY = ["--subset", "200", "--test-subset", "100"]  # tiny_run's
 
 
+@pytest.mark.slow
 def test_a_finished_sweep_whose_grid_changed_is_refused_naming_the_runs(tiny_run, tmp_path, capsys):
     """The runs were trained with 1 routing; the grid file now says 5: not "done", and sweep.json keeps
     saying what the runs are."""
@@ -202,6 +205,7 @@ def test_a_resumed_run_gets_what_is_left_of_its_budget(tiny_run, tmp_path):
                                                    to_start=1, running=0, jobs=1) == 3600
 
 
+@pytest.mark.slow
 def test_a_sweep_under_a_grid_budget_trains_each_run_within_its_share(tmp_path):
     """Two runs, one after another, in a grid budget of 2 hours: the first gets half, the second what is
     left; --epochs caps each plan at 1 epoch. Each run.json records the budget it was given."""
@@ -257,6 +261,7 @@ def test_robustness_bounds_the_affine_set_and_refuses_bad_paths(tmp_path, capsys
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_killing_robustness_marks_its_run_interrupted(tmp_path):
     """`kill` (SIGTERM) during training: the run keeps its last complete epoch and says interrupted, as
     trainer.run does (it stayed "running" before)."""

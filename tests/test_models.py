@@ -77,6 +77,7 @@ def toy():
     models.MODELS.pop("toy")
 
 
+@pytest.mark.slow
 def test_a_third_model_family_trains_saves_loads_and_lists_through_the_registry_alone(toy, tmp_path, capsys):
     root = tmp_path / "runs"
     out = root / "toy-run"

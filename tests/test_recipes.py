@@ -301,6 +301,7 @@ def test_authors_model_on_the_fast_path_computes_the_reference():
                                    msg=name)
 
 
+@pytest.mark.slow
 def test_a_tiny_training_run_with_the_authors_recipe_records_it_and_reloads(tmp_path):
     from capsviz import load_mnist
     from trainer.loop import TrainConfig, Trainer, select

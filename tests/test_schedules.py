@@ -126,6 +126,7 @@ def test_a_budget_plans_from_the_timed_epochs_and_re_plans_when_the_speed_drifts
     assert trainer.budget_record()["planned_epochs"] == 4
 
 
+@pytest.mark.slow
 def test_a_cosine_run_ends_at_its_floor_and_is_lengthened_by_resume(tmp_path, capsys):
     out = tmp_path / "run"
     common = ["--routings", "1", "--subset", "200", "--test-subset", "100", "--batch-size", "50", "--out", str(out)]
@@ -143,6 +144,7 @@ def test_a_cosine_run_ends_at_its_floor_and_is_lengthened_by_resume(tmp_path, ca
     assert runs.read_state(out)["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2e-5)
 
 
+@pytest.mark.slow
 def test_a_budget_run_records_its_plan_and_deadline(tmp_path):
     out = tmp_path / "run"
     assert main(["--routings", "1", "--subset", "100", "--test-subset", "50", "--batch-size", "50", "--budget", "1h",

@@ -232,6 +232,7 @@ def variant_runs(tmp_path_factory) -> dict:
     return {name: root / name for name in BUGS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUGS)
 def test_a_variant_trains_is_recorded_and_comes_back_with_its_modules(variant_runs, name):
     run_dir = variant_runs[name]
@@ -254,6 +255,7 @@ def test_a_variant_trains_is_recorded_and_comes_back_with_its_modules(variant_ru
     assert variants.variant_of(runs.load_weights(run_dir / runs.WEIGHTS)) == variants.variant_of(run.model)
 
 
+@pytest.mark.slow
 def test_the_routing_page_traces_the_variants_coupling(variant_runs):
     model = load_run(variant_runs["softmax-over-inputs"]).model
     digit = np.asarray(images(1)[0, 0])
@@ -262,6 +264,7 @@ def test_the_routing_page_traces_the_variants_coupling(variant_runs):
     assert abs(routing.coupling[0].sum(axis=1) - 1).max() > 0.9  # not over the classes j
 
 
+@pytest.mark.slow
 def test_a_resume_with_another_variant_is_refused(variant_runs):
     with pytest.raises(CliError, match="variant"):
         plan(["--resume", "--variant", "none", "--out", str(variant_runs["recon-mean"])])
