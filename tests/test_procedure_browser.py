@@ -23,7 +23,8 @@ from test_browser import (  # noqa: F401  (browser: the module's fixture, used h
 
 from capsviz.runs import RUNS_ROOT_ENV, default_runs_root
 
-FIRST_LOAD_MS = 3 * TIMEOUT_MS  # a cold server imports torch and loads the weights and MNIST, on cores other tests share
+FIRST_LOAD_MS = 3 * TIMEOUT_MS  # a cold server imports torch and loads the weights and MNIST, on cores other jobs share;
+# also the wait for a rerun after a click or a key, which traces the digit again on a busy machine
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def test_procedure_1_in_a_browser_a_click_picks_a_capsule_and_the_slider_steps(s
     page.wait_for_function(
         "target => { const value = key => Number(document.querySelector(`.st-key-${key} input`)?.value);"
         " return value('procedure_row') === target[0] && value('procedure_column') === target[1]; }",
-        arg=list(target), timeout=TIMEOUT_MS)
+        arg=list(target), timeout=FIRST_LOAD_MS)
     wait_until_idle(page)
     assert_no_exception(page, "routing after a click on the grid")
     chosen = page.locator(".st-key-procedure_mode").get_by_role("radio", name="Chosen")
@@ -113,7 +114,7 @@ def test_procedure_1_in_a_browser_a_click_picks_a_capsule_and_the_slider_steps(s
     page.wait_for_function(
         "before => { const equations = document.querySelectorAll('.st-key-procedure_eq_coupling .katex');"
         " return equations.length && equations[equations.length - 1].innerText !== before; }",
-        arg=clicked, timeout=TIMEOUT_MS)
+        arg=clicked, timeout=FIRST_LOAD_MS)
     wait_until_idle(page)
     assert_no_exception(page, "routing at iteration 3")
     page.locator(".st-key-procedure_picker").scroll_into_view_if_needed()

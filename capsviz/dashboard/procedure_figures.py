@@ -38,19 +38,23 @@ def capsule_picker_figure(procedure: DigitProcedure, capsule_type: int, chosen: 
     lengths = procedure.length_grid(capsule_type)  # (grid, grid)
     rows, columns = np.divmod(np.arange(grid * grid), grid)
     cell_pixels = PICKER_PIXELS / grid
-    framed = [chosen is not None and (row, column) == tuple(chosen) for row, column in zip(rows, columns)]
+    every = procedure.primary_lengths
     figure = go.Figure(go.Scatter(
         x=columns, y=rows, mode="markers+text" if grid <= 8 else "markers",
         text=[f"{length:.2f}" for length in lengths.ravel()], textfont=dict(size=10, color="rgba(0,0,0,0.7)"),
-        marker=dict(symbol="square", size=0.9 * cell_pixels, color=lengths.ravel(), cmin=0, cmax=1,
-                    colorscale=[[0, "rgba(255,90,20,0.06)"], [1, "rgba(255,90,20,1)"]],
-                    line=dict(color=[CHOSEN_COLOR if frame else "rgba(128,128,128,0.4)" for frame in framed],
-                              width=[4 if frame else 1 for frame in framed])),
+        # the colour spans this digit's capsules of every type: trained capsules are often all nearly 1 long
+        marker=dict(symbol="square", size=0.9 * cell_pixels, color=lengths.ravel(), cmin=float(every.min()),
+                    cmax=float(every.max()), colorscale=[[0, "rgba(255,90,20,0.06)"], [1, "rgba(255,90,20,1)"]],
+                    line=dict(color="rgba(128,128,128,0.4)", width=1)),
         selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
         customdata=np.stack([rows, columns], axis=-1),
         hovertemplate=f"type {capsule_type} · row %{{customdata[0]}}, col %{{customdata[1]}}<br>|u_i| %{{marker.color:.3f}}"
                       "<extra>click to pick</extra>",
     ))
+    if chosen is not None:  # its frame, a trace of its own (a click on it names the same cell)
+        figure.add_trace(go.Scatter(
+            x=[chosen[1]], y=[chosen[0]], mode="markers", customdata=[list(chosen)], hoverinfo="skip",
+            marker=dict(symbol="square-open", size=0.98 * cell_pixels, color=CHOSEN_COLOR, line=dict(width=4))))
     figure.update_xaxes(visible=False, range=[-0.5, grid - 0.5], constrain="domain", fixedrange=True)
     figure.update_yaxes(visible=False, range=[grid - 0.5, -0.5], scaleanchor="x", constrain="domain", fixedrange=True)
     figure.update_layout(width=PICKER_PIXELS, height=PICKER_PIXELS + 30, margin=dict(l=0, r=0, t=30, b=0),

@@ -29,7 +29,7 @@ from .state import digit_procedure
 
 KEY = "procedure"
 STRONGEST, TOP, CHOSEN = "strongest", "top", "chosen"
-MODES = {STRONGEST: "The strongest", TOP: "Top contributor", CHOSEN: "Chosen"}
+MODES = {STRONGEST: "Strongest", TOP: "Top contributor", CHOSEN: "Chosen"}
 PREDICTED = "prediction"
 EQUATION_TITLES = {
     "prediction": "Eq. 2: each primary capsule predicts every digit capsule",
@@ -68,7 +68,7 @@ def _chosen_capsule(procedure: DigitProcedure, where) -> int:
     state[f"{KEY}_grid_size"] = procedure.grid
     state.setdefault(mode_key, STRONGEST)  # no `default=`: the callbacks set this key, which Streamlit warns about beside one
     mode = where[0].segmented_control("Primary capsule", list(MODES), format_func=MODES.get, key=mode_key,
-                                      help="The strongest: the longest u_i of this digit. Top contributor: the largest "
+                                      help="Strongest: the longest u_i of this digit. Top contributor: the largest "
                                       "|c_ij u_hat_{j|i}| into the predicted class in the model's last iteration. Both follow "
                                       "the digit. Chosen: the cell clicked in the grid and the type picked.") or STRONGEST
     if mode in (STRONGEST, TOP):  # set before the widgets exist in this run: they show that capsule
@@ -96,7 +96,7 @@ def procedure_section(run: Run, image: np.ndarray, *, iterations: int, label: in
                f"{procedure.grid}x{procedure.grid} grid) and follow it through routing: its pose u_i, its ten "
                "predictions u_hat_{j|i}, how they are coupled to the digit capsules, and how agreeing with v_j raises "
                "the logits b_ij that the next iteration's coupling comes from.")
-    controls = st.columns([4, 3, 3, 3], vertical_alignment="bottom")
+    controls = st.columns([5, 3, 3, 3], vertical_alignment="bottom")
     index = _chosen_capsule(procedure, controls[:3])
     focus_choice = controls[3].selectbox(
         "Digit capsule j", [PREDICTED, *range(procedure.s.shape[1])], key=f"{KEY}_digit",
