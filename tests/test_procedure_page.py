@@ -154,9 +154,9 @@ def test_the_top_contributor_mode_follows_the_largest_term_of_the_prediction(shi
 
 
 @pytest.mark.parametrize("point", [
-    {"curve_number": 0, "point_number": 16, "point_index": 16, "x": 4, "y": 2, "customdata": [2, 4]},
-    {"curve_number": 0, "point_number": 16, "point_index": 16, "x": 4, "y": 2},  # without customdata: row-major
-], ids=["customdata", "point_index"])
+    {"curve_number": 0, "point_number": 16, "point_index": 16, "x": 4, "y": 2, "customdata": {"0": 2, "1": 4}},
+    {"curve_number": 0, "point_number": 16, "point_index": 16},  # without coordinates: row-major
+], ids=["x-y", "point_index"])
 def test_a_click_on_the_grid_picks_its_cell(point, monkeypatch):
     """The grid chart's selection, as Streamlit's frontend reports a clicked point (PlotlyState), becomes
     the chosen capsule's row and column. Driven in a browser by tests/test_procedure_browser.py."""

@@ -51,8 +51,11 @@ def _clicked() -> None:
     if not points:
         return
     point = points[0]
-    cell = point.get("customdata")
-    if cell is None:  # the points are laid out row-major
+    # the grid's points sit at x = column, y = row; customdata is not used, as the frontend does not
+    # hand it back as the list it was (a real click raised KeyError on it)
+    if point.get("x") is not None and point.get("y") is not None:
+        cell = (round(float(point["y"])), round(float(point["x"])))
+    else:  # the points are laid out row-major
         grid = st.session_state.get(f"{KEY}_grid_size", 6)
         cell = divmod(int(point.get("point_index", point.get("point_number", 0))), grid)
     st.session_state[f"{KEY}_row"], st.session_state[f"{KEY}_column"] = int(cell[0]), int(cell[1])
