@@ -1,5 +1,6 @@
 """Routing: dynamic routing made visible, per iteration, per digit (picked or drawn), two runs side by
-side, and over training (Figure A.1)."""
+side, Procedure 1 step by step for one primary capsule (capsviz.dashboard.procedure_section), and over
+training (Figure A.1). It opens on a run that routes (3 iterations when there is one)."""
 import time
 
 import numpy as np
@@ -8,6 +9,7 @@ import streamlit as st
 from capsviz.dashboard.digit_picker import pick_or_draw_digit
 from capsviz.dashboard.figures import digit_figure
 from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors
+from capsviz.dashboard.procedure_section import procedure_section
 from capsviz.dashboard.routing_figures import (
     agreement_figure,
     coupling_maps_figure,
@@ -36,7 +38,16 @@ st.caption("Routing by agreement (Procedure 1), iteration by iteration: each pri
 runs = load_runs()
 show_run_errors(runs)
 controls = st.columns([4, 4, 7, 3, 3], vertical_alignment="bottom")
-run, model, images, labels = model_page_inputs(runs, key="routing_run", where=controls[0])
+
+
+def routing_preference(candidate) -> int:
+    """Which run the page opens on: one that routes, the paper's 3 iterations first. A 1-routing run's
+    coupling is uniform by definition, a first sight of routing where nothing happens."""
+    routings = candidate.routings or 1
+    return 0 if routings == 3 else 1 if routings > 1 else 2
+
+
+run, model, images, labels = model_page_inputs(runs, key="routing_run", where=controls[0], prefer=routing_preference)
 others = [other for other in runs.with_capsules if other.name != run.name
           and other.dataset_name == run.dataset_name]  # the same digit must fit both models
 compare_name = controls[1].selectbox("Side by side with", [NO_COMPARISON, *(other.name for other in others)],
@@ -105,6 +116,8 @@ st.caption(f"Coupling maps of iteration {iteration}, one per class: each square 
            "28x28 inputs) drawn at the centre of its 17x17-pixel receptive field, as opaque as its capsules' length |u_i| "
            "times their coupling to that class (or its change from the uniform 1/10), one colour scale for all classes and "
            "iterations: which strokes vote for which digit. A capsule that barely exists (short u_i) stays transparent.")
+
+procedure_section(run, picked.image, iterations=int(iterations), label=picked.label)
 
 st.subheader("Over training: Figure A.1", help="Measured by the trainer at the end of each epoch on the first 300 "
              "test digits (the same for every run of a dataset): the mean |Δb_ij| each routing iteration adds.")

@@ -3,6 +3,7 @@ runs as one line each, the empty state, and the run selector and inputs of the m
 CapsNet run with weights, its model, and the test set of the dataset it trained on)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -70,10 +71,12 @@ def no_pair_runs_message(runs: Runs) -> None:
             f"ships only its history is on the Home and Routing curves pages.", icon=":material/info:")
 
 
-def choose_model_run(runs: Runs, *, key: str, where=None, pairs: bool = False) -> Run | None:
+def choose_model_run(runs: Runs, *, key: str, where=None, pairs: bool = False,
+                     prefer: Callable[[Run], int] | None = None) -> Run | None:
     """The run selector of the model pages (in `where`, a column, when given): only CapsNet runs with
     weights, since these pages show capsules and draw with the decoder; MultiMNIST runs on the
-    MultiMNIST page alone (`pairs`). Says why in the main area when there are none."""
+    MultiMNIST page alone (`pairs`). Says why in the main area when there are none. It opens on the
+    first run, or on the first of those `prefer` ranks lowest."""
     candidates = [run for run in runs.with_capsules if shows_pairs(run) == pairs]
     if not candidates and pairs:
         no_pair_runs_message(runs)
@@ -95,7 +98,8 @@ def choose_model_run(runs: Runs, *, key: str, where=None, pairs: bool = False) -
             no_runs_message(runs.root)
         return None
     names = [run.name for run in candidates]
-    name = (where or st).selectbox("Run", names, key=key, help="CapsNet runs with saved weights (model.pt)")
+    first = min(range(len(candidates)), key=lambda position: prefer(candidates[position])) if prefer else 0
+    name = (where or st).selectbox("Run", names, index=first, key=key, help="CapsNet runs with saved weights (model.pt)")
     return next(run for run in candidates if run.name == name)
 
 
@@ -108,11 +112,12 @@ def model_or_stop(run: Run) -> nn.Module:
         st.stop()
 
 
-def model_page_inputs(runs: Runs, *, key: str, where) -> tuple[Run, nn.Module, np.ndarray, np.ndarray]:
-    """What the model pages start from: the run chosen in `where`, its CapsNet, and the test set of
-    the dataset it trained on (uint8 (N, H, W) images, labels). Stops the page, after one error
-    line, when any of them cannot be had."""
-    run = choose_model_run(runs, key=key, where=where)
+def model_page_inputs(runs: Runs, *, key: str, where, prefer: Callable[[Run], int] | None = None
+                      ) -> tuple[Run, nn.Module, np.ndarray, np.ndarray]:
+    """What the model pages start from: the run chosen in `where` (opening on the one `prefer` ranks
+    first, see choose_model_run), its CapsNet, and the test set of the dataset it trained on (uint8
+    (N, H, W) images, labels). Stops the page, after one error line, when any of them cannot be had."""
+    run = choose_model_run(runs, key=key, where=where, prefer=prefer)
     if run is None:
         st.stop()
     model = model_or_stop(run)

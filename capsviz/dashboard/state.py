@@ -15,6 +15,7 @@ import streamlit as st
 from torch import nn
 
 from ..digits import DigitCodes, encode_digits, load_test_set
+from ..procedure import DigitProcedure, trace_procedure
 from ..robustness_view import paired_table
 from ..routing_view import DigitRouting, trace_digit
 from ..store import (
@@ -196,6 +197,19 @@ def digit_routing(run: Run, image: np.ndarray, *, iterations: int) -> DigitRouti
     file version, digit and iteration count: moving the iteration slider or a map control re-traces nothing."""
     model_for(run)  # raises RunError for broken weights before anything is cached
     return _routing(str(run.path), weights_stamp(run), np.ascontiguousarray(image), int(iterations))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _procedure(path: str, stamp: tuple | None, image: np.ndarray, iterations: int) -> DigitProcedure:
+    return trace_procedure(_load_model(path, stamp), image, iterations=iterations)
+
+
+def digit_procedure(run: Run, image: np.ndarray, *, iterations: int) -> DigitProcedure:
+    """One digit's routing with every intermediate number kept (capsviz.procedure.trace_procedure), cached
+    per weights file version, digit and iteration count: picking another capsule or iteration re-traces nothing.
+    A few MB per entry (u_hat of every primary capsule), hence the few entries."""
+    model_for(run)  # raises RunError for broken weights before anything is cached
+    return _procedure(str(run.path), file_stamp(run.path / WEIGHTS), np.ascontiguousarray(image), int(iterations))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
