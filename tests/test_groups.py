@@ -154,3 +154,14 @@ def test_curves_page_draws_seeds_as_a_group_and_can_show_them_alone(seeds_root, 
     app.toggle(key="curve_groups").set_value(False).run()
     assert not app.exception and len(app.dataframe) == 1, "no group table when seeds are shown alone"
     assert "tonexty" not in app.get_by_key("curve_Test error").proto.spec
+
+
+def test_a_port_bug_trained_on_purpose_is_no_measurement_of_a_table1_row():
+    from types import SimpleNamespace
+
+    from capsviz.groups import comparable_to_table1
+    config = {"dataset": "mnist", "subset": None, "test_subset": None}
+    correct = SimpleNamespace(dataset_name="mnist", config={**config, "variant": "none"})
+    older = SimpleNamespace(dataset_name="mnist", config=config)  # runs from before variants existed
+    bug = SimpleNamespace(dataset_name="mnist", config={**config, "variant": "softmax-over-inputs"})
+    assert comparable_to_table1(correct) and comparable_to_table1(older) and not comparable_to_table1(bug)
