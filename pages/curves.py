@@ -47,7 +47,15 @@ if not available:
     st.stop()
 
 choices = st.columns(2)
-chosen = choices[0].multiselect("Runs", available, default=available[:8], key="curve_runs")
+# a runs root's folders group comparisons (table1/, schedules/, bugs/: the common port bugs beside the correct run)
+ALL_RUNS = "all runs"
+folders = sorted({name.split("/")[0] for name in available if "/" in name})
+folder = choices[0].selectbox("Compare", [ALL_RUNS, *folders], key="curve_folder",
+                              help="The runs of one folder of the runs directory, e.g. bugs: the common bugs of "
+                                   "CapsNet ports trained on purpose beside the correct run (docs/bugs.md)")
+pool = available if folder == ALL_RUNS else [name for name in available if name.startswith(f"{folder}/")]
+chosen = choices[0].multiselect("Runs", available, default=pool[:8],
+                                key="curve_runs" if folder == ALL_RUNS else f"curve_runs_{folder}")
 panels = choices[1].multiselect("Metrics", list(PANELS), default=list(DEFAULT_PANELS), key="curve_panels")
 controls = st.columns([3, 2, 1, 3], vertical_alignment="bottom")
 smoothing = controls[0].slider("Smoothing (EMA weight)", 0.0, 0.99, 0.0, 0.01, key="curve_smoothing",

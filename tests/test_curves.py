@@ -57,3 +57,24 @@ def test_combined_history_and_csv():
     assert len(back) == 5
     np.testing.assert_allclose(back["test_error"], combined["test_error"])
     assert list(combined_history({}).columns) == ["run", *HISTORY_COLUMNS]
+
+
+def test_the_curves_page_compares_one_folder_of_runs(tmp_path, monkeypatch):
+    """A folder of the runs root (bugs/: the port bugs beside the correct run) chosen at once."""
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from capsviz import runs
+    shipped = runs.PROJECT_ROOT / "checkpoints"
+    for name in ("schedules/decay0.9-seed0", "schedules/budget75m-cosine-seed0", "mnist-r2"):
+        shutil.copytree(shipped / name, tmp_path / name)
+    monkeypatch.setenv(runs.RUNS_ROOT_ENV, str(tmp_path))
+    app = AppTest.from_file(str(runs.PROJECT_ROOT / "dashboard.py"), default_timeout=120).run()
+    app.switch_page("pages/curves.py").run()
+    assert app.multiselect(key="curve_runs").value == ["mnist-r2", "schedules/budget75m-cosine-seed0",
+                                                        "schedules/decay0.9-seed0"]
+    app.selectbox(key="curve_folder").set_value("schedules").run()
+    assert not app.exception
+    assert app.multiselect(key="curve_runs_schedules").value == ["schedules/budget75m-cosine-seed0",
+                                                                  "schedules/decay0.9-seed0"]
