@@ -24,6 +24,7 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 import os  # noqa: E402
+import socket  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import fields  # noqa: E402
@@ -202,7 +203,9 @@ def plan_from(args: argparse.Namespace) -> tuple[TrainConfig, Path, str, dict | 
 def refuse_if_training(run_dir: Path, saved: dict) -> None:
     """Two trainers in one run directory would each commit epochs over the other's: a run whose run.json
     says running, with its trainer alive (capsviz.runs.effective_status), is not touched."""
-    if runs.effective_status(saved) == "running":
+    ours = saved.get("pid") == os.getpid() and saved.get("host") == socket.gethostname()
+    # this very process (a trainer stopped by an exception, resumed from the same Python session) is not another
+    if runs.effective_status(saved) == "running" and not ours:
         where = f" on {saved['host']}" if saved.get("host") else ""
         raise CliError(f"{run_dir} is being trained now by pid {saved.get('pid')}{where}; "
                        f"wait for it to finish or stop it first (nothing was touched)")

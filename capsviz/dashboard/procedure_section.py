@@ -15,6 +15,7 @@ import streamlit as st
 
 from ..procedure import DigitProcedure, capsule_steps, top_contributors
 from ..runs import Run
+from .page_helpers import show_table
 from .procedure_figures import (
     capsule_picker_figure,
     contributors_figure,
@@ -155,7 +156,7 @@ def procedure_section(run: Run, image: np.ndarray, *, iterations: int, label: in
         "|c_ij û_j|i|": np.linalg.norm(steps.contribution[t], axis=-1), "û_j|i · v_j": steps.agreement[t],
         "cos": steps.cosine[t], "b_ij after": steps.logits_after[t], "|v_j|": np.linalg.norm(procedure.v[t], axis=-1),
     }, index=pd.Index(range(len(steps.coupling[t])), name="class j"))
-    st.dataframe(table.style.format("{:.4f}"), key=f"{KEY}_table", width="stretch")
+    show_table(table.style.format("{:.4f}"), key=f"{KEY}_table", hide_index=False)  # the index names the class j
     st.caption(f"Capsule {index} in iteration {iteration}, one row per digit capsule j: b_ij after = b_ij before + "
                "û_j|i · v_j, and c_ij = softmax over j of b_ij before. With 1 routing iteration, the model uses only "
                "iteration 1's coupling, uniform by definition.")

@@ -209,7 +209,7 @@ def digit_procedure(run: Run, image: np.ndarray, *, iterations: int) -> DigitPro
     per weights file version, digit and iteration count: picking another capsule or iteration re-traces nothing.
     A few MB per entry (u_hat of every primary capsule), hence the few entries."""
     model_for(run)  # raises RunError for broken weights before anything is cached
-    return _procedure(str(run.path), file_stamp(run.path / WEIGHTS), np.ascontiguousarray(image), int(iterations))
+    return _procedure(str(run.path), weights_stamp(run), np.ascontiguousarray(image), int(iterations))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -8,6 +8,7 @@ import streamlit as st
 
 from ..store import PROJECT_ROOT, Run
 from ..time_to_accuracy import SHOWCASE_BENCH, THRESHOLDS, showcase, time_to_accuracy_table
+from .page_helpers import show_table
 from .time_figures import time_to_accuracy_figure
 
 
@@ -31,7 +32,7 @@ def show_time_to_accuracy(runs: list[Run]) -> None:
     st.plotly_chart(time_to_accuracy_figure([*contenders, reference]), width="stretch", key="time_to_accuracy")
     table = time_to_accuracy_table([*contenders, reference], reference=reference)
     number = st.column_config.NumberColumn
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
+    show_table(table, column_config={
         "Run": st.column_config.TextColumn("Run", pinned=True, width="large"),
         **{f"Hours to {t}%": number(f"Hours to {t}%", format="%.2f",
                                     help="The first epoch at or below it, chosen on the test set") for t in THRESHOLDS},
