@@ -293,3 +293,19 @@ def test_bench_refuses_a_results_dir_it_cannot_write_before_measuring(tmp_path, 
         assert bench(["--results-dir", str(folder), "--routings", "1", "--steps", "1", "--repeats", "1"]) == 2
         assert message in one_error_line(capsys.readouterr().err)
     assert time.monotonic() - started < 30, "refused before the benchmark ran"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit", [{"model_options": {"primary_types": 16}}, {"dataset": "mnist-40"}])
+def test_a_resume_after_run_json_was_edited_is_one_line_naming_state_pt(tiny_run, tmp_path, capsys, edit):
+    from trainer.run import main as train
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    info = json.loads((run / "run.json").read_text())
+    info["config"].update(edit)
+    (run / "run.json").write_text(json.dumps(info))
+    before = {name: (run / name).read_bytes() for name in ("state.pt", "history.csv", "model.pt")}
+    assert train(["--resume", "--epochs", "2", "--precision", "fp32", "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "state.pt: its weights do not fit the model run.json describes" in err
+    assert {name: (run / name).read_bytes() for name in before} == before, "nothing written is lost or changed"

@@ -411,7 +411,12 @@ class Trainer:
 
     def load_committed(self, state: dict) -> None:
         """Take model, optimizer, schedule, RNG and history from a state.pt."""
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as error:  # run.json edited since (dataset, model, model options): one line, not a traceback
+            problem = str(error).splitlines()[-1].strip()
+            raise runs.RunError(f"{self.run_dir / runs.STATE}: its weights do not fit the model {runs.RUN_JSON} describes "
+                                f"({problem}); was {runs.RUN_JSON} edited?") from None
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # the saved groups carry the kernel choice of their run
             group.update(optimizer_options(self.device, self.config.fast))
