@@ -3,25 +3,17 @@ on a free localhost port, Playwright with Debian's chromium) on the shipped runs
 Routing page opens on mnist-r3, the section renders its equations without an exception, a click on a
 cell of the PrimaryCaps grid picks that capsule, and the iteration slider steps the equations.
 Screenshots go to test-artifacts/ (gitignored)."""
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
 from test_browser import (  # noqa: F401  (browser: the module's fixture, used here by name)
     ARTIFACTS,
-    ROOT,
     TIMEOUT_MS,
     assert_no_exception,
     browser,
-    free_port,
-    require_chromium,
+    serve_dashboard,
     wait_until_idle,
 )
 
-from capsviz.runs import RUNS_ROOT_ENV, default_runs_root
+from capsviz.runs import default_runs_root
 
 FIRST_LOAD_MS = 5 * TIMEOUT_MS  # a cold server imports torch and loads the weights and MNIST, on cores other jobs share;
 # also the wait for a rerun after a click or a key, which traces the digit again on a busy machine
@@ -29,38 +21,10 @@ FIRST_LOAD_MS = 5 * TIMEOUT_MS  # a cold server imports torch and loads the weig
 
 @pytest.fixture(scope="module")
 def shipped_url() -> str:
-    require_chromium()
     if not (default_runs_root() / "mnist-r3" / "model.pt").exists():
         pytest.skip("the shipped mnist-r3 run has no weights here")
-    port = free_port()
-    env = {**os.environ, RUNS_ROOT_ENV: str(default_runs_root())}
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / "streamlit-procedure.log"
-    with open(log, "w") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
-             "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, f"streamlit exited with {server.returncode}: see {log}"
-            assert time.monotonic() < deadline, f"streamlit did not answer on {url} within 60 s: see {log}"
-            time.sleep(0.3)
+    with serve_dashboard([default_runs_root()], "streamlit-procedure.log") as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def number_value(page, key: str) -> int:
