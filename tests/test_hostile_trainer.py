@@ -51,16 +51,22 @@ def one_error_line(text: str) -> str:
 
 @pytest.mark.slow
 def test_a_run_being_trained_is_neither_resumed_nor_started_again(tiny_run, tmp_path, capsys):
-    """run.json says running with the pid of a live process (this one): --resume, and a new run with
-    the same --out, are refused naming the run and the pid, and nothing in it changes."""
-    live = copy_run(tiny_run, tmp_path / "live", status="running", **runs.trainer_identity())
-    before = snapshot(live)
-    for argv in (["--resume", "--epochs", "2", "--out", str(live)],
-                 ["--routings", "1", "--subset", "200", "--test-subset", "100", "--epochs", "1", "--out", str(live)]):
-        assert main(argv) == 2
-        line = one_error_line(capsys.readouterr().err)
-        assert f"{live} is being trained now by pid {os.getpid()}" in line, line
-    assert snapshot(live) == before, "nothing touched"
+    """run.json says running with the pid of a live process (another one: this process resuming a run it was
+    training itself, stopped by an exception, is allowed): --resume, and a new run with the same --out, are
+    refused naming the run and the pid, and nothing in it changes."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        live = copy_run(tiny_run, tmp_path / "live", status="running", **{**runs.trainer_identity(), "pid": other.pid})
+        before = snapshot(live)
+        for argv in (["--resume", "--epochs", "2", "--out", str(live)],
+                     ["--routings", "1", "--subset", "200", "--test-subset", "100", "--epochs", "1", "--out", str(live)]):
+            assert main(argv) == 2
+            line = one_error_line(capsys.readouterr().err)
+            assert f"{live} is being trained now by pid {other.pid}" in line, line
+        assert snapshot(live) == before, "nothing touched"
+    finally:
+        other.kill()
+        other.wait()
     # its trainer gone (a pid that has exited): the run is stale and resumes
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = copy_run(tiny_run, tmp_path / "dead", status="running", pid=int(finished.stdout), host=runs.trainer_identity()["host"])
