@@ -107,3 +107,14 @@ def test_the_home_page_shows_gaps_as_empty_cells(tmp_path, monkeypatch):
     assert pd.api.types.is_float_dtype(runs_table["Paper (%)"]) and pd.isna(runs_table.loc["mnist-r2", "Paper (%)"])
     assert measured["Final std"].isna().all() and pd.api.types.is_float_dtype(measured["Final std"])
     assert all(table.proto.placeholder == "" for table in app.dataframe)
+
+
+def test_every_table_of_the_dashboard_goes_through_show_table():
+    """Only page_helpers.show_table calls st.dataframe, so no table shows a grey "None" (a page AppTest
+    does not reach, or a section that needs a run the tests lack, included)."""
+    from conftest import ROOT
+
+    sources = [*(ROOT / "pages").glob("*.py"), *(ROOT / "capsviz" / "dashboard").glob("*.py"), ROOT / "dashboard.py"]
+    direct = [path.relative_to(ROOT).as_posix() for path in sources
+              if "st.dataframe(" in path.read_text(encoding="utf-8") and path.name != "page_helpers.py"]
+    assert not direct, f"st.dataframe called directly (use capsviz.dashboard.page_helpers.show_table): {direct}"
