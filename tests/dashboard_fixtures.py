@@ -29,19 +29,20 @@ _built: dict[str, Path] = {}
 
 # ---- opening the dashboard in AppTest -----------------------------------------------------------------
 
-def new_app():
-    """The dashboard in Streamlit's AppTest, not run yet (to set session state or argv first)."""
+def new_app(timeout: float = APP_TIMEOUT):
+    """The dashboard in Streamlit's AppTest, not run yet (to set session state or argv first); `timeout`:
+    seconds each run may take."""
     from streamlit.testing.v1 import AppTest  # here, not at the top: most test modules never open the app
 
-    return AppTest.from_file(str(DASHBOARD), default_timeout=APP_TIMEOUT)
+    return AppTest.from_file(str(DASHBOARD), default_timeout=timeout)
 
 
-def open_app(root: Path, monkeypatch, page: str | None = None):
+def open_app(root: Path, monkeypatch, page: str | None = None, *, timeout: float = APP_TIMEOUT):
     """The dashboard on the runs root `root` ($CAPSVIZ_RUNS), run once, then switched to `page`
     ("pages/NAME.py", as capsviz.dashboard.page_table names it) when given. Fails if the page raised,
     or if one of its tables would show a missing value as anything but an empty cell."""
     monkeypatch.setenv(RUNS_ROOT_ENV, str(root))
-    app = new_app().run()
+    app = new_app(timeout).run()
     if page:
         app.switch_page(page).run()
     assert_no_exception(app)

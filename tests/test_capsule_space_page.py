@@ -17,8 +17,9 @@ from capsviz.dashboard import capsule_space_views
 from capsviz.dashboard.safe_html import text
 from capsviz.runs import RUNS_ROOT_ENV
 
+from dashboard_fixtures import new_app
+
 ROOT = Path(__file__).resolve().parent.parent
-DASHBOARD = ROOT / "dashboard.py"
 SHIPPED = ROOT / "checkpoints"
 PAGE = "pages/capsule-space.py"
 OPEN_BUDGET_S = 2.0  # the time to first picture on the shipped runs
@@ -26,7 +27,7 @@ OPEN_BUDGET_S = 2.0  # the issue's time to first picture on the shipped runs
 
 def open_page(monkeypatch, root: Path) -> AppTest:
     monkeypatch.setenv(RUNS_ROOT_ENV, str(root))
-    app = AppTest.from_file(str(DASHBOARD), default_timeout=600).run()
+    app = new_app(timeout=600).run()
     return app.switch_page(PAGE).run()
 
 
@@ -39,7 +40,7 @@ def test_shipped_runs_side_by_side_and_the_time_to_open(monkeypatch):
         pytest.fail("the shipped maps are missing: python scripts/map_capsule_space.py checkpoints/mnist-r1 "
                     "checkpoints/mnist-r3")
     monkeypatch.setenv(RUNS_ROOT_ENV, str(SHIPPED))
-    app = AppTest.from_file(str(DASHBOARD), default_timeout=600).run()
+    app = new_app(timeout=600).run()
     app.switch_page(PAGE)
     st.cache_data.clear()
     st.cache_resource.clear()  # cold: weights, test set and maps read again, as on a fresh server

@@ -91,6 +91,7 @@ def test_every_rank_stops_when_one_rank_diverged():
     stop_if_any_rank_diverged(None, Distributed(), cpu, where="fine")
 
 
+@pytest.mark.slow
 def test_a_budget_run_under_torchrun_plans_once_for_every_process(tmp_path):
     """--budget under torchrun: rank 0 times the epochs and decides the plan, every rank follows it (a rank
     that planned on its own would wait at a collective for ever); --epochs caps the plan at 2."""

@@ -15,6 +15,7 @@ from test_browser import (  # noqa: F401  (browser: the module's fixture, used h
 
 from capsviz.runs import default_runs_root
 
+pytestmark = pytest.mark.slow  # a streamlit server and chromium, as tests/test_browser.py: `make test` runs it
 FIRST_LOAD_MS = 5 * TIMEOUT_MS  # a cold server imports torch and loads the weights and MNIST, on cores other jobs share;
 # also the wait for a rerun after a click or a key, which traces the digit again on a busy machine
 

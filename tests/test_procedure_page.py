@@ -3,19 +3,18 @@
 chosen capsule, and choosing another capsule or iteration changes them. The numbers are checked against
 the model's forward pass, computed here without capsviz.procedure."""
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import streamlit as st
 import torch
 import torch.nn.functional as F
-from streamlit.testing.v1 import AppTest
 
 from capsviz.digits import load_test_set, to_inputs
 from capsviz.runs import RUNS_ROOT_ENV, default_runs_root, load_weights
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
+from dashboard_fixtures import new_app
+
 SHIPPED = default_runs_root()
 
 
@@ -50,7 +49,7 @@ def shipped_app(monkeypatch):
     monkeypatch.setenv(RUNS_ROOT_ENV, str(SHIPPED))
     st.cache_data.clear()  # cold: weights, the test set and the trace loaded by the page itself
     st.cache_resource.clear()
-    app = AppTest.from_file(str(DASHBOARD), default_timeout=300).run()
+    app = new_app(timeout=300).run()
     started = time.perf_counter()
     app.switch_page("pages/routing.py").run()
     print(f"\nRouting page with Procedure 1, first picture (cold caches): {time.perf_counter() - started:.2f} s")

@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from streamlit.testing.v1 import AppTest
 
 from capsviz.robustness import pack_correct
 from capsviz.runs import EVALUATION, RUNS_ROOT_ENV, default_runs_root
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
+from dashboard_fixtures import new_app
+
 IMAGES = 320_000
 
 
@@ -33,7 +33,7 @@ def test_robustness_page_opens_in_under_3_s_with_320000_images_per_run(tmp_path,
     evaluated_run(root, "mnist40-capsnet-r3", 0.79, rng)
     evaluated_run(root, "mnist40-baseline-pool", 0.66, rng)
     monkeypatch.setenv(RUNS_ROOT_ENV, str(root))
-    app = AppTest.from_file(str(DASHBOARD), default_timeout=120).run()  # the home page: imports, the sidebar
+    app = new_app().run()  # the home page: imports, the sidebar
     started = time.perf_counter()
     app.switch_page("pages/robustness.py").run()
     opened = time.perf_counter() - started

@@ -23,6 +23,8 @@ from capsviz.store import (
     read_routing,
 )
 
+from dashboard_fixtures import new_app
+
 SHIPPED = store.default_runs_root()
 
 
@@ -177,14 +179,12 @@ def test_the_shipped_evaluations_pass_the_checks():
 
 
 def test_the_robustness_page_names_each_broken_evaluation(tmp_path, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
     root = tmp_path / "runs"
     copy_run("mnist40-capsnet-r3", root)
     for number, breaking in enumerate(BROKEN_EVALUATIONS.values()):
         write_broken_evaluation(copy_run("mnist40-baseline-pool", root, f"broken-{number}"), breaking)
     monkeypatch.setenv(store.RUNS_ROOT_ENV, str(root))
-    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboard.py"), default_timeout=120).run()
+    app = new_app().run()
     app.switch_page("pages/robustness.py").run()
     assert not app.exception, [exception.value for exception in app.exception]
     skipped = [error.value for error in app.error if "Evaluation skipped" in error.value]
@@ -225,13 +225,11 @@ def test_the_shipped_weights_agree_with_their_runs():
 
 
 def test_the_pages_show_disagreeing_weights_as_one_line(tmp_path, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
     root = tmp_path / "runs"
     run_dir = copy_run("mnist40-capsnet-r3", root)
     shutil.copy(SHIPPED / "mnist-r1" / WEIGHTS, run_dir / WEIGHTS)
     monkeypatch.setenv(store.RUNS_ROOT_ENV, str(root))
-    app = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "dashboard.py"), default_timeout=120).run()
+    app = new_app().run()
     for page in ("pages/dimensions.py", "pages/reconstructions.py", "pages/routing.py", "pages/robustness.py"):
         app.switch_page(page).run()
         assert not app.exception, (page, [exception.value for exception in app.exception])

@@ -6,6 +6,8 @@ import pytest
 
 from capsviz.time_to_accuracy import at_time, scaled_history, time_to_error
 
+from dashboard_fixtures import new_app
+
 HISTORY = pd.DataFrame({"epoch": [1, 2, 3, 4, 5], "test_error": [0.9, 0.55, 0.48, 0.52, 0.39],
                         "wall_seconds": [100.0, 210.0, 330.0, 440.0, 560.0], "epoch_seconds": [90.0] * 5,
                         "images_per_second": [600.0] * 5})
@@ -90,11 +92,9 @@ def test_the_showcase_clocks_the_shipped_runs_at_the_benchmarks_idle_speed():
 
 
 def test_the_home_page_shows_the_time_to_accuracy_of_the_shipped_runs(monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
     from capsviz import runs
     monkeypatch.setenv(runs.RUNS_ROOT_ENV, str(runs.PROJECT_ROOT / "checkpoints"))
-    app = AppTest.from_file(str(runs.PROJECT_ROOT / "dashboard.py"), default_timeout=180).run()
+    app = new_app(timeout=180).run()
     assert not app.exception, [exception.value for exception in app.exception]
     assert "Time to accuracy" in [header.value for header in app.subheader]
     table = next(frame.value for frame in app.dataframe if "Hours to 0.5%" in frame.value.columns)
