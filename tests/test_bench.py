@@ -60,6 +60,7 @@ def run_gpu_script(name, out, **variables):
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 @pytest.mark.parametrize("name", ["gpu_check", "gpu_table1"])
+@pytest.mark.slow
 def test_gpu_scripts_say_in_one_line_that_there_is_no_gpu(tmp_path, name):
     """scripts/gpu_*.sh are what a GPU session runs in one call; without CUDA each must stop at once
     with one line, measure nothing and write nothing but its (empty) output folder."""

@@ -174,6 +174,7 @@ def test_random_shift_translates_with_zero_fill():
 
 # ---- preparing a folder that lacks some files --------------------------------------------------------
 
+@pytest.mark.slow
 def test_only_missing_files_are_written_and_existing_ones_are_never_overwritten(tmp_path):
     from capsviz.data import default_data_dir
 
@@ -206,6 +207,7 @@ def test_a_data_dir_that_does_not_exist_is_refused_not_created(tmp_path, monkeyp
     assert not (tmp_path / "elsewhere").exists()
 
 
+@pytest.mark.slow
 def test_the_default_data_dir_is_still_created(tmp_path, monkeypatch):
     import capsviz.data as data
 
