@@ -4,6 +4,7 @@
                         logits b_ij, the agreement u_hat_{j|i} . v_j and the digit capsules v_j
     DigitRouting        one digit's trace, as numpy
     coupling_maps       c_ij over the PrimaryCaps grid, one map per class, weighted by |u_i|
+    coupling_sums       what c_ij sums to over the classes and over the inputs (which rule routed)
     coupling_entropy    mean entropy of c_i over the classes, per iteration (uniform: log 10)
     agreement_split     the agreements of the winning class against the others', per iteration
     logit_change_stats  Figure A.1's statistic over a batch: mean |delta b_ij| per iteration
@@ -99,12 +100,13 @@ def coupling_maps(routing: DigitRouting, iteration: int, *, capsule_type: int | 
     the capsule types summed or one of them picked. Weighted by |u_i| because a primary capsule that
     barely exists sends almost nothing, whatever its coupling: this is the part of s_j's input
     that each position routes to class j. Since c_i sums to 1 over the classes, the maps of all classes
-    sum to the map of primary capsule lengths. `from_uniform`: (c_ij - 1/n_out) * |u_i| instead, what
-    routing moved towards (or away from) each class compared with 1 iteration; these sum to 0."""
+    sum to the map of primary capsule lengths. `from_uniform`: (c_ij - c_ij of iteration 1) * |u_i| instead,
+    what routing moved towards (or away from) each class compared with 1 iteration, whose coupling is
+    uniform (1/n_out; 1/n_in under the softmax-over-inputs bug); under the paper's rule these sum to 0."""
     assert 0 <= iteration < routing.iterations, f"iteration must be in [0, {routing.iterations}), got {iteration}"
     coupling = routing.coupling[iteration]  # (n_in, n_out)
     if from_uniform:
-        coupling = coupling - 1.0 / coupling.shape[-1]
+        coupling = coupling - routing.coupling[0]
     weighted = coupling * routing.primary_lengths[:, None]  # (n_in, n_out)
     maps = weighted.reshape(routing.types, routing.grid, routing.grid, -1)  # (32, 6, 6, 10)
     if capsule_type == ALL_TYPES:
@@ -113,6 +115,14 @@ def coupling_maps(routing: DigitRouting, iteration: int, *, capsule_type: int | 
         assert 0 <= int(capsule_type) < routing.types, f"capsule type must be in [0, {routing.types}), got {capsule_type}"
         maps = maps[int(capsule_type)]
     return np.moveaxis(maps, -1, 0)  # (10, 6, 6)
+
+
+def coupling_sums(routing: DigitRouting, iteration: int) -> tuple[float, float]:
+    """(mean over primary capsules i of sum_j c_ij, mean over classes j of sum_i c_ij) in iteration
+    `iteration`: (1, n_in / n_out) under eq. 3's softmax over the classes, (n_out / n_in, 1) when a port
+    takes it over the inputs (the softmax-over-inputs bug), which the Routing page shows side by side."""
+    coupling = routing.coupling[iteration]  # (n_in, n_out)
+    return float(coupling.sum(axis=1).mean()), float(coupling.sum(axis=0).mean())
 
 
 def coupling_entropy(coupling: np.ndarray) -> np.ndarray:

@@ -6,19 +6,22 @@ import time
 import numpy as np
 import streamlit as st
 
+from capsviz.dashboard.bug_section import BUG, routing_bug_section
 from capsviz.dashboard.digit_picker import pick_or_draw_digit
 from capsviz.dashboard.figures import digit_figure
-from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors
+from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors, show_table
 from capsviz.dashboard.procedure_section import procedure_section
 from capsviz.dashboard.routing_figures import (
     agreement_figure,
     coupling_maps_figure,
     entropy_figure,
+    iterations_figure,
     lengths_by_iteration_figure,
     logit_change_figure,
     training_provenance,
 )
 from capsviz.dashboard.state import digit_routing, load_runs, model_for, routing_history
+from capsviz.iterations import iterations_table, routing_families
 from capsviz.routing_view import ALL_TYPES, coupling_maps
 from capsviz.runs import RunError
 
@@ -119,6 +122,10 @@ st.caption(f"Coupling maps of iteration {iteration}, one per class: each square 
 
 procedure_section(run, picked.image, iterations=int(iterations), label=picked.label)
 
+routing_bug_section(run, picked.image, iterations=int(iterations), iteration=int(iteration), capsule_type=capsule_type,
+                    from_uniform=map_mode == FROM_UNIFORM, label=picked.label,
+                    trained_with_bug=[other for other in runs.runs if other.config.get("variant") == BUG])
+
 st.subheader("Over training: Figure A.1", help="Measured by the trainer at the end of each epoch on the first 300 "
              "test digits (the same for every run of a dataset): the mean |Δb_ij| each routing iteration adds.")
 routed = {}
@@ -149,6 +156,39 @@ else:
             icon=":material/info:")
 if missing:
     st.caption(f"Without routing statistics (trained before the trainer recorded them): {', '.join(missing)}.")
+st.subheader("How many iterations?", help="The paper tried 1, 3, 5, 7 and 10 routing iterations and chose 3. Runs "
+             "that differ only in their routings (their seed, length and machine settings aside) side by side.")
+families = routing_families(runs.runs)
+if families:
+    family_names = [family.name for family in families]
+    family = families[st.selectbox("Runs that differ only in their routings", range(len(families)),
+                                   format_func=lambda position: f"{family_names[position]} "
+                                   f"({', '.join(map(str, families[position].routings))} iterations)",
+                                   key="routing_family")]
+    family_routing = {}
+    for member in family.runs:
+        try:
+            family_routing[member.name] = routing_history(member)
+        except RunError as error:
+            st.error(str(error), icon=":material/error:")
+    table = iterations_table(family.runs, family_routing)
+    st.plotly_chart(iterations_figure(table, family_routing), width="stretch", key="routing_iterations")
+    number = st.column_config.NumberColumn
+    show_table(table, column_config={
+        "Run": st.column_config.TextColumn(pinned=True, width="medium"),
+        "Final test error (%)": number("Final error (%)", format="%.2f", help="Test error of the last epoch"),
+        "Final test loss": number("Test loss", format="%.3g"),
+        "Seconds / epoch": number("s / epoch", format="%.0f",
+                                  help="Mean training seconds per epoch, on the machine and under the load it trained "
+                                       "with (below): compare runs trained together"),
+        "Δb, first iteration": number(format="%.3g", help="Last epoch's mean |Δb_ij| of iteration 1 (routing.csv)"),
+        "Δb, last iteration": number(format="%.3g", help="Last epoch's mean |Δb_ij| of the run's last iteration: how "
+                                                         "far routing still was from settling when it stopped"),
+    })
+    st.caption(" · ".join(training_provenance(member) for member in family.runs))
+else:
+    st.info("No runs that differ only in their routings: train a few, e.g. `python -m trainer.run --routings 5 "
+            "--epochs 3 --out checkpoints/routings/r5-seed0` beside r1 and r3.", icon=":material/info:")
 st.caption(f"Page traced and drawn in {1000 * (time.perf_counter() - started):.0f} ms on the server", help=(
     "From the top of this page's script to here: tracing the digit through each model, and building and sending "
     "every figure. Measured by scripts/bench_dashboard.py."))

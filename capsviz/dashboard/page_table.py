@@ -47,7 +47,8 @@ PAGE_TABLE: tuple[DashboardPage, ...] = (
                   "download the combined CSV."),
     DashboardPage("pages/routing.py", "Routing", ":material/call_split:", "routing",
                   "Routing by agreement iteration by iteration for a test digit or one you draw: coupling maps, "
-                  "agreement, two runs side by side, and routing over training (Figure A.1)."),
+                  "agreement, two runs side by side, Procedure 1 step by step, the softmax-over-inputs bug on the "
+                  "same digit, routing over training (Figure A.1), and runs of 1 to 10 iterations compared."),
     DashboardPage("pages/dimensions.py", "Capsule dimensions", ":material/tune:", "dimensions",
                   "Pick or draw a digit, see its 10 capsule lengths, drag the 16 dimensions of a capsule and watch "
                   "the decoder redraw it; each dimension named by what it was measured to do; Figure 4's grid."),

@@ -1,6 +1,7 @@
 """The Routing page's Plotly figures, from plain data (capsviz.routing_view, routing.csv): coupling
 maps over the input digit, the digit capsules' lengths and the coupling's entropy per iteration, the
-agreements of the winner against the others, and Figure A.1 over training."""
+agreements of the winner against the others, Figure A.1 over training, and runs that differ only in their
+routing iterations side by side (capsviz.iterations)."""
 from __future__ import annotations
 
 import math
@@ -11,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..iterations import last_epoch_logit_change
 from ..routing_view import DigitRouting, agreement_split, coupling_entropy
 from ..store import Run
 from .figures import PALETTE, png_data_uri, run_colors
@@ -177,3 +179,39 @@ def training_provenance(run: Run) -> str:
     return (f"{run.name}: {info.get('epochs_done', 0)} epoch(s), final test error "
             f"{'-' if error is None else f'{error:.2f}%'}, trained on {machine} ({environment.get('device', '?')}{threads}), "
             f"commit {commit}")
+
+
+def iterations_figure(table: pd.DataFrame, routing_by_run: Mapping[str, pd.DataFrame], *, height: int = 340) -> go.Figure:
+    """How many iterations (capsviz.iterations): left, each run's final test error against its routing
+    iterations; middle, its training seconds per epoch; right, the last epoch's mean |delta b_ij| per
+    iteration, a line per run (routing.csv), coloured as its marker in the other two."""
+    figure = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
+                           subplot_titles=("final test error (%)", "training seconds / epoch",
+                                           "last epoch: mean |Δb_ij| by iteration"))
+    colors = run_colors(list(table["Run"]))
+    for _, row in table.iterrows():
+        name, routings = row["Run"], int(row["Routings"])
+        hover = f"{name}<br>{routings} routing(s): %{{y:.3g}}<extra></extra>"
+        for column, col in (("Final test error (%)", 1), ("Seconds / epoch", 2)):
+            if pd.notna(row[column]):
+                figure.add_trace(go.Scatter(x=[routings], y=[row[column]], mode="markers", name=name, legendgroup=name,
+                                            showlegend=col == 1, marker=dict(color=colors[name], size=10),
+                                            hovertemplate=hover), row=1, col=col)
+        change = last_epoch_logit_change(routing_by_run.get(name))
+        if len(change):
+            figure.add_trace(go.Scatter(x=change.index, y=change.to_numpy(), mode="lines+markers", legendgroup=name,
+                                        showlegend=False, line=dict(color=colors[name]),
+                                        hovertemplate=f"{name}<br>iteration %{{x}}: %{{y:.3g}}<extra></extra>"),
+                             row=1, col=3)
+    # a faint line through each panel's markers in routing order, so the trend reads at a glance
+    ordered = table.sort_values("Routings")
+    for column, col in (("Final test error (%)", 1), ("Seconds / epoch", 2)):
+        known = ordered[ordered[column].notna()]
+        figure.add_trace(go.Scatter(x=known["Routings"], y=known[column], mode="lines", showlegend=False,
+                                    hoverinfo="skip", line=dict(color="rgba(120,120,120,0.5)", width=1)), row=1, col=col)
+    for col in (1, 2):
+        figure.update_xaxes(title="routing iterations", tickvals=sorted(table["Routings"].unique()), row=1, col=col)
+    figure.update_xaxes(title="iteration", dtick=1, row=1, col=3)
+    figure.update_yaxes(type="log", row=1, col=3)
+    figure.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25))
+    return figure

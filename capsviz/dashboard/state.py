@@ -35,6 +35,7 @@ from ..store import (
     read_run_json,
     runs_roots_from_environment,
 )
+from ..variants import routed_with_bug
 
 RUNS_ROOT_KEY = "runs_root"
 CHUNK = 500  # test digits encoded per cached chunk: scans of any length reuse the chunks before them
@@ -188,8 +189,9 @@ def scan_codes(run: Run, count: int, *, progress_text: str = "Encoding test digi
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _routing(path: str, stamp: tuple | None, image: np.ndarray, iterations: int) -> DigitRouting:
-    return trace_digit(_load_model(path, stamp), image, iterations=iterations)
+def _routing(path: str, stamp: tuple | None, image: np.ndarray, iterations: int, bug: str | None = None) -> DigitRouting:
+    model = _load_model(path, stamp)
+    return trace_digit(model if bug is None else routed_with_bug(bug, model), image, iterations=iterations)
 
 
 def digit_routing(run: Run, image: np.ndarray, *, iterations: int) -> DigitRouting:
@@ -197,6 +199,13 @@ def digit_routing(run: Run, image: np.ndarray, *, iterations: int) -> DigitRouti
     file version, digit and iteration count: moving the iteration slider or a map control re-traces nothing."""
     model_for(run)  # raises RunError for broken weights before anything is cached
     return _routing(str(run.path), weights_stamp(run), np.ascontiguousarray(image), int(iterations))
+
+
+def digit_routing_with_bug(run: Run, image: np.ndarray, *, iterations: int, bug: str) -> DigitRouting:
+    """digit_routing with the run's weights routed as the routing bug `bug` does (a capsviz.variants
+    name; capsviz.variants.routed_with_bug), cached the same way."""
+    model_for(run)
+    return _routing(str(run.path), weights_stamp(run), np.ascontiguousarray(image), int(iterations), bug)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -16,6 +16,7 @@ bug looks like in a port and what it costs: docs/bugs.md.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -114,6 +115,22 @@ def apply_to_model(name: str, model: nn.Module) -> nn.Module:
     return model
 
 
+def routing_bugs() -> list[str]:
+    """The variants that change the routing itself (their DigitCaps), in VARIANTS' order."""
+    return [variant.name for variant in VARIANTS.values() if variant.digit_caps is not None]
+
+
+def routed_with_bug(name: str, model: nn.Module) -> nn.Module:
+    """A copy of the reference `model` whose DigitCaps routes as variant `name` does, `model` untouched:
+    the same trained weights with one rule of Procedure 1 broken, so that the Routing page shows what the
+    bug alone does to c_ij on a digit (a model trained with the bug learns other weights besides)."""
+    if name not in routing_bugs():
+        raise VariantError(f"{name}: not a routing bug (use {', '.join(routing_bugs())})")
+    if variant_of(model) != NONE:
+        raise VariantError(f"{type(model).__name__}: already routes as {variant_of(model)}")
+    return apply_to_model(name, copy.deepcopy(model))
+
+
 def apply_to_task(name: str, task: Task) -> Task:
     """The task that trains variant `name`: `task` itself, or a wrapper that computes its loss."""
     variant = get_variant(name)
@@ -146,4 +163,4 @@ def weights_entry(model: nn.Module) -> dict:
 
 
 __all__ = ["NONE", "VARIANTS", "Variant", "VariantError", "apply_to_model", "apply_to_task", "get_variant",
-           "variant_of", "weights_entry"]
+           "routed_with_bug", "routing_bugs", "variant_of", "weights_entry"]
