@@ -247,6 +247,10 @@ def test_routing_page_iteration_slider_and_a_digit_drawn_with_the_mouse(dashboar
     page.get_by_text("Coupling maps of iteration 2").wait_for(timeout=TIMEOUT_MS)
     wait_until_idle(page)
     assert_no_exception(page, "routing after the iteration slider moved")
+    # the softmax-over-inputs bug on the same digit follows the slider too: both couplings drawn, with their sums
+    for position in (0, 1):
+        page.locator(f".st-key-routing_bug_maps_{position} .js-plotly-plot").wait_for(timeout=TIMEOUT_MS)
+    assert page.get_by_text("Iteration 2: each primary capsule's c_ij sums to").count() == 2
     page.screenshot(path=ARTIFACTS / "browser-routing-iteration-2.png", full_page=True)
 
     canvas = drawing_canvas(page, "routing_digit")
