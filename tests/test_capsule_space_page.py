@@ -66,6 +66,27 @@ def test_shipped_runs_side_by_side_and_the_time_to_open(monkeypatch):
     assert cold_cpu < OPEN_BUDGET_S, f"the page took {cold_cpu:.2f} s of CPU to open"
 
 
+def test_the_shipped_40x40_run_opens_on_its_own_map(monkeypatch):
+    """mnist40-capsnet-r3 (expanded MNIST, 40x40) ships its map too: read from its file, not recomputed,
+    within the same CPU budget; no run of its test set to set beside it."""
+    if not (SHIPPED / "mnist40-capsnet-r3" / CAPSULE_SPACE).exists():
+        pytest.fail("the shipped map is missing: python scripts/map_capsule_space.py checkpoints/mnist40-capsnet-r3")
+    app = open_page(monkeypatch, SHIPPED)
+    app.selectbox(key="space_run").set_value("mnist40-capsnet-r3")
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    cpu = time.process_time()
+    app.run()
+    cold_cpu = time.process_time() - cpu
+    assert_no_exception(app)
+    print(f"\nCapsule space page on mnist40-capsnet-r3 (10,000 digits at 40x40): cold {cold_cpu:.2f} s CPU")
+    keys = [chart.key for chart in app.get("plotly_chart")]
+    assert "space_map_mnist40-capsnet-r3" in keys, keys
+    assert app.selectbox(key="space_compare").value == "(none)", "no other run of the 40x40 test set"
+    assert not app.info, [info.value for info in app.info]  # read from its file
+    assert cold_cpu < OPEN_BUDGET_S, f"the page took {cold_cpu:.2f} s of CPU to open"
+
+
 @pytest.mark.parametrize("page", list(capsule_space_views.OPEN_ON))
 def test_a_chosen_digit_opens_on_the_dimensions_and_routing_pages(monkeypatch, page):
     app = open_page(monkeypatch, SHIPPED)
