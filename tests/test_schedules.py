@@ -156,6 +156,25 @@ def test_a_budget_run_records_its_plan_and_deadline(tmp_path):
     assert runs.read_run_json(out)["epochs_done"] == 2
 
 
+def test_a_resume_given_epochs_drops_the_runs_deadline_even_when_they_equal_its_plan(tmp_path, capsys):
+    """A budget run stopped short of its plan whose deadline has passed: `--resume --epochs N` is a fixed
+    plan (--help), also when N is what the budget had planned (state.pt's config), so it trains on to N
+    instead of finishing at once at the spent deadline."""
+    out = tmp_path / "run"
+    base = ["--routings", "1", "--subset", "100", "--test-subset", "50", "--batch-size", "50", "--out", str(out)]
+    assert main([*base, "--budget", "1h", "--epochs", "1"]) == 0
+    state = runs.read_state(out)
+    state["config"]["epochs"] = 2  # the budget had planned 2 epochs, and the run stopped after 1 ...
+    state["budget"]["deadline"] = time.time() - 60  # ... with its deadline now spent
+    runs.write_state(out, state)
+    assert main(["--resume", "--out", str(out)]) == 0  # the deadline kept: nothing fits, done as it stands
+    assert runs.read_run_json(out)["epochs_done"] == 1
+    capsys.readouterr()
+    assert main(["--resume", "--epochs", "2", "--out", str(out)]) == 0
+    assert runs.read_run_json(out)["epochs_done"] == 2, capsys.readouterr().out
+    assert "budget" not in capsys.readouterr().out, "no budget planned the resumed epochs"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--schedule", "linear"], "--schedule linear: unknown schedule"),
     (["--schedule", "cosine", "--lr-floor", "0.01"], "--lr-floor 0.01: above the learning rate"),

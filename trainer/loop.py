@@ -66,6 +66,9 @@ class TrainConfig:
         return asdict(self)
 
 
+# The budget of a resume given --epochs without --budget: a fixed plan, the run's own deadline dropped. Empty,
+# so that every "if self.budget" reads it as no budget; only the resume's "is None" tells it from None.
+NO_BUDGET: dict = {}
 # A budget's first epoch is trained before the plan exists: its per-step schedule is planned this many epochs
 # long meanwhile, so that the learning rate stays near lr (cosine: within 0.0003%) until the plan is made.
 PROVISIONAL_EPOCHS = 1000
@@ -329,7 +332,8 @@ class Trainer:
                                           **optimizer_options(device, config.fast))
         self.steps_per_epoch = steps_per_epoch(len(self.train_images), config.batch_size, processes.world_size)
         self.schedule = self.make_schedule()
-        # {"seconds", "deadline" (time.time()), "max_epochs"}: plan the epochs to end by the deadline (plan_budget)
+        # {"seconds", "deadline" (time.time()), "max_epochs"}: plan the epochs to end by the deadline (plan_budget);
+        # None: none, or a resumed run's own; NO_BUDGET: none, not even a resumed run's (a fixed plan)
         self.budget = budget
         self.epoch_seconds: list[float] = []  # wall time of each epoch this process trained, saving included
         self.generator = torch.Generator().manual_seed(config.seed)

@@ -40,7 +40,7 @@ from capsviz.schedules import EXP_EPOCH, parse_duration  # noqa: E402
 from capsviz.settings import RESUMABLE_CHANGES, positive_int  # noqa: E402, F401 (positive_int: for trainer.sweep)
 
 from . import distributed, paths  # noqa: E402
-from .loop import TrainConfig, Trainer, TrainingDiverged, resume_hint, select  # noqa: E402
+from .loop import NO_BUDGET, TrainConfig, Trainer, TrainingDiverged, resume_hint, select  # noqa: E402
 
 
 class CliError(Exception):
@@ -122,9 +122,11 @@ NEW, RESUME, RESTART = "new", "resume", "restart"
 
 
 def budget_from(args: argparse.Namespace, given: dict) -> dict | None:
-    """--budget as the trainer's budget (deadline from now); --epochs given beside it caps the plan."""
+    """--budget as the trainer's budget (deadline from now); --epochs given beside it caps the plan. Without
+    --budget: None, which lets a resumed budget run keep its deadline, or NO_BUDGET when --epochs was given,
+    a fixed plan (the run's deadline dropped, as --help promises, even when N equals the old plan)."""
     if args.budget is None:
-        return None
+        return NO_BUDGET if "epochs" in given else None
     try:
         seconds = parse_duration(args.budget)
     except ValueError as error:
