@@ -158,8 +158,8 @@ def test_a_budget_run_records_its_plan_and_deadline(tmp_path):
 
 def test_a_resume_given_epochs_drops_the_runs_deadline_even_when_they_equal_its_plan(tmp_path, capsys):
     """A budget run stopped short of its plan whose deadline has passed: `--resume --epochs N` is a fixed
-    plan (--help), also when N is what the budget had planned (state.pt's config), so it trains on to N
-    instead of finishing at once at the spent deadline."""
+    plan (--help), also when N is what the budget had planned (state.pt's config): the spent deadline plans
+    nothing (it used to, and a run could finish at once, short of N)."""
     out = tmp_path / "run"
     base = ["--routings", "1", "--subset", "100", "--test-subset", "50", "--batch-size", "50", "--out", str(out)]
     assert main([*base, "--budget", "1h", "--epochs", "1"]) == 0
