@@ -39,9 +39,17 @@ class RoutingFamily:
 
 
 def family_key(run: Run) -> str:
-    """What a run is, its routings and seed aside: equal for the runs of one iterations comparison."""
+    """What a run is, its routings and seed aside: equal for the runs of one iterations comparison. A run
+    whose epochs a time budget planned is apart from one given its epochs: its schedule was laid out after
+    its first epoch, so the same settings did not train the same way."""
     setting = {key: value for key, value in run.config.items() if key not in NOT_THE_FAMILY}
-    return json.dumps([run.dataset_name, setting], sort_keys=True, default=str)
+    return json.dumps([run.dataset_name, setting, budget_planned(run)], sort_keys=True, default=str)
+
+
+def budget_planned(run: Run) -> bool:
+    """Whether a time budget planned any of the run's epochs: its budget, or one a resume dropped."""
+    changes = [resume.get("changes") for resume in run.info.get("resumes") or []]
+    return "budget" in run.info or any(isinstance(change, dict) and "budget" in change for change in changes)
 
 
 def family_name(runs: Sequence[Run]) -> str:

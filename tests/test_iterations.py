@@ -14,6 +14,7 @@ from capsviz import runs
 from capsviz.iterations import iterations_table, last_epoch_logit_change, routing_families
 from capsviz.store import list_runs, load_run, read_routing
 
+from conftest import ROOT
 from dashboard_fixtures import open_app, write_synthetic_run
 
 ROUTINGS = (1, 3, 5)
@@ -120,3 +121,16 @@ def test_the_routing_page_compares_a_family(iterations_root, monkeypatch):
 def test_the_routing_page_says_how_to_train_a_family_when_there_is_none(runs_root, monkeypatch):
     app = open_app(runs_root, monkeypatch, "pages/routing.py")
     assert any("differ only in their routings" in info.value for info in app.info)
+
+
+def test_the_shipped_routings_runs_are_one_family_of_six():
+    """checkpoints/routings/: 1, 2, 3, 5, 7 and 10 iterations, seed 0, 3 epochs each, with routing.csv: the
+    family the Routing page opens its comparison on."""
+    root = ROOT / "checkpoints"
+    shipped = [run for run in load_all(root) if run.name.startswith("routings/")]
+    [family] = routing_families(shipped)
+    assert family.name == "routings" and family.routings == [1, 2, 3, 5, 7, 10]
+    assert routing_families(load_all(root))[0].name == "routings", "the largest family comes first"
+    table = iterations_table(family.runs, {run.name: read_routing(run.path, root=root) for run in family.runs})
+    assert list(table["Epochs"]) == [3] * 6 and table["Δb, last iteration"].notna().all()
+    assert (table["Final test error (%)"] < 1.0).all()

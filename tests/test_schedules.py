@@ -173,6 +173,10 @@ def test_a_resume_given_epochs_drops_the_runs_deadline_even_when_they_equal_its_
     assert main(["--resume", "--epochs", "2", "--out", str(out)]) == 0
     assert runs.read_run_json(out)["epochs_done"] == 2, capsys.readouterr().out
     assert "budget" not in capsys.readouterr().out, "no budget planned the resumed epochs"
+    info = runs.read_run_json(out)
+    assert "budget" not in info, "run.json's budget is the plan in force"
+    assert info["resumes"][-1]["changes"]["budget"][0]["seconds"] == 3600, "the dropped budget, kept in resumes[]"
+    assert info["resumes"][-1]["changes"]["budget"][1] is None
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -460,6 +460,10 @@ class Trainer:
         # a budget: the one given now, else the run's own deadline (unless --epochs was given: a fixed plan)
         if self.budget is None and state.get("budget") and "epochs" not in changes:
             self.budget = state["budget"]
+        elif state.get("budget") and not self.budget:  # a fixed plan from here: resumes[] keeps what planned it so far
+            dropped = state["budget"]
+            deadline = dt.datetime.fromtimestamp(dropped["deadline"], dt.timezone.utc).isoformat(timespec="seconds")
+            changes["budget"] = [{"seconds": dropped["seconds"], "deadline": deadline}, None]
         resume = {**self.environment, "after_epoch": state["epoch"], "at": now()}
         self.resumes = [*state.get("resumes", []), {**resume, "changes": changes} if changes else resume]
         self.environment = state.get("environment", self.environment)
