@@ -1,5 +1,5 @@
 """Robustness to affine transforms (paper section 5.2): a model's accuracy on transformed digits, overall
-and by how much each transform moved them. The numbers go into a run's evaluation.json (capsviz.runs).
+and by how much each transform moved them. The numbers go into a run's evaluation.json (capsviz.store).
 
 The paper trained a CapsNet and a CNN on expanded MNIST (digits shifted on 40x40) to the same test
 accuracy (99.23% and 99.22%) and tested both on affNIST: 79% and 66%.

@@ -6,7 +6,7 @@ dataset, so runs can be compared epoch by epoch. For each routing iteration t it
 |delta b_ij| (the agreement u_hat_{j|i} . v_j that iteration adds) and the mean |b_ij| after it, over
 digits, primary capsules i and classes j. The rows travel inside the epoch's history row under
 ROUTING_KEY (so state.pt commits them with the epoch and --resume keeps them) and are written to
-routing.csv by capsviz.runs. Its cost: about 1% of a training epoch (README, Routing internals).
+routing.csv by capsviz.store. Its cost: about 1% of a training epoch (README, Routing internals).
 
 The model registry (capsviz.models) names this probe as CapsNet's: the trainer runs whatever probe a
 model's entry names.
@@ -64,6 +64,6 @@ def routing_rows(history: list[dict]) -> list[dict]:
 
 def write_routing_csv(run_dir: Path, rows: list[dict]) -> None:
     """routing.csv from every epoch's probe rows (routing_rows)."""
-    from .runs import write_routing  # imported here: the run store imports the model registry, which imports this
+    from .store import write_routing  # imported here: the run store imports the model registry, which imports this
 
     write_routing(run_dir, rows)

@@ -5,7 +5,7 @@ Everything else is derived from SETTINGS:
 
     trainer.loop.TrainConfig      one field per setting, in this order (settings_dataclass); run.json's "config"
     trainer.run.parser            a flag per setting (add_arguments, given_settings)
-    capsviz.runs                  run.json's config checked field by field (config_problems), old runs read
+    capsviz.store                 run.json's config checked field by field (config_problems), old runs read
                                   with the settings they predate (LEGACY_SETTINGS, with_legacy_settings)
     trainer.run.differences       what a --resume may change (RESUMABLE_CHANGES)
 
@@ -195,7 +195,7 @@ SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SET
 
 # ---- what is derived from SETTINGS ---------------------------------------------------------------
 
-# Each setting's (what it must be, its test), in the form capsviz.runs has always exported. The routings' bounds
+# Each setting's (what it must be, its test), in the form the run store (capsviz.store) exports. The routings' bounds
 # shown are the default model's; config_problems asks the config's own model.
 CONFIG_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     setting.name: setting.rule_in({}) for setting in SETTINGS}

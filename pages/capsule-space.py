@@ -26,7 +26,7 @@ from capsviz.dashboard.figures import capsule_lengths_figure, digit_figure
 from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors
 from capsviz.dashboard.safe_html import text
 from capsviz.dashboard.state import digit_codes, load_runs
-from capsviz.runs import RunError
+from capsviz.store import RunError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 switch_to_requested_page()  # "Open on ..." was clicked: its callback has set that page's digit

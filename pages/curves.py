@@ -9,7 +9,7 @@ from capsviz.dashboard.state import load_runs
 from capsviz.groups import BANDS, group_runs, group_summary_table
 from capsviz.keras import KerasCsvError, read_keras_history
 from capsviz.results import curve_summary_table
-from capsviz.runs import Run
+from capsviz.store import Run
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 

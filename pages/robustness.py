@@ -15,7 +15,7 @@ from capsviz.robustness_view import (
     explore,
     explorer_parameters,
 )
-from capsviz.runs import RunError
+from capsviz.store import RunError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 

@@ -20,7 +20,7 @@ from capsviz.dashboard.routing_figures import (
 )
 from capsviz.dashboard.state import digit_routing, load_runs, model_for, routing_history
 from capsviz.routing_view import ALL_TYPES, coupling_maps
-from capsviz.runs import RunError
+from capsviz.store import RunError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 started = time.perf_counter()  # the page's server time, shown at its end (scripts/bench_dashboard.py reads it)

@@ -21,7 +21,7 @@ from capsviz.data import DataError
 from capsviz.datasets import get_dataset
 from capsviz.fast import prepare_model
 from capsviz.models import model_from_config
-from capsviz.runs import STATE, WEIGHTS, RunError, load_run, read_state
+from capsviz.store import STATE, WEIGHTS, RunError, load_run, read_state
 from trainer.loop import TrainConfig, select, validate
 
 

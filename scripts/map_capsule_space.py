@@ -20,7 +20,7 @@ from capsviz.capsule_space import CapsuleSpaceError, compute_capsule_space, writ
 from capsviz.data import DataError
 from capsviz.digits import load_test_set
 from capsviz.dimension_meanings import model_digest
-from capsviz.runs import WEIGHTS, RunError, load_run
+from capsviz.store import WEIGHTS, RunError, load_run
 
 
 def map_run(run_dir: Path, *, digits: int | None = None, seed: int = 0, data_dir=None, verbose: bool = False) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from capsviz.data import DataError
 from capsviz.digits import load_test_set
 from capsviz.dimension_meanings import DIGITS_PER_CLASS, measure_model
-from capsviz.runs import WEIGHTS, RunError, load_run, write_dimensions
+from capsviz.store import WEIGHTS, RunError, load_run, write_dimensions
 
 
 def measure_run(run_dir: Path, *, digits: int, data_dir=None) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from capsviz.dashboard.page_table import PAGE_TABLE
-from capsviz.runs import RUNS_ROOT_ENV
+from capsviz.store import RUNS_ROOT_ENV
 
 from conftest import ROOT
 
@@ -274,7 +274,7 @@ def test_dragging_a_dimension_morphs_the_digit_live_and_matches_the_servers_deco
 
     from capsviz.digits import encode_digits, load_test_set
     from capsviz.dimension_meanings import DimensionMeanings, model_digest
-    from capsviz.runs import DIMENSIONS, load_weights, read_dimensions
+    from capsviz.store import DIMENSIONS, load_weights, read_dimensions
     from scripts.measure_dimensions import measure_run
 
     run_dir = browser_root / "tiny-r1"
@@ -408,7 +408,7 @@ def space_dashboard_url(tmp_path_factory) -> str:
     from capsviz.capsule_space import compute_capsule_space, write_capsule_space
     from capsviz.digits import load_test_set
     from capsviz.dimension_meanings import model_digest
-    from capsviz.runs import load_weights
+    from capsviz.store import load_weights
 
     require_chromium()
     root = tmp_path_factory.mktemp("browser-space")

@@ -24,7 +24,7 @@ from capsviz.capsule_space import (
 )
 from capsviz.digits import encode_digits, load_test_set
 from capsviz.dimension_meanings import model_digest
-from capsviz.runs import default_runs_root, load_weights
+from capsviz.store import default_runs_root, load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MAPS = ["mnist-r1", "mnist-r3"]

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from capsviz.keras import KerasCsvError, read_keras_history
-from capsviz.runs import HISTORY_COLUMNS
+from capsviz.store import HISTORY_COLUMNS
 
 from dashboard_fixtures import KERAS_HISTORIES
 

@@ -5,7 +5,7 @@ import sys
 
 from conftest import ROOT
 
-PLAIN_MODULES = ["capsviz", "capsviz.runs", "capsviz.store", "capsviz.datasets", "capsviz.models", "capsviz.tasks", "capsviz.keras",
+PLAIN_MODULES = ["capsviz", "capsviz.store", "capsviz.datasets", "capsviz.models", "capsviz.tasks", "capsviz.keras",
                  "capsviz.results", "capsviz.curves", "capsviz.digits", "capsviz.perturbations",
                  "capsviz.reconstructions", "capsviz.routing_view", "capsviz.drawing", "capsviz.image_properties",
                  "capsviz.dimension_meanings", "capsviz.dashboard.page_table"]

@@ -18,7 +18,7 @@ from capsviz.results import (
     with_numbers,
 )
 from capsviz.robustness_view import COMPARISON_NUMBERS, comparison_table
-from capsviz.runs import Run, default_runs_root, load_run
+from capsviz.store import Run, default_runs_root, load_run
 
 from dashboard_fixtures import open_app
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from capsviz import models, results, runs
+from capsviz import models, results, store
 from capsviz.models import ModelEntry, get_model_entry, register
 from capsviz.tasks import StepResult
 from trainer.run import main
@@ -83,18 +83,18 @@ def test_a_third_model_family_trains_saves_loads_and_lists_through_the_registry_
     out = root / "toy-run"
     assert main(["--model", "toy", "--epochs", "1", "--subset", "100", "--test-subset", "50", "--batch-size", "50",
                  "--precision", "fp32", "--out", str(out)]) == 0, capsys.readouterr().err
-    run = runs.load_run(out)
+    run = store.load_run(out)
     assert run.model_name == "toy" and len(run.history) == 1 and run.status == "finished"
     assert isinstance(run.model, ToyMLP) and run.model.config == ToyConfig(hidden=16)
     assert run.info["parameters"] == 784 * 16 + 16 + 16 * 10 + 10
     assert not run.has_capsules and run.routings is None and run.reconstruction is None
-    assert not (out / runs.ROUTING_CSV).exists(), "the toy's entry names no probe"
-    assert runs.list_runs(root) == [out]
+    assert not (out / store.ROUTING_CSV).exists(), "the toy's entry names no probe"
+    assert store.list_runs(root) == [out]
     row = results.run_summary_table([run]).iloc[0]
     assert row["Model"] == "toy" and row["Routings"] == "-" and row["Epochs"] == "1 / 1"
     # and it resumes like any run: the settings a resume may change come from the schema
     assert main(["--resume", "--epochs", "2", "--out", str(out)]) == 0, capsys.readouterr().err
-    assert len(runs.load_run(out).history) == 2
+    assert len(store.load_run(out).history) == 2
 
 
 def test_a_model_that_does_not_route_refuses_the_routing_flags_through_its_entry(toy, tmp_path, capsys):

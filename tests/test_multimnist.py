@@ -121,9 +121,9 @@ def test_short_real_training_beats_chance(multimnist_run):
     """1 epoch on 4,000 fresh pairs of a small CapsNet (the multimnist_run fixture) names both digits of
     far more test pairs than chance (about 1 in 45 for an unordered pair of different classes): 15.4% of
     500 test pairs on the 2-core AMD EPYC."""
-    from capsviz import runs
+    from capsviz import store
 
-    history = runs.read_history(multimnist_run)
+    history = store.read_history(multimnist_run)
     accuracy = 100 - float(history["test_error"].iloc[-1])
     assert accuracy > 3 * 100 / 45, f"{accuracy:.1f}% of test pairs right, chance is about 2.2%"
 
@@ -140,7 +140,7 @@ def test_the_baseline_on_multimnist_is_refused_in_one_line(tmp_path, capsys):
 def test_shipped_multimnist_run_is_labelled_honestly_and_sits_beside_the_papers_5_2():
     from capsviz import load_run
     from capsviz.results import run_summary_row
-    from capsviz.runs import default_runs_root
+    from capsviz.store import default_runs_root
 
     run = load_run(default_runs_root() / "multimnist-r3")
     assert run.status == "interrupted" and run.dataset_name == "multimnist" and run.routings == 3 and run.reconstruction
@@ -163,12 +163,12 @@ def test_shipped_multimnist_run_is_labelled_honestly_and_sits_beside_the_papers_
 def test_evaluate_run_reproduces_the_error_a_run_measured(multimnist_run):
     """scripts/evaluate_run.py (how multimnist-r3 was re-evaluated) gives the tiny run's own final test
     error from its weights: the same test pairs, the same rule."""
-    from capsviz import runs
+    from capsviz import store
     from scripts.evaluate_run import evaluate
 
     error, count, _ = evaluate(multimnist_run, weights="state.pt", test_subset=500)
     assert count == 500
-    assert error == pytest.approx(float(runs.read_history(multimnist_run)["test_error"].iloc[-1]), abs=0.21)
+    assert error == pytest.approx(float(store.read_history(multimnist_run)["test_error"].iloc[-1]), abs=0.21)
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from capsviz import load_run
 from capsviz.capsnet import CapsNet, squash
 from capsviz.digits import load_test_set, to_inputs
 from capsviz.procedure import capsule_steps, top_contributors, trace_procedure
-from capsviz.runs import default_runs_root
+from capsviz.store import default_runs_root
 
 SHIPPED = {"mnist-r3": 3, "mnist40-capsnet-r3": 3}
 

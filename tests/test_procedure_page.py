@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from capsviz.digits import load_test_set, to_inputs
-from capsviz.runs import RUNS_ROOT_ENV, default_runs_root, load_weights
+from capsviz.store import RUNS_ROOT_ENV, default_runs_root, load_weights
 
 from dashboard_fixtures import new_app
 

@@ -13,7 +13,7 @@ from capsviz.baseline import BaselineCNN
 from capsviz.capsnet import CapsNet
 from capsviz.robustness import accuracy_by_bins, pack_correct, paired_comparison, unpack_correct
 from capsviz.robustness_view import evaluation_provenance, explore, explorer_parameters, place_and_transform
-from capsviz.runs import default_runs_root, load_run, read_evaluation
+from capsviz.store import default_runs_root, load_run, read_evaluation
 from trainer import robustness
 
 from dashboard_fixtures import open_app

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from capsviz.robustness import pack_correct
-from capsviz.runs import EVALUATION, RUNS_ROOT_ENV, default_runs_root
+from capsviz.store import EVALUATION, RUNS_ROOT_ENV, default_runs_root
 
 from dashboard_fixtures import new_app
 

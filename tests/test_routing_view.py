@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from capsviz import runs
+from capsviz import store
 from capsviz.capsnet import CapsNet
 from capsviz.digits import to_inputs
 from capsviz.drawing import canvas_gray, center_of_mass, to_mnist_digit
@@ -91,16 +91,16 @@ def test_routing_probe_has_one_row_per_iteration_with_the_mean_change(model, dig
 
 
 def test_the_trainer_writes_routing_csv_for_capsnet_runs(tiny_run, tmp_path):
-    routing = runs.read_routing(tiny_run)  # 1 routing, 1 epoch, probed on its 100 test digits
+    routing = store.read_routing(tiny_run)  # 1 routing, 1 epoch, probed on its 100 test digits
     assert routing[["epoch", "iteration", "probe_digits"]].values.tolist() == [[1, 1, 100]]
     assert (routing["mean_abs_logit_change"] > 0).all()
-    assert runs.read_routing(tmp_path).empty  # older runs (and the baseline CNN's) have none, and load
-    (tmp_path / runs.ROUTING_CSV).write_text("epoch,iteration,mean_abs_logit_change\n1,1,0.5\n")
-    with pytest.raises(runs.RunError, match="routing.csv: missing columns"):
-        runs.read_routing(tmp_path)
-    runs.write_routing(tmp_path, [{"epoch": 1, "iteration": 1, "mean_abs_logit_change": 0.5, "mean_abs_logit": 0.5,
-                                   "probe_digits": 3, "seconds": 0.1}])
-    pd.testing.assert_frame_equal(runs.read_routing(tmp_path), pd.DataFrame(
+    assert store.read_routing(tmp_path).empty  # older runs (and the baseline CNN's) have none, and load
+    (tmp_path / store.ROUTING_CSV).write_text("epoch,iteration,mean_abs_logit_change\n1,1,0.5\n")
+    with pytest.raises(store.RunError, match="routing.csv: missing columns"):
+        store.read_routing(tmp_path)
+    store.write_routing(tmp_path, [{"epoch": 1, "iteration": 1, "mean_abs_logit_change": 0.5, "mean_abs_logit": 0.5,
+                                    "probe_digits": 3, "seconds": 0.1}])
+    pd.testing.assert_frame_equal(store.read_routing(tmp_path), pd.DataFrame(
         {"epoch": [1], "iteration": [1], "mean_abs_logit_change": [0.5], "mean_abs_logit": [0.5], "probe_digits": [3]}))
 
 
@@ -149,13 +149,13 @@ def test_coupling_overlay_puts_each_square_over_its_receptive_field_centre():
 def test_training_caption_names_the_epochs_the_error_the_machine_and_the_commit():
     from capsviz.dashboard.routing_figures import training_provenance
 
-    run = runs.load_run(runs.default_runs_root() / "mnist-r3")
+    run = store.load_run(store.default_runs_root() / "mnist-r3")
     info, environment = run.info, run.info["environment"]
     caption = training_provenance(run)
     assert caption.startswith(f"mnist-r3: {info['epochs_done']} epoch(s), final test error {info['final_test_error']:.2f}%")
     assert f"trained on {environment['processor']} (cpu, {environment['threads']} threads)" in caption
     assert caption.endswith(f"commit {environment['git_commit'][:7]}")
-    fresh = runs.Run(path=None, info={"status": "running", "environment": {}}, history=pd.DataFrame(), name="new")
+    fresh = store.Run(path=None, info={"status": "running", "environment": {}}, history=pd.DataFrame(), name="new")
     assert training_provenance(fresh) == "new: 0 epoch(s), final test error -, trained on unknown machine (?), commit unknown"
 
 

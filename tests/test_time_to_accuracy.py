@@ -73,12 +73,12 @@ def test_the_chart_marks_where_each_run_first_reaches_a_threshold():
 def test_the_showcase_clocks_the_shipped_runs_at_the_benchmarks_idle_speed():
     import json
 
-    from capsviz import runs
+    from capsviz import store
     from capsviz.time_to_accuracy import SHOWCASE, SHOWCASE_BENCH, SHOWCASE_REFERENCE, idle_epoch_seconds, showcase
-    root = runs.PROJECT_ROOT / "checkpoints"
-    histories = {name: runs.load_run(root / name, root=root).history
+    root = store.PROJECT_ROOT / "checkpoints"
+    histories = {name: store.load_run(root / name, root=root).history
                  for _, name, _ in (*SHOWCASE, SHOWCASE_REFERENCE) if (root / name / "run.json").exists()}
-    bench = json.loads((runs.PROJECT_ROOT / SHOWCASE_BENCH).read_text())
+    bench = json.loads((store.PROJECT_ROOT / SHOWCASE_BENCH).read_text())
     clock = idle_epoch_seconds(bench)
     assert clock["plain"] > 3 * clock["fast"]  # the fast path's speed-up on the benchmark's machine
     contenders, reference = showcase(histories, bench)
@@ -92,8 +92,8 @@ def test_the_showcase_clocks_the_shipped_runs_at_the_benchmarks_idle_speed():
 
 
 def test_the_home_page_shows_the_time_to_accuracy_of_the_shipped_runs(monkeypatch):
-    from capsviz import runs
-    monkeypatch.setenv(runs.RUNS_ROOT_ENV, str(runs.PROJECT_ROOT / "checkpoints"))
+    from capsviz import store
+    monkeypatch.setenv(store.RUNS_ROOT_ENV, str(store.PROJECT_ROOT / "checkpoints"))
     app = new_app(timeout=180).run()
     assert not app.exception, [exception.value for exception in app.exception]
     assert "Time to accuracy" in [header.value for header in app.subheader]

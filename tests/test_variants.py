@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from capsviz import load_run, runs, variants
+from capsviz import load_run, store, variants
 from capsviz.baseline import BaselineCNN
 from capsviz.capsnet import CapsNet, DigitCaps, routing_iterations, squash
 from capsviz.fast import prepare_model
@@ -213,11 +213,11 @@ def test_the_trainer_refuses_a_variant_that_does_not_apply(tmp_path):
 
 
 def test_runs_older_than_the_setting_read_as_the_papers_model(tmp_path):
-    runs.write_run_json(tmp_path, {"status": "finished", "config": {"routings": 3, "epochs": 1}})
-    assert runs.read_run_json(tmp_path)["config"]["variant"] == variants.NONE
-    runs.write_run_json(tmp_path, {"status": "finished", "config": {"variant": "softmax-over-classes"}})
-    with pytest.raises(runs.RunError, match="config.variant"):
-        runs.read_run_json(tmp_path)
+    store.write_run_json(tmp_path, {"status": "finished", "config": {"routings": 3, "epochs": 1}})
+    assert store.read_run_json(tmp_path)["config"]["variant"] == variants.NONE
+    store.write_run_json(tmp_path, {"status": "finished", "config": {"variant": "softmax-over-classes"}})
+    with pytest.raises(store.RunError, match="config.variant"):
+        store.read_run_json(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -238,8 +238,8 @@ def test_a_variant_trains_is_recorded_and_comes_back_with_its_modules(variant_ru
     run_dir = variant_runs[name]
     run = load_run(run_dir)
     assert run.config["variant"] == name and run.status == "finished" and len(run.history) == 1
-    assert np.isfinite(run.history["test_loss"]).all() and len(runs.read_routing(run_dir))
-    stored = torch.load(run_dir / runs.WEIGHTS, map_location="cpu", weights_only=True)
+    assert np.isfinite(run.history["test_loss"]).all() and len(store.read_routing(run_dir))
+    stored = torch.load(run_dir / store.WEIGHTS, map_location="cpu", weights_only=True)
     variant = variants.get_variant(name)
     assert stored.get("variant", variants.NONE) == variants.variant_of(run.model)
     assert isinstance(run.model, CapsNet)
@@ -249,10 +249,10 @@ def test_a_variant_trains_is_recorded_and_comes_back_with_its_modules(variant_ru
         assert type(run.model) is variant.capsnet
     if variant.task:  # a loss variant: the model is the paper's, the run says which loss trained it
         assert variants.variant_of(run.model) == variants.NONE and "variant" not in stored
-    json.loads((run_dir / runs.RUN_JSON).read_text())  # strict JSON still
+    json.loads((run_dir / store.RUN_JSON).read_text())  # strict JSON still
     # compact weights (what ships) keep the variant
-    runs.compact_weights(run_dir)
-    assert variants.variant_of(runs.load_weights(run_dir / runs.WEIGHTS)) == variants.variant_of(run.model)
+    store.compact_weights(run_dir)
+    assert variants.variant_of(store.load_weights(run_dir / store.WEIGHTS)) == variants.variant_of(run.model)
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from ..procedure import DigitProcedure, capsule_steps, top_contributors
-from ..runs import Run
+from ..store import Run
 from .page_helpers import show_table
 from .procedure_figures import (
     capsule_picker_figure,

@@ -218,7 +218,7 @@ def _routing_history(path: str, root: str | None, stamp: tuple | None) -> pd.Dat
 
 
 def routing_history(run: Run) -> pd.DataFrame:
-    """The run's routing.csv (capsviz.runs.read_routing), cached per file version: the Routing page
+    """The run's routing.csv (capsviz.store.read_routing), cached per file version: the Routing page
     reruns on every control and reads every run's. Raises RunError for a damaged file (not cached)."""
     return _routing_history(str(run.path), None if run.root is None else str(run.root), file_stamp(run.path / ROUTING_CSV))
 

@@ -1,5 +1,5 @@
 """The run store: the run directory, the one contract between the trainer (writes) and the dashboard,
-the scripts and the tests (read). Import from here (or capsviz.runs, which hands on these names).
+the scripts and the tests (read). Import from here.
 
     <run>/run.json         config, environment, status, epochs done, final and best test error
     <run>/history.csv      one row per finished epoch (HISTORY_COLUMNS)

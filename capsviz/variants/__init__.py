@@ -11,7 +11,7 @@ state_dict keys), or wraps the task whose loss it changes.
 
 A run records its variant in run.json's config (`variant`, "none" for the paper's model; runs older than
 the setting lack it and mean none), and model.pt records the variant whose modules it needs (weights_entry),
-so that capsviz.runs.load_weights, and with it capsviz.load_run and the dashboard, rebuild them. What each
+so that capsviz.store.load_weights, and with it capsviz.load_run and the dashboard, rebuild them. What each
 bug looks like in a port and what it costs: docs/bugs.md.
 """
 from __future__ import annotations
