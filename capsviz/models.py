@@ -13,7 +13,6 @@ and the name people read. A new model family is one `register` call (tests/test_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from torch import nn
@@ -21,7 +20,7 @@ from torch import nn
 from .baseline import BaselineCNN, BaselineConfig
 from .capsnet import MAX_ROUTINGS, MIN_ROUTINGS, CapsNet, CapsNetConfig
 from .datasets import DatasetSpec
-from .routing_probe import PROBE_DIGITS, ROUTING_KEY, routing_probe, write_routing_csv
+from .routing_probe import PROBE_DIGITS, ROUTING_KEY, routing_probe
 from .tasks import CapsulePairTask, CapsuleTask, ClassifierTask, Task
 
 
@@ -46,15 +45,15 @@ class Routing:
 class EpochProbe:
     """What the trainer measures after each epoch on the first `digits` test images (the same for every run of
     a dataset, so that runs compare epoch by epoch). Its rows travel in the epoch's history row under `key`, so
-    that state.pt commits them with the epoch and --resume keeps them; `write` puts every epoch's rows in the
-    run directory (the main process only)."""
+    that state.pt commits them with the epoch and --resume keeps them; the trainer writes every epoch's rows to
+    the run directory's `file` through the run store, which knows its columns (the main process only)."""
 
     key: str
     digits: int
     # (model, images uint8 (N, C, H, W) on the model's device, *, fast) -> rows
     measure: Callable[..., list[dict]]
-    # (run directory, rows of every epoch, each with its "epoch") -> None
-    write: Callable[[Path, list[dict]], None]
+    # the run directory's CSV file of every epoch's rows, one the run store writes (capsviz.store.write_probe_rows)
+    file: str
 
     def rows(self, history: list[dict]) -> list[dict]:
         """The probe's rows of a run's history rows, each with its epoch (epochs without a probe: none)."""
@@ -118,7 +117,7 @@ def _baseline_task(*, reconstruct: bool, recon_weight: float, labels_per_image: 
 
 
 # Figure A.1 over training: routing's logit changes on the probe digits, written to routing.csv
-ROUTING_PROBE = EpochProbe(key=ROUTING_KEY, digits=PROBE_DIGITS, measure=routing_probe, write=write_routing_csv)
+ROUTING_PROBE = EpochProbe(key=ROUTING_KEY, digits=PROBE_DIGITS, measure=routing_probe, file="routing.csv")
 
 MODELS: dict[str, ModelEntry] = {}
 

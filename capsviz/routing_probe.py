@@ -5,8 +5,9 @@ The probe set is the first PROBE_DIGITS digits of the run's test set, the same f
 dataset, so runs can be compared epoch by epoch. For each routing iteration t it records the mean
 |delta b_ij| (the agreement u_hat_{j|i} . v_j that iteration adds) and the mean |b_ij| after it, over
 digits, primary capsules i and classes j. The rows travel inside the epoch's history row under
-ROUTING_KEY (so state.pt commits them with the epoch and --resume keeps them) and are written to
-routing.csv by capsviz.store. Its cost: about 1% of a training epoch (README, Routing internals).
+ROUTING_KEY (so state.pt commits them with the epoch and --resume keeps them); the trainer writes them to
+routing.csv through the run store (capsviz.store), which the model's modules never import. Its cost: about 1%
+of a training epoch (README, Routing internals).
 
 The model registry (capsviz.models) names this probe as CapsNet's: the trainer runs whatever probe a
 model's entry names.
@@ -14,7 +15,6 @@ model's entry names.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 
@@ -60,10 +60,3 @@ def routing_probe(model: CapsNet, images_u8: torch.Tensor, *, fast: bool = False
 def routing_rows(history: list[dict]) -> list[dict]:
     """The routing.csv rows of a run's history rows (epochs without a probe, none)."""
     return [{"epoch": row["epoch"], **probe} for row in history for probe in row.get(ROUTING_KEY) or ()]
-
-
-def write_routing_csv(run_dir: Path, rows: list[dict]) -> None:
-    """routing.csv from every epoch's probe rows (routing_rows)."""
-    from .store import write_routing  # imported here: the run store imports the model registry, which imports this
-
-    write_routing(run_dir, rows)

@@ -118,6 +118,16 @@ def test_the_entries_say_what_each_model_can_do():
         get_model_entry(["capsnet"])  # a damaged run.json's model: one clear error, not a TypeError
 
 
+def test_every_probe_is_written_to_a_file_the_run_store_knows(tmp_path):
+    """The registry names a probe's file; the run store, which the model's modules never import, writes it."""
+    assert get_model_entry("capsnet").probe.file == store.ROUTING_CSV
+    assert {entry.probe.file for entry in models.MODELS.values() if entry.probe} <= set(store.PROBE_FILES)
+    rows = [{"epoch": 1, "iteration": 1, "mean_abs_logit_change": 0.5, "mean_abs_logit": 0.5, "probe_digits": 3, "seconds": 0.1}]
+    store.write_probe_rows(tmp_path, store.ROUTING_CSV, rows)
+    assert store.read_routing(tmp_path).to_dict("records") == [{k: v for k, v in rows[0].items() if k != "seconds"}]
+    with pytest.raises(ValueError, match="not a probe's file"):
+        store.write_probe_rows(tmp_path, store.RUN_JSON, rows)
+    assert not (tmp_path / store.RUN_JSON).exists()
 def test_a_model_with_other_routing_bounds_is_checked_against_its_own(monkeypatch):
     from capsviz.settings import config_problems
 

@@ -517,7 +517,7 @@ class Trainer:
             store.write_weights(self.run_dir, self.model)
             store.write_history(self.run_dir, self.history)
             if self.probe is not None:  # its file, from the history rows (CapsNet: Figure A.1 over training)
-                self.probe.write(self.run_dir, self.probe.rows(self.history))
+                store.write_probe_rows(self.run_dir, self.probe.file, self.probe.rows(self.history))
         self.write_status(status, **extra)
 
     def save_epoch(self) -> None:
