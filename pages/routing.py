@@ -19,7 +19,7 @@ from capsviz.dashboard.routing_figures import (
     training_provenance,
 )
 from capsviz.dashboard.state import digit_routing, load_runs, model_for, routing_history
-from capsviz.routing_view import ALL_TYPES, coupling_maps
+from capsviz.model.routing_view import ALL_TYPES, coupling_maps
 from capsviz.store import RunError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py

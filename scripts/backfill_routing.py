@@ -14,8 +14,8 @@ import time
 import torch
 
 from capsviz import store
-from capsviz.capsnet import CapsNet
-from capsviz.datasets import get_dataset
+from capsviz.data.datasets import get_dataset
+from capsviz.model.capsnet import CapsNet
 from trainer.routing_probe import PROBE_DIGITS, routing_probe
 
 

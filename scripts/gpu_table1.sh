@@ -39,7 +39,7 @@ done
 best="$("$PYTHON" - "$runs" <<'PYTHON'
 import sys
 from pathlib import Path
-from capsviz.results import last_value
+from capsviz.analysis.results import last_value
 from capsviz.store import read_history
 finals = []
 for run in sorted(Path(sys.argv[1]).glob("capsnet-r3-recon-seed*")):

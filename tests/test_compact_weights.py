@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from capsviz.baseline import BaselineCNN
-from capsviz.capsnet import CapsNet
+from capsviz.model.baseline import BaselineCNN
+from capsviz.model.capsnet import CapsNet
 from capsviz.store import RunError, compact_weights, load_weights, write_weights
 
 

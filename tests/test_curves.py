@@ -1,11 +1,11 @@
-"""capsviz.curves: EMA smoothing, wall-time units and the combined history of the curves page."""
+"""capsviz.analysis.curves: EMA smoothing, wall-time units and the combined history of the curves page."""
 import io
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from capsviz.curves import combined_csv, combined_history, ema, wall_time_unit
+from capsviz.analysis.curves import combined_csv, combined_history, ema, wall_time_unit
 from capsviz.store import HISTORY_COLUMNS
 
 from dashboard_fixtures import new_app, synthetic_rows

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from capsviz import load_mnist, load_run, store
-from capsviz.baseline import BaselineCNN, BaselineConfig
-from capsviz.datasets import DATASETS, EXPANDED_SHIFT, get_dataset
-from capsviz.models import build_model, model_kind
+from capsviz.data.datasets import DATASETS, EXPANDED_SHIFT, get_dataset
+from capsviz.model.baseline import BaselineCNN, BaselineConfig
+from capsviz.model.registry import build_model, model_kind
+from capsviz.model.tasks import CapsuleTask, ClassifierTask
 from capsviz.store import upgrade_config
-from capsviz.tasks import CapsuleTask, ClassifierTask
 from trainer.run import main
 
 from conftest import run_trainer

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from capsviz import dimension_meanings as dm
 from capsviz import store
-from capsviz.capsnet import CapsNet
+from capsviz.analysis import dimension_meanings as dm
+from capsviz.model.capsnet import CapsNet
 
 
 def toy_decode(vectors: np.ndarray, digit_class: int) -> np.ndarray:

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from capsviz import store
-from capsviz.curves import PANELS
+from capsviz.analysis.curves import PANELS
+from capsviz.analysis.groups import band_limits, group_curve, group_runs, group_summary_table, table1_measured
 from capsviz.dashboard.figures import curves_figure
-from capsviz.groups import band_limits, group_curve, group_runs, group_summary_table, table1_measured
 from capsviz.store import Run
 
 from dashboard_fixtures import open_app, synthetic_rows
@@ -159,7 +159,7 @@ def test_curves_page_draws_seeds_as_a_group_and_can_show_them_alone(seeds_root, 
 def test_a_port_bug_trained_on_purpose_is_no_measurement_of_a_table1_row():
     from types import SimpleNamespace
 
-    from capsviz.groups import comparable_to_table1
+    from capsviz.analysis.groups import comparable_to_table1
     config = {"dataset": "mnist", "subset": None, "test_subset": None}
     correct = SimpleNamespace(dataset_name="mnist", config={**config, "variant": "none"})
     older = SimpleNamespace(dataset_name="mnist", config=config)  # runs from before variants existed

@@ -16,7 +16,7 @@ import pytest
 import scipy.io
 
 from capsviz import store
-from capsviz.data import DataError
+from capsviz.data.mnist import DataError
 from trainer import sweep
 from trainer.run import CliError, main, plan
 
@@ -235,7 +235,7 @@ def test_a_sweep_under_a_grid_budget_trains_each_run_within_its_share(tmp_path):
 # ---- item 15: affNIST, the robustness command, the benchmark --------------------------------------------
 
 def test_damaged_affnist_values_are_refused_naming_the_file(tmp_path):
-    from capsviz.affine import read_affnist_file
+    from capsviz.data.affine import read_affnist_file
 
     labels = np.array([7, 3])
     cases = {

@@ -5,10 +5,11 @@ import sys
 
 from conftest import ROOT
 
-PLAIN_MODULES = ["capsviz", "capsviz.store", "capsviz.datasets", "capsviz.models", "capsviz.tasks", "capsviz.keras",
-                 "capsviz.results", "capsviz.curves", "capsviz.digits", "capsviz.perturbations",
-                 "capsviz.reconstructions", "capsviz.routing_view", "capsviz.drawing", "capsviz.image_properties",
-                 "capsviz.dimension_meanings", "capsviz.dashboard.page_table"]
+PLAIN_MODULES = ["capsviz", "capsviz.store", "capsviz.store.keras", "capsviz.data.datasets", "capsviz.data.drawing",
+                 "capsviz.model.registry", "capsviz.model.tasks", "capsviz.model.routing_view", "capsviz.analysis.results",
+                 "capsviz.analysis.curves", "capsviz.analysis.digits", "capsviz.analysis.perturbations",
+                 "capsviz.analysis.reconstructions", "capsviz.analysis.image_properties", "capsviz.analysis.dimension_meanings",
+                 "capsviz.dashboard.page_table"]
 
 
 def test_plain_modules_import_neither_streamlit_nor_plotly():

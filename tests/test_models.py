@@ -1,4 +1,4 @@
-"""The model registry (capsviz.models) is the one place a model family is described: a third family added by
+"""The model registry (capsviz.model.registry) is the one place a model family is described: a third family added by
 a `register` call alone trains, saves, loads and lists like CapsNet and the baseline, and what the trainer,
 the run store and the tables know of a model they learn from its entry."""
 from __future__ import annotations
@@ -10,9 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from capsviz import models, results, store
-from capsviz.models import ModelEntry, get_model_entry, register
-from capsviz.tasks import StepResult
+from capsviz import store
+from capsviz.analysis import results
+from capsviz.model import registry
+from capsviz.model.registry import ModelEntry, get_model_entry, register
+from capsviz.model.tasks import StepResult
 from trainer.run import main
 
 # ---- a toy model family, known to nothing but the registry ----------------------------------------
@@ -74,7 +76,7 @@ def toy():
     entry = register(ModelEntry(name="toy", display_name="Toy MLP", model_class=ToyMLP, config_class=ToyConfig,
                                 description="a two-layer perceptron", configure=toy_config, task=toy_task))
     yield entry
-    models.MODELS.pop("toy")
+    registry.MODELS.pop("toy")
 
 
 @pytest.mark.slow
@@ -121,7 +123,7 @@ def test_the_entries_say_what_each_model_can_do():
 def test_every_probe_is_written_to_a_file_the_run_store_knows(tmp_path):
     """The registry names a probe's file; the run store, which the model's modules never import, writes it."""
     assert get_model_entry("capsnet").probe.file == store.ROUTING_CSV
-    assert {entry.probe.file for entry in models.MODELS.values() if entry.probe} <= set(store.PROBE_FILES)
+    assert {entry.probe.file for entry in registry.MODELS.values() if entry.probe} <= set(store.PROBE_FILES)
     rows = [{"epoch": 1, "iteration": 1, "mean_abs_logit_change": 0.5, "mean_abs_logit": 0.5, "probe_digits": 3, "seconds": 0.1}]
     store.write_probe_rows(tmp_path, store.ROUTING_CSV, rows)
     assert store.read_routing(tmp_path).to_dict("records") == [{k: v for k, v in rows[0].items() if k != "seconds"}]
@@ -129,9 +131,9 @@ def test_every_probe_is_written_to_a_file_the_run_store_knows(tmp_path):
         store.write_probe_rows(tmp_path, store.RUN_JSON, rows)
     assert not (tmp_path / store.RUN_JSON).exists()
 def test_a_model_with_other_routing_bounds_is_checked_against_its_own(monkeypatch):
-    from capsviz.settings import config_problems
+    from capsviz.training.settings import config_problems
 
     narrow = get_model_entry("capsnet").routing.__class__(low=1, high=4, default=2)
-    monkeypatch.setitem(models.MODELS, "capsnet", ModelEntry(**{**vars(get_model_entry("capsnet")), "routing": narrow}))
+    monkeypatch.setitem(registry.MODELS, "capsnet", ModelEntry(**{**vars(get_model_entry("capsnet")), "routing": narrow}))
     assert config_problems({"model": "capsnet", "routings": 5}) == [("routings", 5, "must be between 1 and 4")]
     assert config_problems({"model": "baseline", "routings": 5}) == []  # never read by a model that does not route

@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from capsviz import store
-from capsviz.capsnet import CapsNet
-from capsviz.digits import DigitCodes
-from capsviz.segmentation import (
+from capsviz.analysis.digits import DigitCodes
+from capsviz.analysis.segmentation import (
     decode_from,
     pair_failures,
     predicted_pairs,
     two_colour_overlay,
     with_capsule,
 )
+from capsviz.model.capsnet import CapsNet
 
 from dashboard_fixtures import open_app
 

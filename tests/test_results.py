@@ -1,8 +1,8 @@
-"""capsviz.results: the run tables and the paper's Table 1, tested without Streamlit."""
+"""capsviz.analysis.results: the run tables and the paper's Table 1, tested without Streamlit."""
 import pandas as pd
 import pytest
 
-from capsviz.results import best_test_error, curve_summary_table, paper_error, paper_table1, run_summary_row, run_summary_table
+from capsviz.analysis.results import best_test_error, curve_summary_table, paper_error, paper_table1, run_summary_row, run_summary_table
 from capsviz.store import Run, load_run
 
 from dashboard_fixtures import synthetic_rows

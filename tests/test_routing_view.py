@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from capsviz import store
-from capsviz.capsnet import CapsNet
-from capsviz.digits import to_inputs
-from capsviz.drawing import canvas_gray, center_of_mass, to_mnist_digit
-from capsviz.routing_view import ALL_TYPES, agreement_split, coupling_entropy, coupling_maps, trace_digit
+from capsviz.analysis.digits import to_inputs
+from capsviz.data.drawing import canvas_gray, center_of_mass, to_mnist_digit
+from capsviz.model.capsnet import CapsNet
+from capsviz.model.routing_view import ALL_TYPES, agreement_split, coupling_entropy, coupling_maps, trace_digit
 from trainer.routing_probe import routing_probe, routing_rows
 
 
@@ -162,8 +162,8 @@ def test_training_caption_names_the_epochs_the_error_the_machine_and_the_commit(
 def test_the_trace_goes_through_the_models_own_modules(digit):
     """The dashboard and the probe trace with the model's own layers, whatever they compute: a DigitCaps that
     routes otherwise (here: votes doubled, as a recipe's option might) is traced as it runs."""
-    from capsviz.capsnet import DigitCaps
-    from capsviz.digits import to_inputs
+    from capsviz.analysis.digits import to_inputs
+    from capsviz.model.capsnet import DigitCaps
 
     class DoubledVotes(DigitCaps):
         def predictions(self, u):
@@ -187,7 +187,7 @@ def test_the_trace_goes_through_the_models_own_modules(digit):
 
 def test_the_authors_biases_are_traced_as_the_model_runs(digit):
     """The authors' recipe adds biases to PrimaryCaps and to s_j in DigitCaps: the trace is the model's own."""
-    from capsviz.digits import to_inputs
+    from capsviz.analysis.digits import to_inputs
 
     torch.manual_seed(0)
     model = CapsNet(routings=3, primary_scale=1 / 32, primary_bias=0.1, digit_bias=0.1).eval()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from capsviz import store
-from capsviz.schedules import COSINE, EXP, Segment, StepSchedule, epochs_that_fit, parse_duration
+from capsviz.training.schedules import COSINE, EXP, Segment, StepSchedule, epochs_that_fit, parse_duration
 from trainer.loop import PROVISIONAL_EPOCHS, TrainConfig, Trainer, select, steps_per_epoch
 from trainer.run import differences, main
 

@@ -1,4 +1,4 @@
-"""The training settings are declared once (capsviz.settings) and TrainConfig, the trainer's flags, run.json's
+"""The training settings are declared once (capsviz.training.settings) and TrainConfig, the trainer's flags, run.json's
 checks and the resume rules are derived from them; bad values are refused in every mode, `python -O` too."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from capsviz import settings, store
+from capsviz import store
+from capsviz.training import settings
 from trainer.loop import RESUMABLE_CHANGES, TrainConfig
 from trainer.run import parser
 
@@ -43,8 +44,8 @@ def test_bad_values_are_refused_under_python_dash_o(tmp_path):
     code = f"""
 import sys, torch
 from capsviz import store
-from capsviz.models import build_model
-from capsviz.datasets import get_dataset
+from capsviz.model.registry import build_model
+from capsviz.data.datasets import get_dataset
 from trainer.run import main
 print("exit", main(["--routings", "0", "--out", {str(tmp_path / "new")!r}]))  # no assert here: -O drops them
 try:

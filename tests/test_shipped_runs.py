@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from capsviz import load_mnist, load_run
-from capsviz.fast import prepare_model
+from capsviz.model.fast import prepare_model
 from capsviz.store import default_runs_root
 from trainer.loop import TrainConfig, select, validate
 

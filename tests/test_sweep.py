@@ -10,7 +10,7 @@ import time
 import pytest
 
 from capsviz import store
-from capsviz.results import PAPER_TABLE1
+from capsviz.analysis.results import PAPER_TABLE1
 from trainer import sweep
 from trainer.sweep import DONE, FAILED, NEW, RESUME, SweepError, load_grid, plan_sweep, trainer_arguments
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-import capsviz.tasks
+import capsviz.model.tasks
 import trainer.loop
 from capsviz import store
 from trainer.run import main
@@ -332,7 +332,7 @@ SMALL = ["--routings", "1", "--epochs", "2", "--subset", "40", "--test-subset", 
 @pytest.mark.slow
 def test_nan_loss_fails_the_run_naming_where_and_keeps_the_last_good_epoch(tmp_path, capsys, monkeypatch):
     out = tmp_path / "diverged"
-    real_loss, training_calls = capsviz.tasks.capsule_loss, []
+    real_loss, training_calls = capsviz.model.tasks.capsule_loss, []
 
     def poisoned(output, images, labels, **kwargs):
         parts = real_loss(output, images, labels, **kwargs)
@@ -343,7 +343,7 @@ def test_nan_loss_fails_the_run_naming_where_and_keeps_the_last_good_epoch(tmp_p
                 parts.total = parts.margin + parts.total
         return parts
 
-    monkeypatch.setattr(capsviz.tasks, "capsule_loss", poisoned)
+    monkeypatch.setattr(capsviz.model.tasks, "capsule_loss", poisoned)
     # a forced precision: the auto trial would run training steps through the poisoned loss first
     # the per-epoch decay: its rule for a new base rate is what this checks (a cosine plan is scaled: test_schedules)
     assert main([*SMALL, "--precision", "fp32", "--schedule", "exp-epoch", "--out", str(out)]) == 1
@@ -358,7 +358,7 @@ def test_nan_loss_fails_the_run_naming_where_and_keeps_the_last_good_epoch(tmp_p
     saved = torch.load(out / "model.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(saved[name], state[name].half()) for name in saved), "model.pt is the last good epoch"
 
-    monkeypatch.setattr(capsviz.tasks, "capsule_loss", real_loss)
+    monkeypatch.setattr(capsviz.model.tasks, "capsule_loss", real_loss)
     assert main(["--resume", "--lr", "0.0001", "--out", str(out)]) == 0  # lr may change on --resume
     history = pd.read_csv(out / "history.csv")
     assert history["epoch"].tolist() == [1, 2]
@@ -372,7 +372,7 @@ def test_nan_loss_fails_the_run_naming_where_and_keeps_the_last_good_epoch(tmp_p
     (math.nan, 1.0, math.nan, "margin"), (0.5, math.inf, math.inf, "reconstruction"), (0.5, 1.0, math.inf, "total"),
 ])
 def test_check_finite_loss_names_the_part(margin, reconstruction, total, part):
-    from capsviz.tasks import StepResult
+    from capsviz.model.tasks import StepResult
 
     def result(*values):
         margin, reconstruction, total = (None if v is None else torch.tensor(v) for v in values)

@@ -1,4 +1,4 @@
-"""The common bugs of public CapsNet ports as variants (capsviz.variants): each computes what its bug
+"""The common bugs of public CapsNet ports as variants (capsviz.model.variants): each computes what its bug
 computes, the reference CapsNet stays the paper's, the fast path keeps a variant, and a variant trains
 through the trainer, is recorded in run.json and model.pt, and comes back from capsviz.load_run."""
 from __future__ import annotations
@@ -10,14 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from capsviz import load_run, store, variants
-from capsviz.baseline import BaselineCNN
-from capsviz.capsnet import CapsNet, DigitCaps, routing_iterations, squash
-from capsviz.fast import prepare_model
-from capsviz.fast.modules import FastDigitCaps
-from capsviz.routing_view import trace_digit
-from capsviz.tasks import CapsuleTask, ClassifierTask
-from capsviz.variants.routing import SharedLogitsDigitCaps, SoftmaxOverInputsDigitCaps, variant_routing_iterations
+from capsviz import load_run, store
+from capsviz.model import variants
+from capsviz.model.baseline import BaselineCNN
+from capsviz.model.capsnet import CapsNet, DigitCaps, routing_iterations, squash
+from capsviz.model.fast import prepare_model
+from capsviz.model.fast.modules import FastDigitCaps
+from capsviz.model.routing_view import trace_digit
+from capsviz.model.tasks import CapsuleTask, ClassifierTask
+from capsviz.model.variants.routing import SharedLogitsDigitCaps, SoftmaxOverInputsDigitCaps, variant_routing_iterations
 from trainer.loop import TrainConfig
 from trainer.run import CliError, plan
 from trainer.sweep import load_grid
@@ -44,7 +45,7 @@ def images(count: int = 2, seed: int = 1) -> torch.Tensor:
 # ---- the reference stays the paper's ------------------------------------------------------------------
 
 def test_the_reference_capsnet_computes_what_it_computed_before_the_variants_existed():
-    # numbers from this seed and input before capsviz.variants was written (capsviz.capsnet is unchanged)
+    # numbers from this seed and input before capsviz.model.variants was written (capsviz.model.capsnet is unchanged)
     with torch.no_grad():
         out = routed_model()(images(), trace=True)
     expected_lengths = [0.67416829, 0.82799464, 0.64754814, 0.78527528, 0.70355582, 0.64130509,

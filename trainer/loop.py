@@ -1,7 +1,7 @@
 """Training: `train_one_epoch()`, `validate()` and `fit()`, which writes the run directory.
 
-The trainer knows a model only through its task (capsviz.tasks: loss parts and correct answers) and a
-dataset only through its spec (capsviz.datasets: arrays and augmentation); both are looked up by the
+The trainer knows a model only through its task (capsviz.model.tasks: loss parts and correct answers) and a
+dataset only through its spec (capsviz.data.datasets: arrays and augmentation); both are looked up by the
 names in TrainConfig. Under torchrun it trains data-parallel (trainer.distributed)."""
 from __future__ import annotations
 
@@ -24,15 +24,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from capsviz import recipes, store, variants
-from capsviz.datasets import DATASETS, DatasetSpec, get_dataset
-from capsviz.fast import optimizer_options, precision_context, prepare_images, prepare_model
-from capsviz.fast.precision import PrecisionChoice, choose_precision, kept_on_resume, time_steps
+from capsviz import store
+from capsviz.data.datasets import DATASETS, DatasetSpec, get_dataset
 from capsviz.machine import describe_machine
-from capsviz.models import build_model, get_model_entry
-from capsviz.schedules import EXP_EPOCH, StepSchedule, epochs_that_fit, format_duration
-from capsviz.settings import RESUMABLE_CHANGES, settings_dataclass  # noqa: F401 (RESUMABLE_CHANGES: trainer.run's)
-from capsviz.tasks import StepResult, Task
+from capsviz.model import variants
+from capsviz.model.fast import optimizer_options, precision_context, prepare_images, prepare_model
+from capsviz.model.fast.precision import PrecisionChoice, choose_precision, kept_on_resume, time_steps
+from capsviz.model.registry import build_model, get_model_entry
+from capsviz.model.tasks import StepResult, Task
+from capsviz.training import recipes
+from capsviz.training.schedules import EXP_EPOCH, StepSchedule, epochs_that_fit, format_duration
+from capsviz.training.settings import RESUMABLE_CHANGES, settings_dataclass  # noqa: F401 (RESUMABLE_CHANGES: trainer.run's)
 
 from .distributed import SINGLE, Distributed
 
@@ -42,7 +44,7 @@ EVAL_BATCH_SIZE = 500  # test images per forward pass at 28x28; larger inputs ta
 @settings_dataclass
 class TrainConfig:
     """Everything that decides a run, one field per training setting: their names, types, defaults, rules and
-    help are declared once, in capsviz.settings.SETTINGS. Saved as run.json's "config"."""
+    help are declared once, in capsviz.training.settings.SETTINGS. Saved as run.json's "config"."""
 
     def __post_init__(self):
         if self.shift is None and self.dataset in DATASETS:  # the dataset's own augmentation unless asked otherwise
@@ -146,7 +148,7 @@ def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpe
     """One pass over (images uint8 (N, C, H, W), labels (N,)) held on `device`, shuffled and augmented
     with `generator` (CPU), so that the same generator state gives the same epoch on any device and any
     number of processes: every rank draws the whole global batch's shuffle and shifts, then trains on its
-    own shard (trainer.distributed). `precision` is the resolved arithmetic (capsviz.fast.precision).
+    own shard (trainer.distributed). `precision` is the resolved arithmetic (capsviz.model.fast.precision).
     Raises TrainingDiverged at the first batch whose loss is not finite, before it changes the weights.
     `after_step` is called after each optimizer step (a per-step schedule), `on_batch` after each batch (the
     trainer's heartbeat)."""

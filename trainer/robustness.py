@@ -1,6 +1,6 @@
 """The affine-robustness experiment (paper section 5.2) in one command: train a CapsNet (3 routings) and a
 pooled CNN on expanded MNIST (mnist-40) until each reaches a test accuracy target (the paper's matched
-99.23% / 99.22%) or a number of epochs, then test both on the affNIST-like set (capsviz.affine) and on the
+99.23% / 99.22%) or a number of epochs, then test both on the affNIST-like set (capsviz.data.affine) and on the
 real affNIST where given. Each run's results go into its evaluation.json (capsviz.store).
 
     python -m trainer.robustness                               # train (or resume) both, then evaluate
@@ -15,7 +15,7 @@ epoch limit is left as it is). The target is checked on the test set after each 
 protocol does: the stopping epoch is selected on the test set, and the record says so.
 
 The CNN: the paper calls the CNN of this experiment a conventional one with max-pooling and dropout.
-Ours is the MNIST baseline (capsviz.baseline) with 2x2 max-pooling after each of its three 5x5
+Ours is the MNIST baseline (capsviz.model.baseline) with 2x2 max-pooling after each of its three 5x5
 convolutions of 256 channels each, fully connected layers of 1,536 and 192 units, dropout 0.5 before the
 output: 13,412,938 parameters, near the 40x40 CapsNet's 13,475,648. Without pooling its first fully
 connected layer alone would hold about 70M weights at 40x40.
@@ -31,12 +31,12 @@ from pathlib import Path
 import torch
 
 from capsviz import store
-from capsviz.affine import AffineRecipe, affnist_like, read_affnist
-from capsviz.data import DataError, load_mnist
-from capsviz.datasets import get_dataset
-from capsviz.fast import prepare_model
+from capsviz.analysis.robustness import affine_evaluation, plain_evaluation, predict
+from capsviz.data.affine import AffineRecipe, affnist_like, read_affnist
+from capsviz.data.datasets import get_dataset
+from capsviz.data.mnist import DataError, load_mnist
 from capsviz.machine import describe_machine, resolve_device
-from capsviz.robustness import affine_evaluation, plain_evaluation, predict
+from capsviz.model.fast import prepare_model
 
 from . import paths
 from .loop import TrainConfig, Trainer, eval_batch_size, select

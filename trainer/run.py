@@ -30,14 +30,16 @@ import time  # noqa: E402
 from dataclasses import fields  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from capsviz import settings, store, variants  # noqa: E402
+from capsviz import store  # noqa: E402
 from capsviz.atomic import nearest_existing  # noqa: E402
-from capsviz.data import DataError  # noqa: E402
-from capsviz.datasets import get_dataset  # noqa: E402
+from capsviz.data.datasets import get_dataset  # noqa: E402
+from capsviz.data.mnist import DataError  # noqa: E402
 from capsviz.machine import resolve_device  # noqa: E402
-from capsviz.models import get_model_entry  # noqa: E402
-from capsviz.schedules import EXP_EPOCH, parse_duration  # noqa: E402
-from capsviz.settings import RESUMABLE_CHANGES, positive_int  # noqa: E402, F401 (positive_int: for trainer.sweep)
+from capsviz.model import variants  # noqa: E402
+from capsviz.model.registry import get_model_entry  # noqa: E402
+from capsviz.training import settings  # noqa: E402
+from capsviz.training.schedules import EXP_EPOCH, parse_duration  # noqa: E402
+from capsviz.training.settings import RESUMABLE_CHANGES, positive_int  # noqa: E402, F401 (positive_int: for trainer.sweep)
 
 from . import distributed, paths  # noqa: E402
 from .loop import TrainConfig, Trainer, TrainingDiverged, resume_hint, select  # noqa: E402
@@ -50,7 +52,7 @@ class CliError(Exception):
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m trainer.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    # a flag per training setting (capsviz.settings), each defaulting to None so that --resume can tell what
+    # a flag per training setting (capsviz.training.settings), each defaulting to None so that --resume can tell what
     # was given from what was not; then the flags that are not settings of the run
     settings.add_arguments(p)
     add = p.add_argument
@@ -262,7 +264,7 @@ def train_from_command_line(argv) -> int:
 
 
 def load_dataset(config: TrainConfig, split: str):
-    """(uint8 images, labels) of the run's dataset (capsviz.datasets)."""
+    """(uint8 images, labels) of the run's dataset (capsviz.data.datasets)."""
     return get_dataset(config.dataset).load(split, config.data_dir)
 
 

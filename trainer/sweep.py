@@ -48,11 +48,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from capsviz import store
+from capsviz.analysis.results import best_test_error, last_value
 from capsviz.atomic import atomic_write_text
-from capsviz.data import DataError
-from capsviz.datasets import get_dataset
-from capsviz.results import best_test_error, last_value
-from capsviz.schedules import format_duration, parse_duration
+from capsviz.data.datasets import get_dataset
+from capsviz.data.mnist import DataError
+from capsviz.training.schedules import format_duration, parse_duration
 
 from . import paths
 from .loop import TrainConfig
@@ -96,7 +96,7 @@ def available_grids() -> list[str]:
 
 
 def duration(text: str) -> float:
-    """An argparse type: seconds in a duration such as 90m, 1h, 1h30m (capsviz.schedules.parse_duration)."""
+    """An argparse type: seconds in a duration such as 90m, 1h, 1h30m (capsviz.training.schedules.parse_duration)."""
     try:
         return parse_duration(text)
     except ValueError as error:

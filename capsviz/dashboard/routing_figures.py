@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..routing_view import DigitRouting, agreement_split, coupling_entropy
+from ..model.routing_view import DigitRouting, agreement_split, coupling_entropy
 from ..store import Run
 from .figures import PALETTE, png_data_uri, run_colors
 

@@ -14,10 +14,10 @@ import pandas as pd
 import streamlit as st
 from torch import nn
 
-from ..digits import DigitCodes, encode_digits, load_test_set
-from ..procedure import DigitProcedure, trace_procedure
-from ..robustness_view import paired_table
-from ..routing_view import DigitRouting, trace_digit
+from ..analysis.digits import DigitCodes, encode_digits, load_test_set
+from ..analysis.procedure import DigitProcedure, trace_procedure
+from ..analysis.robustness_view import paired_table
+from ..model.routing_view import DigitRouting, trace_digit
 from ..store import (
     EVALUATION,
     HISTORY_CSV,
@@ -193,7 +193,7 @@ def _routing(path: str, stamp: tuple | None, image: np.ndarray, iterations: int)
 
 
 def digit_routing(run: Run, image: np.ndarray, *, iterations: int) -> DigitRouting:
-    """One digit's routing under the run's model (capsviz.routing_view.trace_digit), cached per weights
+    """One digit's routing under the run's model (capsviz.model.routing_view.trace_digit), cached per weights
     file version, digit and iteration count: moving the iteration slider or a map control re-traces nothing."""
     model_for(run)  # raises RunError for broken weights before anything is cached
     return _routing(str(run.path), weights_stamp(run), np.ascontiguousarray(image), int(iterations))
@@ -205,7 +205,7 @@ def _procedure(path: str, stamp: tuple | None, image: np.ndarray, iterations: in
 
 
 def digit_procedure(run: Run, image: np.ndarray, *, iterations: int) -> DigitProcedure:
-    """One digit's routing with every intermediate number kept (capsviz.procedure.trace_procedure), cached
+    """One digit's routing with every intermediate number kept (capsviz.analysis.procedure.trace_procedure), cached
     per weights file version, digit and iteration count: picking another capsule or iteration re-traces nothing.
     A few MB per entry (u_hat of every primary capsule), hence the few entries."""
     model_for(run)  # raises RunError for broken weights before anything is cached
@@ -257,7 +257,7 @@ def _paired_table(key: tuple, _runs: list[Run]) -> pd.DataFrame:
 
 
 def cached_paired_table(runs: list[Run]) -> pd.DataFrame:
-    """capsviz.robustness_view.paired_table of runs read by `evaluations`, computed once per set of
+    """capsviz.analysis.robustness_view.paired_table of runs read by `evaluations`, computed once per set of
     runs and evaluation.json versions (hundreds of thousands of images per run)."""
     key = tuple((run.name, str(run.path), file_stamp(run.path / EVALUATION)) for run in runs)
     return _paired_table(key, runs)

@@ -37,7 +37,7 @@ def write_routing(run_dir: Path, rows: list[dict]) -> None:
     write_csv(Path(run_dir) / ROUTING_CSV, ROUTING_COLUMNS, rows)
 
 
-# The files that a model's after-epoch probe is written to (capsviz.models.EpochProbe.file), with their columns
+# The files that a model's after-epoch probe is written to (capsviz.model.registry.EpochProbe.file), with their columns
 PROBE_FILES = {ROUTING_CSV: ROUTING_COLUMNS}
 
 
