@@ -1,4 +1,4 @@
-"""Give runs trained before the trainer recorded routing (trainer.routing_probe) a routing.csv with the
+"""Give runs trained before the trainer recorded routing (capsviz.model.routing_probe) a routing.csv with the
 one epoch their weights allow: the last. Earlier epochs cannot be recomputed (their weights are gone).
 
     python scripts/backfill_routing.py checkpoints/mnist-r1 checkpoints/mnist-r3
@@ -16,7 +16,7 @@ import torch
 from capsviz import store
 from capsviz.data.datasets import get_dataset
 from capsviz.model.capsnet import CapsNet
-from trainer.routing_probe import PROBE_DIGITS, routing_probe
+from capsviz.model.routing_probe import PROBE_DIGITS, routing_probe
 
 
 def backfill(run_dir, *, data_dir=None) -> str:

@@ -12,8 +12,8 @@ from capsviz import store
 from capsviz.analysis.digits import to_inputs
 from capsviz.data.drawing import canvas_gray, center_of_mass, to_mnist_digit
 from capsviz.model.capsnet import CapsNet
+from capsviz.model.routing_probe import routing_probe, routing_rows
 from capsviz.model.routing_view import ALL_TYPES, agreement_split, coupling_entropy, coupling_maps, trace_digit
-from trainer.routing_probe import routing_probe, routing_rows
 
 
 @pytest.fixture(scope="module")
