@@ -147,3 +147,15 @@ def test_every_test_file_the_code_and_docs_name_exists():
             named.setdefault(name, path.name)
     missing = {name: where for name, where in named.items() if not (ROOT / "tests" / name).exists()}
     assert not missing, f"test files named but not in tests/ (name: where): {missing}"
+
+
+def test_every_module_finds_the_checkout_where_it_stands(monkeypatch):
+    """Modules that find files beside the code (MNIST under data/, the shipped runs, git, the pages) count folders
+    up from their own file: a module moved to another depth must count anew."""
+    from capsviz import machine, store
+    from capsviz.dashboard import page_table
+    from capsviz.data import mnist
+
+    assert mnist.PROJECT_ROOT == machine.PROJECT_ROOT == store.PROJECT_ROOT == page_table.ROOT == ROOT
+    monkeypatch.delenv(mnist.DATA_DIR_ENV, raising=False)
+    assert mnist.default_data_dir() == ROOT / "data" / "mnist"
