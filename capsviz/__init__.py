@@ -2,9 +2,9 @@
 
 Nothing here imports Streamlit or Plotly: the dashboard's own code is capsviz.dashboard, imported only by
 dashboard.py and its pages."""
-from .capsnet import CapsNet, CapsNetConfig, CapsNetOutput, dynamic_routing, squash
-from .data import DataError, load_mnist
-from .losses import capsule_loss, margin_loss, reconstruction_loss
+from .data.mnist import DataError, load_mnist
+from .model.capsnet import CapsNet, CapsNetConfig, CapsNetOutput, dynamic_routing, squash
+from .model.losses import capsule_loss, margin_loss, reconstruction_loss
 from .store import Run, RunError, list_runs, load_run
 
 __all__ = [

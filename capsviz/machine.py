@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# The fast path's arithmetic a run may ask for (--precision; chosen per machine by capsviz.fast.precision).
+# The fast path's arithmetic a run may ask for (--precision; chosen per machine by capsviz.model.fast.precision).
 # Named here, with the machine, so that the run format can check the setting without loading speed code.
 PRECISIONS = ("auto", "bf16", "fp32")
 # Variables that change which kernels run or how many threads they get: recorded when set, since a

@@ -1,5 +1,5 @@
 """Capsule space: every test digit of a run as one point, placed by its ten digit capsules (PCA or
-t-SNE of the 160 numbers, capsviz.capsule_space), coloured by class, correctness or capsule length;
+t-SNE of the 160 numbers, capsviz.analysis.capsule_space), coloured by class, correctness or capsule length;
 a clicked digit is shown beside the map and opens on the Capsule dimensions and Routing pages. Two
 runs side by side (1 routing against 3). The maps come from capsule_space.npz beside each run
 (scripts/map_capsule_space.py), or are computed here on request into Streamlit's cache."""
@@ -8,7 +8,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from capsviz.capsule_space import PROJECTIONS, TSNE
+from capsviz.analysis.capsule_space import PROJECTIONS, TSNE
 from capsviz.dashboard.capsule_space_figures import BY_CLASS, COLOUR_MODES, space_figure, space_summary
 from capsviz.dashboard.capsule_space_views import (
     DEFAULT_SUBSET,
@@ -26,7 +26,7 @@ from capsviz.dashboard.figures import capsule_lengths_figure, digit_figure
 from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors
 from capsviz.dashboard.safe_html import text
 from capsviz.dashboard.state import digit_codes, load_runs
-from capsviz.runs import RunError
+from capsviz.store import RunError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 switch_to_requested_page()  # "Open on ..." was clicked: its callback has set that page's digit

@@ -1,15 +1,15 @@
 """Routing curves: runs overlaid per metric, TensorBoard style, with Keras histories by upload."""
 import streamlit as st
 
-from capsviz.curves import DEFAULT_PANELS, PANELS, X_EPOCH, X_WALL, combined_csv
+from capsviz.analysis.curves import DEFAULT_PANELS, PANELS, X_EPOCH, X_WALL, combined_csv
+from capsviz.analysis.groups import BANDS, group_runs, group_summary_table
+from capsviz.analysis.results import curve_summary_table
 from capsviz.dashboard.figures import curves_figure, run_colors
 from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors, show_table
 from capsviz.dashboard.safe_html import curves_legend
 from capsviz.dashboard.state import load_runs
-from capsviz.groups import BANDS, group_runs, group_summary_table
-from capsviz.keras import KerasCsvError, read_keras_history
-from capsviz.results import curve_summary_table
-from capsviz.runs import Run
+from capsviz.store import Run
+from capsviz.store.keras import KerasCsvError, read_keras_history
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
@@ -25,7 +25,7 @@ show_run_errors(runs)
 with st.expander("Import Keras histories (CSVLogger files)", icon=":material/upload_file:"):
     uploads = st.file_uploader("Keras CSVLogger histories", type=["csv"], accept_multiple_files=True, key="keras_uploads",
                                help="Columns such as epoch, encoder_acc, val_encoder_acc, loss, val_loss, "
-                                    "decoder_loss (see capsviz/keras.py for the mapping).")
+                                    "decoder_loss (see capsviz/store/keras.py for the mapping).")
     keras_seconds = st.number_input("Seconds per epoch of the Keras runs (optional, for the wall-time axis)",
                                     min_value=0.0, value=0.0, step=10.0, key="keras_seconds",
                                     help="CSVLogger records no timings. The seed project reports 285 s (routing 2) "

@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 import streamlit as st
 
+from capsviz.analysis.perturbations import decode_with_offsets, perturbation_grid, perturbation_offsets
 from capsviz.dashboard.digit_picker import pick_or_draw_digit, picked_codes
 from capsviz.dashboard.dimension_views import (
     decoder_payload,
@@ -22,7 +23,6 @@ from capsviz.dashboard.figures import capsule_lengths_figure, capsule_vector_fig
 from capsviz.dashboard.live_decoder import live_decoder
 from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors, show_table, shows_pairs
 from capsviz.dashboard.state import load_runs
-from capsviz.perturbations import decode_with_offsets, perturbation_grid, perturbation_offsets
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 

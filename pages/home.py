@@ -1,12 +1,12 @@
 """Home: every run at a glance, the paper's Table 1 for reference, and a guide to the pages."""
 import streamlit as st
 
+from capsviz.analysis.groups import longest_table1_run, table1_measured
+from capsviz.analysis.results import paper_table1, run_summary_table
 from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors, show_table
 from capsviz.dashboard.page_table import PAGE_TABLE
 from capsviz.dashboard.state import load_runs
 from capsviz.dashboard.time_views import show_time_to_accuracy
-from capsviz.groups import longest_table1_run, table1_measured
-from capsviz.results import paper_table1, run_summary_table
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 

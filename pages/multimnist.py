@@ -3,12 +3,7 @@ the two longest capsules, and each redrawn from its own capsule, in red and gree
 import numpy as np
 import streamlit as st
 
-from capsviz.dashboard.page_helpers import choose_model_run, ensure_entry_script, model_or_stop, show_run_errors
-from capsviz.dashboard.pair_figures import pair_lengths_figure, rgb_figure
-from capsviz.dashboard.pair_state import pair_codes, pair_set, scan_pair_codes
-from capsviz.dashboard.state import load_runs
-from capsviz.data import DataError
-from capsviz.segmentation import (
+from capsviz.analysis.segmentation import (
     decode_from,
     image_u8,
     pair_failures,
@@ -17,6 +12,11 @@ from capsviz.segmentation import (
     two_colour_overlay,
     with_capsule,
 )
+from capsviz.dashboard.page_helpers import choose_model_run, ensure_entry_script, model_or_stop, show_run_errors
+from capsviz.dashboard.pair_figures import pair_lengths_figure, rgb_figure
+from capsviz.dashboard.pair_state import pair_codes, pair_set, scan_pair_codes
+from capsviz.dashboard.state import load_runs
+from capsviz.data.mnist import DataError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 

@@ -2,11 +2,11 @@
 import numpy as np
 import streamlit as st
 
+from capsviz.analysis.digits import misclassified
+from capsviz.analysis.reconstructions import TARGET_LABEL, TARGET_PREDICTION, reconstruct_digits, reconstruction_table
 from capsviz.dashboard.figures import reconstruction_grid_figure
 from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors, show_table
 from capsviz.dashboard.state import digit_codes, load_runs, scan_codes
-from capsviz.digits import misclassified
-from capsviz.reconstructions import TARGET_LABEL, TARGET_PREDICTION, reconstruct_digits, reconstruction_table
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 

@@ -2,20 +2,20 @@
 transform, and an affine explorer that moves a test digit under each loaded model's eyes."""
 import streamlit as st
 
-from capsviz.dashboard.figures import digit_figure
-from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors, show_table
-from capsviz.dashboard.robustness_figures import class_scores_figure, comparison_figure, transform_accuracy_figure
-from capsviz.dashboard.state import cached_paired_table, evaluations, load_runs, model_for, test_set
-from capsviz.data import DataError
-from capsviz.robustness import BINS
-from capsviz.robustness_view import (
+from capsviz.analysis.robustness import BINS
+from capsviz.analysis.robustness_view import (
     by_transform,
     comparison_table,
     evaluation_provenance,
     explore,
     explorer_parameters,
 )
-from capsviz.runs import RunError
+from capsviz.dashboard.figures import digit_figure
+from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors, show_table
+from capsviz.dashboard.robustness_figures import class_scores_figure, comparison_figure, transform_accuracy_figure
+from capsviz.dashboard.state import cached_paired_table, evaluations, load_runs, model_for, test_set
+from capsviz.data.mnist import DataError
+from capsviz.store import RunError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 

@@ -6,6 +6,7 @@ import time
 import numpy as np
 import streamlit as st
 
+from capsviz.analysis.iterations import iterations_table, routing_families
 from capsviz.dashboard.bug_section import BUG, routing_bug_section
 from capsviz.dashboard.digit_picker import pick_or_draw_digit
 from capsviz.dashboard.figures import digit_figure
@@ -21,9 +22,8 @@ from capsviz.dashboard.routing_figures import (
     training_provenance,
 )
 from capsviz.dashboard.state import digit_routing, load_runs, model_for, routing_history
-from capsviz.iterations import iterations_table, routing_families
-from capsviz.routing_view import ALL_TYPES, coupling_maps
-from capsviz.runs import RunError
+from capsviz.model.routing_view import ALL_TYPES, coupling_maps
+from capsviz.store import RunError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 started = time.perf_counter()  # the page's server time, shown at its end (scripts/bench_dashboard.py reads it)

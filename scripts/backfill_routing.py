@@ -1,4 +1,4 @@
-"""Give runs trained before the trainer recorded routing (trainer.routing_probe) a routing.csv with the
+"""Give runs trained before the trainer recorded routing (capsviz.model.routing_probe) a routing.csv with the
 one epoch their weights allow: the last. Earlier epochs cannot be recomputed (their weights are gone).
 
     python scripts/backfill_routing.py checkpoints/mnist-r1 checkpoints/mnist-r3
@@ -13,18 +13,18 @@ import time
 
 import torch
 
-from capsviz import runs
-from capsviz.capsnet import CapsNet
-from capsviz.datasets import get_dataset
-from trainer.routing_probe import PROBE_DIGITS, routing_probe
+from capsviz import store
+from capsviz.data.datasets import get_dataset
+from capsviz.model.capsnet import CapsNet
+from capsviz.model.routing_probe import PROBE_DIGITS, routing_probe
 
 
 def backfill(run_dir, *, data_dir=None) -> str:
-    run = runs.load_run(run_dir)
-    if (run.path / runs.ROUTING_CSV).exists():
-        return f"{run.path}: has {runs.ROUTING_CSV} already; left alone"
+    run = store.load_run(run_dir)
+    if (run.path / store.ROUTING_CSV).exists():
+        return f"{run.path}: has {store.ROUTING_CSV} already; left alone"
     if not run.has_weights:
-        return f"{run.path}: no weights ({runs.WEIGHTS}); nothing to recompute"
+        return f"{run.path}: no weights ({store.WEIGHTS}); nothing to recompute"
     model = run.model
     if not isinstance(model, CapsNet):
         return f"{run.path}: not a CapsNet ({run.model_name}); no routing"
@@ -35,7 +35,7 @@ def backfill(run_dir, *, data_dir=None) -> str:
     started = time.perf_counter()
     rows = routing_probe(model, inputs.mul(255.0).round_().to(torch.uint8))
     epoch = int(run.info["epochs_done"])
-    runs.write_routing(run.path, [{"epoch": epoch, **row} for row in rows])
+    store.write_routing(run.path, [{"epoch": epoch, **row} for row in rows])
     changes = ", ".join(f"{row['mean_abs_logit_change']:.3g}" for row in rows)
     return (f"{run.path}: epoch {epoch} of {epoch} written (mean |delta b| by iteration: {changes}; "
             f"{time.perf_counter() - started:.1f} s); epochs 1-{epoch - 1} are missing")
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     for run_dir in args.runs:
         try:
             print(backfill(run_dir, data_dir=args.data_dir))
-        except runs.RunError as error:
+        except store.RunError as error:
             print(f"error: {error}", file=sys.stderr)
             failed += 1
     return 1 if failed else 0

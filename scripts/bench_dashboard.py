@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 from capsviz.dashboard.page_table import PAGE_TABLE, page_by_name
-from capsviz.runs import RUNS_ROOT_ENV, default_runs_root, list_runs
+from capsviz.store import RUNS_ROOT_ENV, default_runs_root, list_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 

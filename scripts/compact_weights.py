@@ -1,4 +1,4 @@
-"""Rewrite runs' model.pt in compact int8 (capsviz.runs.compact_weights), as the shipped runs are stored.
+"""Rewrite runs' model.pt in compact int8 (capsviz.store.compact_weights), as the shipped runs are stored.
 
     python scripts/compact_weights.py checkpoints/mnist-r1 checkpoints/mnist-r3
 
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from capsviz.runs import WEIGHTS, RunError, compact_weights
+from capsviz.store import WEIGHTS, RunError, compact_weights
 
 
 def main(argv: list[str] | None = None) -> int:

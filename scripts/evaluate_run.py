@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from capsviz import variants
-from capsviz.data import DataError
-from capsviz.datasets import get_dataset
-from capsviz.fast import prepare_model
-from capsviz.models import model_from_config
-from capsviz.runs import STATE, WEIGHTS, RunError, load_run, read_state
+from capsviz.data.datasets import get_dataset
+from capsviz.data.mnist import DataError
+from capsviz.model import variants
+from capsviz.model.fast import prepare_model
+from capsviz.model.registry import model_from_config
+from capsviz.store import STATE, WEIGHTS, RunError, load_run, read_state
 from trainer.loop import TrainConfig, select, validate
 
 

@@ -39,8 +39,8 @@ done
 best="$("$PYTHON" - "$runs" <<'PYTHON'
 import sys
 from pathlib import Path
-from capsviz.results import last_value
-from capsviz.runs import read_history
+from capsviz.analysis.results import last_value
+from capsviz.store import read_history
 finals = []
 for run in sorted(Path(sys.argv[1]).glob("capsnet-r3-recon-seed*")):
     error = last_value(read_history(run), "test_error") if (run / "history.csv").exists() else None

@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from capsviz import runs
+from capsviz import store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,22 +47,22 @@ def trainer_command(settings: list[str], out: Path, *, resume: bool) -> list[str
 
 def run_to_end(settings: list[str], out: Path) -> subprocess.CompletedProcess:
     """Continue (or, with no run.json yet, start again) the run in `out` without interruption."""
-    resume = (out / runs.RUN_JSON).exists()
+    resume = (out / store.RUN_JSON).exists()
     return subprocess.run(trainer_command(settings, out, resume=resume), cwd=ROOT, capture_output=True, text=True)
 
 
 def differences(reference: Path, run: Path, epochs: int) -> list[str]:
     """What makes `run` differ from the reference run; empty when identical."""
     problems = []
-    info = json.loads((run / runs.RUN_JSON).read_text())
+    info = json.loads((run / store.RUN_JSON).read_text())
     if info.get("status") != "finished" or info.get("epochs_done") != epochs:
         problems.append(f"run.json says {info.get('status')} after {info.get('epochs_done')} epochs")
-    expected = pd.read_csv(reference / runs.HISTORY_CSV).drop(columns=TIMING)
-    got = pd.read_csv(run / runs.HISTORY_CSV).drop(columns=TIMING)
+    expected = pd.read_csv(reference / store.HISTORY_CSV).drop(columns=TIMING)
+    got = pd.read_csv(run / store.HISTORY_CSV).drop(columns=TIMING)
     if not expected.equals(got):
         problems.append(f"history differs ({len(got)} rows, {len(expected)} expected)")
-    weights_a = torch.load(reference / runs.WEIGHTS, weights_only=True)["state_dict"]
-    weights_b = torch.load(run / runs.WEIGHTS, weights_only=True)["state_dict"]
+    weights_a = torch.load(reference / store.WEIGHTS, weights_only=True)["state_dict"]
+    weights_b = torch.load(run / store.WEIGHTS, weights_only=True)["state_dict"]
     if weights_a.keys() != weights_b.keys() or not all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a):
         gap = max((weights_a[k].float() - weights_b[k].float()).abs().max().item() for k in weights_a)
         problems.append(f"weights differ (max |diff| {gap:.4g})")
@@ -135,9 +135,9 @@ def main(argv=None) -> int:
             process.send_signal(SIGNALS[name])
             landed = None
         output, _ = process.communicate()
-        kept = runs.committed_epochs(out) if (out / runs.STATE).exists() else 0
+        kept = store.committed_epochs(out) if (out / store.STATE).exists() else 0
         if landed is None:
-            landed = ("before run.json" if not (out / runs.RUN_JSON).exists()
+            landed = ("before run.json" if not (out / store.RUN_JSON).exists()
                       else f"with {kept} epoch(s) committed")
         where[landed] += 1
         note = ""

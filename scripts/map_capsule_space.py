@@ -1,4 +1,4 @@
-"""Map a run's test digits in capsule space (capsviz.capsule_space: PCA and t-SNE of each digit's ten
+"""Map a run's test digits in capsule space (capsviz.analysis.capsule_space: PCA and t-SNE of each digit's ten
 digit capsules) and store the map beside the run's weights as capsule_space.npz, which the Capsule
 space page reads. Rerun it whenever the weights change: the page ignores a map computed from other
 weights (the file names their digest).
@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from capsviz.capsule_space import CapsuleSpaceError, compute_capsule_space, write_capsule_space
-from capsviz.data import DataError
-from capsviz.digits import load_test_set
-from capsviz.dimension_meanings import model_digest
-from capsviz.runs import WEIGHTS, RunError, load_run
+from capsviz.analysis.capsule_space import CapsuleSpaceError, compute_capsule_space, write_capsule_space
+from capsviz.analysis.digits import load_test_set
+from capsviz.analysis.dimension_meanings import model_digest
+from capsviz.data.mnist import DataError
+from capsviz.store import WEIGHTS, RunError, load_run
 
 
 def map_run(run_dir: Path, *, digits: int | None = None, seed: int = 0, data_dir=None, verbose: bool = False) -> str:

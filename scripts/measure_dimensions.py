@@ -1,4 +1,4 @@
-"""Measure what each capsule dimension of a run encodes (capsviz.dimension_meanings) and store it
+"""Measure what each capsule dimension of a run encodes (capsviz.analysis.dimension_meanings) and store it
 beside the run's weights as dimensions.npz, which the Capsule dimensions page reads. One command
 per run; rerun it whenever the weights change (the page ignores a cache measured on other weights).
 
@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from capsviz.data import DataError
-from capsviz.digits import load_test_set
-from capsviz.dimension_meanings import DIGITS_PER_CLASS, measure_model
-from capsviz.runs import WEIGHTS, RunError, load_run, write_dimensions
+from capsviz.analysis.digits import load_test_set
+from capsviz.analysis.dimension_meanings import DIGITS_PER_CLASS, measure_model
+from capsviz.data.mnist import DataError
+from capsviz.store import WEIGHTS, RunError, load_run, write_dimensions
 
 
 def measure_run(run_dir: Path, *, digits: int, data_dir=None) -> str:

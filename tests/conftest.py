@@ -59,7 +59,7 @@ def multimnist_run(tmp_path_factory) -> Path:
     """A real 1-routing MultiMNIST run with weights: 1 epoch on 4,000 fresh pairs, tested on 500."""
     import torch
 
-    from capsviz.datasets import get_dataset
+    from capsviz.data.datasets import get_dataset
     from trainer.loop import TrainConfig, Trainer, select
 
     out = tmp_path_factory.mktemp("runs") / "multimnist-tiny"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from capsviz import runs
-from capsviz.runs import RUNS_ROOT_ENV
+from capsviz import store
+from capsviz.store import RUNS_ROOT_ENV
 
 from conftest import ROOT
 
@@ -86,17 +86,17 @@ def write_synthetic_run(run_dir: Path, template: Path, *, epochs: int, routings:
                         weights: bool) -> Path:
     """A run directory like the trainer's, with a made-up history (and the template's weights)."""
     run_dir.mkdir(parents=True)
-    info = json.loads((template / runs.RUN_JSON).read_text())
+    info = json.loads((template / store.RUN_JSON).read_text())
     info.pop("format", None)
     rows = synthetic_rows(epochs, routings=routings)
-    info.update(name=run_dir.name, status=status, **runs.summarize(rows))
+    info.update(name=run_dir.name, status=status, **store.summarize(rows))
     if status == "running":  # a live trainer: this test process stands in for it (its pid, its host, now)
-        info.update(runs.trainer_identity())
+        info.update(store.trainer_identity())
     info["config"] = {**info["config"], "routings": routings, "epochs": epochs + (2 if status == "running" else 0)}
-    runs.write_history(run_dir, rows)
-    runs.write_run_json(run_dir, info)
+    store.write_history(run_dir, rows)
+    store.write_run_json(run_dir, info)
     if weights:
-        shutil.copy(template / runs.WEIGHTS, run_dir / runs.WEIGHTS)
+        shutil.copy(template / store.WEIGHTS, run_dir / store.WEIGHTS)
     return run_dir
 
 
@@ -106,7 +106,7 @@ def runs_root(tiny_run: Path, tmp_path_factory) -> Path:
     (a synthetic run still training, with weights)."""
     if "healthy" not in _built:
         root = tmp_path_factory.mktemp("dashboard-runs")
-        shutil.copytree(tiny_run, root / "tiny-r1", ignore=shutil.ignore_patterns(runs.STATE))
+        shutil.copytree(tiny_run, root / "tiny-r1", ignore=shutil.ignore_patterns(store.STATE))
         write_synthetic_run(root / "r3-curves", tiny_run, epochs=6, routings=3, status="finished", weights=False)
         write_synthetic_run(root / "r3-live", tiny_run, epochs=4, routings=3, status="running", weights=True)
         _built["healthy"] = root
@@ -119,18 +119,18 @@ def broken_root(tiny_run: Path, tmp_path_factory) -> Path:
     corrupt weights (listed, but its model cannot load), and a run that has written only run.json."""
     if "broken" not in _built:
         root = tmp_path_factory.mktemp("dashboard-broken")
-        shutil.copytree(tiny_run, root / "good", ignore=shutil.ignore_patterns(runs.STATE))
+        shutil.copytree(tiny_run, root / "good", ignore=shutil.ignore_patterns(store.STATE))
         bad_json = shutil.copytree(root / "good", root / "bad-json")
-        (bad_json / runs.RUN_JSON).write_text('{"name": "bad-json", "config": {', encoding="utf-8")
+        (bad_json / store.RUN_JSON).write_text('{"name": "bad-json", "config": {', encoding="utf-8")
         truncated = write_synthetic_run(root / "truncated-csv", tiny_run, epochs=3, routings=1, status="finished",
                                         weights=False)
-        text = (truncated / runs.HISTORY_CSV).read_text()
-        (truncated / runs.HISTORY_CSV).write_text(text[: len(text) - 40])  # the last row cut off mid-line
+        text = (truncated / store.HISTORY_CSV).read_text()
+        (truncated / store.HISTORY_CSV).write_text(text[: len(text) - 40])  # the last row cut off mid-line
         corrupt = shutil.copytree(root / "good", root / "corrupt-weights")
-        (corrupt / runs.WEIGHTS).write_bytes((corrupt / runs.WEIGHTS).read_bytes()[:1000])
+        (corrupt / store.WEIGHTS).write_bytes((corrupt / store.WEIGHTS).read_bytes()[:1000])
         started = root / "just-started"
         started.mkdir()
-        shutil.copy(root / "good" / runs.RUN_JSON, started / runs.RUN_JSON)  # no history.csv, no model.pt yet
+        shutil.copy(root / "good" / store.RUN_JSON, started / store.RUN_JSON)  # no history.csv, no model.pt yet
         _built["broken"] = root
     return _built["broken"]
 
@@ -142,7 +142,7 @@ def mixed_root(tiny_run: Path, baseline_run: Path, mnist40_run: Path, tmp_path_f
     if "mixed" not in _built:
         root = tmp_path_factory.mktemp("dashboard-mixed")
         for run_dir in (tiny_run, baseline_run, mnist40_run):
-            shutil.copytree(run_dir, root / run_dir.name, ignore=shutil.ignore_patterns(runs.STATE))
+            shutil.copytree(run_dir, root / run_dir.name, ignore=shutil.ignore_patterns(store.STATE))
         _built["mixed"] = root
     return _built["mixed"]
 
@@ -151,7 +151,7 @@ def mixed_root(tiny_run: Path, baseline_run: Path, mnist40_run: Path, tmp_path_f
 def baseline_only_root(baseline_run: Path, tmp_path) -> Path:
     """A runs root whose only run with weights is the baseline CNN's."""
     root = tmp_path / "baseline-only"
-    shutil.copytree(baseline_run, root / baseline_run.name, ignore=shutil.ignore_patterns(runs.STATE))
+    shutil.copytree(baseline_run, root / baseline_run.name, ignore=shutil.ignore_patterns(store.STATE))
     return root
 
 

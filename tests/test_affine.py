@@ -1,4 +1,4 @@
-"""The affNIST-like generator and the real affNIST reader (capsviz.affine)."""
+"""The affNIST-like generator and the real affNIST reader (capsviz.data.affine)."""
 import math
 
 import numpy as np
@@ -6,8 +6,16 @@ import pytest
 import scipy.io
 import torch
 
-from capsviz.affine import AffineRecipe, affnist_like, identity_parameters, read_affnist, read_affnist_file, sample_parameters, transform_images
-from capsviz.data import DataError
+from capsviz.data.affine import (
+    AffineRecipe,
+    affnist_like,
+    identity_parameters,
+    read_affnist,
+    read_affnist_file,
+    sample_parameters,
+    transform_images,
+)
+from capsviz.data.mnist import DataError
 
 
 def blob_digit() -> np.ndarray:

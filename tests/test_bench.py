@@ -79,7 +79,7 @@ def test_gpu_table1_rehearsed_on_the_cpu_brings_back_histories_and_the_best_3_ro
     and the resume states stay behind."""
     import torch
 
-    from capsviz.runs import load_weights, read_run_json
+    from capsviz.store import load_weights, read_run_json
 
     out = tmp_path / "out"
     result = run_gpu_script("gpu_table1", out, ALLOW_CPU="1", BUDGET="200", EPOCHS="1", SEEDS="0,1",

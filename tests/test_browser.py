@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from capsviz.dashboard.page_table import PAGE_TABLE
-from capsviz.runs import RUNS_ROOT_ENV
+from capsviz.store import RUNS_ROOT_ENV
 
 from conftest import ROOT
 
@@ -276,9 +276,9 @@ def test_dragging_a_dimension_morphs_the_digit_live_and_matches_the_servers_deco
     import torch
     from playwright.sync_api import expect
 
-    from capsviz.digits import encode_digits, load_test_set
-    from capsviz.dimension_meanings import DimensionMeanings, model_digest
-    from capsviz.runs import DIMENSIONS, load_weights, read_dimensions
+    from capsviz.analysis.digits import encode_digits, load_test_set
+    from capsviz.analysis.dimension_meanings import DimensionMeanings, model_digest
+    from capsviz.store import DIMENSIONS, load_weights, read_dimensions
     from scripts.measure_dimensions import measure_run
 
     run_dir = browser_root / "tiny-r1"
@@ -409,10 +409,10 @@ def test_the_affine_explorer_follows_its_rotation_slider(dashboard_url, browser)
 def space_dashboard_url(tmp_path_factory) -> str:
     """A server over a copy of the shipped mnist-r3 with a small map of its own beside it (48 digits, as
     `scripts/map_capsule_space.py --digits 48` writes): nothing to train, little to encode."""
-    from capsviz.capsule_space import compute_capsule_space, write_capsule_space
-    from capsviz.digits import load_test_set
-    from capsviz.dimension_meanings import model_digest
-    from capsviz.runs import load_weights
+    from capsviz.analysis.capsule_space import compute_capsule_space, write_capsule_space
+    from capsviz.analysis.digits import load_test_set
+    from capsviz.analysis.dimension_meanings import model_digest
+    from capsviz.store import load_weights
 
     require_chromium()
     root = tmp_path_factory.mktemp("browser-space")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_browser import ARTIFACTS, TIMEOUT_MS, browser, require_chromium, serve_dashboard, wait_until_idle  # noqa: F401
 
-from capsviz.runs import EVALUATION, HISTORY_CSV, ROUTING_CSV, RUN_JSON, default_runs_root
+from capsviz.store import EVALUATION, HISTORY_CSV, ROUTING_CSV, RUN_JSON, default_runs_root
 
 PAGE_FILES = sorted(path.stem for path in (Path(__file__).resolve().parent.parent / "pages").glob("*.py"))
 # each sets window.__xss (in the page, or its parent from an iframe) if it runs; no "/" so that it can

@@ -1,4 +1,4 @@
-"""The capsule space (capsviz.capsule_space) without Streamlit: projections' shapes, PCA and t-SNE
+"""The capsule space (capsviz.analysis.capsule_space) without Streamlit: projections' shapes, PCA and t-SNE
 separating two obvious clusters, the cache refusing a map of other weights, and the shipped maps."""
 import subprocess
 from pathlib import Path
@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from capsviz.capsnet import CapsNet, CapsNetConfig
-from capsviz.capsule_space import (
+from capsviz.analysis.capsule_space import (
     CAPSULE_SPACE,
     PCA,
     PROJECTIONS,
@@ -22,9 +21,10 @@ from capsviz.capsule_space import (
     tsne_2d,
     write_capsule_space,
 )
-from capsviz.digits import encode_digits, load_test_set
-from capsviz.dimension_meanings import model_digest
-from capsviz.runs import default_runs_root, load_weights
+from capsviz.analysis.digits import encode_digits, load_test_set
+from capsviz.analysis.dimension_meanings import model_digest
+from capsviz.model.capsnet import CapsNet, CapsNetConfig
+from capsviz.store import default_runs_root, load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MAPS = ["mnist-r1", "mnist-r3"]

@@ -12,10 +12,10 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 from test_capsule_space import small_space
 
-from capsviz.capsule_space import CAPSULE_SPACE, write_capsule_space
+from capsviz.analysis.capsule_space import CAPSULE_SPACE, write_capsule_space
 from capsviz.dashboard import capsule_space_views
 from capsviz.dashboard.safe_html import text
-from capsviz.runs import RUNS_ROOT_ENV
+from capsviz.store import RUNS_ROOT_ENV
 
 from dashboard_fixtures import new_app
 

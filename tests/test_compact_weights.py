@@ -1,10 +1,10 @@
-"""Compact int8 weights (capsviz.runs.compact_weights): what ships in checkpoints/."""
+"""Compact int8 weights (capsviz.store.compact_weights): what ships in checkpoints/."""
 import pytest
 import torch
 
-from capsviz.baseline import BaselineCNN
-from capsviz.capsnet import CapsNet
-from capsviz.runs import RunError, compact_weights, load_weights, write_weights
+from capsviz.model.baseline import BaselineCNN
+from capsviz.model.capsnet import CapsNet
+from capsviz.store import RunError, compact_weights, load_weights, write_weights
 
 
 def small_capsnet():

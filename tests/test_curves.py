@@ -1,12 +1,12 @@
-"""capsviz.curves: EMA smoothing, wall-time units and the combined history of the curves page."""
+"""capsviz.analysis.curves: EMA smoothing, wall-time units and the combined history of the curves page."""
 import io
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from capsviz.curves import combined_csv, combined_history, ema, wall_time_unit
-from capsviz.runs import HISTORY_COLUMNS
+from capsviz.analysis.curves import combined_csv, combined_history, ema, wall_time_unit
+from capsviz.store import HISTORY_COLUMNS
 
 from dashboard_fixtures import new_app, synthetic_rows
 
@@ -63,11 +63,11 @@ def test_the_curves_page_compares_one_folder_of_runs(tmp_path, monkeypatch):
     """A folder of the runs root (bugs/: the port bugs beside the correct run) chosen at once."""
     import shutil
 
-    from capsviz import runs
-    shipped = runs.PROJECT_ROOT / "checkpoints"
+    from capsviz import store
+    shipped = store.PROJECT_ROOT / "checkpoints"
     for name in ("schedules/decay0.9-seed0", "schedules/budget75m-cosine-seed0", "mnist-r2"):
         shutil.copytree(shipped / name, tmp_path / name)
-    monkeypatch.setenv(runs.RUNS_ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv(store.RUNS_ROOT_ENV, str(tmp_path))
     app = new_app().run()
     app.switch_page("pages/curves.py").run()
     assert app.multiselect(key="curve_runs").value == ["mnist-r2", "schedules/budget75m-cosine-seed0",

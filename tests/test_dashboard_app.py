@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from capsviz.dashboard.page_helpers import MULTIMNIST_TRAIN_COMMAND, TRAIN_COMMAND
 from capsviz.dashboard.page_table import PAGE_TABLE, page_by_path
 from capsviz.dashboard.safe_html import text as html_text
-from capsviz.runs import RUNS_ROOT_ENV
+from capsviz.store import RUNS_ROOT_ENV
 
 from dashboard_fixtures import DASHBOARD, KERAS_HISTORIES, assert_no_exception, new_app, open_app
 

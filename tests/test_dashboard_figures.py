@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from capsviz.curves import PANELS, X_WALL, ema
+from capsviz.analysis.curves import PANELS, X_WALL, ema
+from capsviz.analysis.reconstructions import TARGET_LABEL, TARGET_PREDICTION, Reconstructions
 from capsviz.dashboard.figures import (
     PALETTE,
     capsule_lengths_figure,
@@ -22,7 +23,6 @@ from capsviz.dashboard.figures import (
     run_colors,
     tile_mosaic,
 )
-from capsviz.reconstructions import TARGET_LABEL, TARGET_PREDICTION, Reconstructions
 
 from dashboard_fixtures import synthetic_rows
 

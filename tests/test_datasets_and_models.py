@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
-from capsviz import load_mnist, load_run, runs
-from capsviz.baseline import BaselineCNN, BaselineConfig
-from capsviz.datasets import DATASETS, EXPANDED_SHIFT, get_dataset
-from capsviz.models import build_model, model_kind
-from capsviz.runs import upgrade_config
-from capsviz.tasks import CapsuleTask, ClassifierTask
+from capsviz import load_mnist, load_run, store
+from capsviz.data.datasets import DATASETS, EXPANDED_SHIFT, get_dataset
+from capsviz.model.baseline import BaselineCNN, BaselineConfig
+from capsviz.model.registry import build_model, model_kind
+from capsviz.model.tasks import CapsuleTask, ClassifierTask
+from capsviz.store import upgrade_config
 from trainer.run import main
 
 from conftest import run_trainer
@@ -112,7 +112,7 @@ def test_older_run_configs_read_as_capsnet_on_mnist():
     old = {"routings": 3, "model": {}, "shift": 2}
     # and the settings they predate as they trained with them (the per-epoch decay, the paper's recipe, ...)
     assert upgrade_config(old) == {"routings": 3, "model": "capsnet", "model_options": {}, "shift": 2,
-                                   "dataset": "mnist", **runs.LEGACY_SETTINGS}
+                                   "dataset": "mnist", **store.LEGACY_SETTINGS}
 
 
 @pytest.mark.slow

@@ -1,13 +1,23 @@
-"""capsviz.digits, capsviz.perturbations (Figure 4) and capsviz.reconstructions (Figure 3): test
+"""capsviz.analysis.digits, capsviz.analysis.perturbations (Figure 4) and capsviz.analysis.reconstructions (Figure 3): test
 digits through a CapsNet, tested without Streamlit."""
 import numpy as np
 import pytest
 import torch
 
 from capsviz import CapsNet
-from capsviz.digits import PICK_CLASS, PICK_INDEX, PICK_RANDOM, DigitCodes, decode_poses, encode_digits, load_test_set, misclassified, pick_digit
-from capsviz.perturbations import decode_with_offsets, perturbation_grid, perturbation_offsets
-from capsviz.reconstructions import TARGET_LABEL, TARGET_PREDICTION, reconstruct_digits, reconstruction_table
+from capsviz.analysis.digits import (
+    PICK_CLASS,
+    PICK_INDEX,
+    PICK_RANDOM,
+    DigitCodes,
+    decode_poses,
+    encode_digits,
+    load_test_set,
+    misclassified,
+    pick_digit,
+)
+from capsviz.analysis.perturbations import decode_with_offsets, perturbation_grid, perturbation_offsets
+from capsviz.analysis.reconstructions import TARGET_LABEL, TARGET_PREDICTION, reconstruct_digits, reconstruction_table
 
 
 @pytest.fixture(scope="module")

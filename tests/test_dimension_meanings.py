@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from capsviz import dimension_meanings as dm
-from capsviz import runs
-from capsviz.capsnet import CapsNet
+from capsviz import store
+from capsviz.analysis import dimension_meanings as dm
+from capsviz.model.capsnet import CapsNet
 
 
 def toy_decode(vectors: np.ndarray, digit_class: int) -> np.ndarray:
@@ -58,15 +58,15 @@ def test_a_dimension_moving_two_properties_alike_is_mixed():
 
 
 def test_the_cache_round_trips_and_a_stale_one_is_ignored(toy_meanings, tmp_path):
-    assert runs.read_dimensions(tmp_path, "toy") is None, "no cache: an older run loads without one"
-    runs.write_dimensions(tmp_path, toy_meanings.to_arrays())
-    loaded = dm.DimensionMeanings.from_arrays(runs.read_dimensions(tmp_path, "toy"))
+    assert store.read_dimensions(tmp_path, "toy") is None, "no cache: an older run loads without one"
+    store.write_dimensions(tmp_path, toy_meanings.to_arrays())
+    loaded = dm.DimensionMeanings.from_arrays(store.read_dimensions(tmp_path, "toy"))
     assert loaded.labels(0) == toy_meanings.labels(0) and loaded.properties == toy_meanings.properties
     assert np.array_equal(loaded.shift, toy_meanings.shift)
-    assert runs.read_dimensions(tmp_path, "other weights") is None, "measured from other weights: stale"
-    (tmp_path / runs.DIMENSIONS).write_bytes(b"not a zip")
-    with pytest.raises(runs.RunError, match="dimensions.npz: unreadable"):
-        runs.read_dimensions(tmp_path, "toy")
+    assert store.read_dimensions(tmp_path, "other weights") is None, "measured from other weights: stale"
+    (tmp_path / store.DIMENSIONS).write_bytes(b"not a zip")
+    with pytest.raises(store.RunError, match="dimensions.npz: unreadable"):
+        store.read_dimensions(tmp_path, "toy")
 
 
 def test_the_digest_follows_the_weights():

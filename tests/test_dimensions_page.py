@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from capsviz.dimension_meanings import DimensionMeanings, model_digest
-from capsviz.runs import STATE, load_weights, read_dimensions
+from capsviz.analysis.dimension_meanings import DimensionMeanings, model_digest
+from capsviz.store import STATE, load_weights, read_dimensions
 from scripts.measure_dimensions import measure_run
 
 from dashboard_fixtures import open_app

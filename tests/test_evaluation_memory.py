@@ -2,8 +2,8 @@
 routing tensors stay the size of a 28x28 one's (the fast path's allocator keeps its peak)."""
 import torch
 
-from capsviz.datasets import get_dataset
-from capsviz.models import build_model
+from capsviz.data.datasets import get_dataset
+from capsviz.model.registry import build_model
 from trainer import loop
 from trainer.loop import EVAL_BATCH_SIZE, TrainConfig, eval_batch_size, validate
 
@@ -45,7 +45,7 @@ def test_a_training_steps_routing_tensors_are_freed_without_waiting_for_the_garb
     import gc
     import weakref
 
-    from capsviz.fast.routing import routed_with_fused_backward
+    from capsviz.model.fast.routing import routed_with_fused_backward
     weight = torch.randn(32, 8, 160, requires_grad=True)
     poses = torch.randn(4, 32, 8, requires_grad=True)
     collecting = gc.isenabled()

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from capsviz import load_mnist, load_run
-from capsviz.fast import precision_context, prepare_images, prepare_model, tune_allocator
-from capsviz.fast.modules import FastPrimaryCaps
-from capsviz.losses import capsule_loss
-from capsviz.runs import default_runs_root
+from capsviz.model.fast import precision_context, prepare_images, prepare_model, tune_allocator
+from capsviz.model.fast.modules import FastPrimaryCaps
+from capsviz.model.losses import capsule_loss
+from capsviz.store import default_runs_root
 from trainer.loop import TrainConfig, select, validate
 
 

@@ -1,4 +1,4 @@
-"""The fast path (capsviz.fast) is kept apart from the reference model (capsviz.capsnet): the reference
+"""The fast path (capsviz.model.fast) is kept apart from the reference model (capsviz.model.capsnet): the reference
 imports none of it, and switching a model to the fast path and back leaves it exactly as it was."""
 import subprocess
 import sys
@@ -7,22 +7,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from capsviz.capsnet import CapsNet, DigitCaps, PrimaryCaps
-from capsviz.fast import prepare_model
-from capsviz.fast.modules import FastDigitCaps, FastPrimaryCaps, use_fast_modules, use_reference_modules
+from capsviz.model.capsnet import CapsNet, DigitCaps, PrimaryCaps
+from capsviz.model.fast import prepare_model
+from capsviz.model.fast.modules import FastDigitCaps, FastPrimaryCaps, use_fast_modules, use_reference_modules
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
 
 
 def test_the_reference_model_imports_no_speed_code():
-    """In a fresh interpreter, since this one has imported capsviz.fast already. Importing capsviz.capsnet
+    """In a fresh interpreter, since this one has imported capsviz.model.fast already. Importing capsviz.model.capsnet
     runs capsviz/__init__.py too, so this also holds for `import capsviz` (what the dashboard does)."""
-    code = ("import sys, capsviz.capsnet; "
-            "print(sorted(m for m in sys.modules if m == 'capsviz.fast' or m.startswith('capsviz.fast.')))")
+    code = ("import sys, capsviz.model.capsnet; "
+            "print(sorted(m for m in sys.modules if m == 'capsviz.model.fast' or m.startswith('capsviz.model.fast.')))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]", f"capsviz.capsnet pulled in speed code: {result.stdout.strip()}"
+    assert result.stdout.strip() == "[]", f"capsviz.model.capsnet pulled in speed code: {result.stdout.strip()}"
 
 
 def test_switching_to_the_fast_path_and_back_gives_the_reference_model_again():
@@ -72,7 +72,7 @@ class ScaledDigitCaps(DigitCaps):
 
 
 def test_the_fused_routing_backward_refuses_a_routing_it_was_not_written_for():
-    from capsviz.fast.modules import fused_routing_problem
+    from capsviz.model.fast.modules import fused_routing_problem
 
     torch.manual_seed(0)
     model = CapsNet(routings=2)

@@ -1,12 +1,12 @@
-"""The fast path's DigitCaps backward (capsviz.fast.routing) gives autograd's gradients of the reference routing."""
+"""The fast path's DigitCaps backward (capsviz.model.fast.routing) gives autograd's gradients of the reference routing."""
 import pytest
 import torch
 
 from capsviz import CapsNet
-from capsviz.capsnet import dynamic_routing, predictions
-from capsviz.fast import prepare_model
-from capsviz.fast.modules import FastDigitCaps, use_reference_modules
-from capsviz.fast.routing import routed_with_fused_backward
+from capsviz.model.capsnet import dynamic_routing, predictions
+from capsviz.model.fast import prepare_model
+from capsviz.model.fast.modules import FastDigitCaps, use_reference_modules
+from capsviz.model.fast.routing import routed_with_fused_backward
 
 F64 = torch.float64
 

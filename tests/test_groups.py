@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from capsviz import runs
-from capsviz.curves import PANELS
+from capsviz import store
+from capsviz.analysis.curves import PANELS
+from capsviz.analysis.groups import band_limits, group_curve, group_runs, group_summary_table, table1_measured
 from capsviz.dashboard.figures import curves_figure
-from capsviz.groups import band_limits, group_curve, group_runs, group_summary_table, table1_measured
-from capsviz.runs import Run
+from capsviz.store import Run
 
 from dashboard_fixtures import open_app, synthetic_rows
 
@@ -120,16 +120,16 @@ def test_a_group_is_drawn_as_a_band_and_a_mean_and_its_seeds_only_when_asked():
 def seeds_root(tiny_run, tmp_path_factory) -> Path:
     """Three full-MNIST-looking seeds of one setting under table1/, beside the tiny real run."""
     root = tmp_path_factory.mktemp("groups")
-    template = json.loads((tiny_run / runs.RUN_JSON).read_text())
+    template = json.loads((tiny_run / store.RUN_JSON).read_text())
     for seed in range(3):
         run_dir = root / "table1" / f"capsnet-r3-recon-seed{seed}"
         run_dir.mkdir(parents=True)
         rows = synthetic_rows(4 + seed, routings=3)
-        info = {**template, "name": run_dir.name, "status": "finished", **runs.summarize(rows),
+        info = {**template, "name": run_dir.name, "status": "finished", **store.summarize(rows),
                 "config": {**template["config"], "routings": 3, "seed": seed, "subset": None, "test_subset": None}}
         info.pop("format", None)
-        runs.write_history(run_dir, rows)
-        runs.write_run_json(run_dir, info)
+        store.write_history(run_dir, rows)
+        store.write_run_json(run_dir, info)
     return root
 
 
@@ -159,7 +159,7 @@ def test_curves_page_draws_seeds_as_a_group_and_can_show_them_alone(seeds_root, 
 def test_a_port_bug_trained_on_purpose_is_no_measurement_of_a_table1_row():
     from types import SimpleNamespace
 
-    from capsviz.groups import comparable_to_table1
+    from capsviz.analysis.groups import comparable_to_table1
     config = {"dataset": "mnist", "subset": None, "test_subset": None}
     correct = SimpleNamespace(dataset_name="mnist", config={**config, "variant": "none"})
     older = SimpleNamespace(dataset_name="mnist", config=config)  # runs from before variants existed

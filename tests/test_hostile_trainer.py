@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from capsviz import runs
-from capsviz.data import DataError
+from capsviz import store
+from capsviz.data.mnist import DataError
 from trainer import sweep
 from trainer.run import CliError, main, plan
 
@@ -29,9 +29,9 @@ LONG_PATH = "/tmp/" + "/".join(["deep-folder"] * 400)  # 4,800 bytes, over the s
 def copy_run(source, destination, **changes):
     shutil.copytree(source, destination)
     if changes:
-        info = json.loads((destination / runs.RUN_JSON).read_text())
+        info = json.loads((destination / store.RUN_JSON).read_text())
         info.update(changes)
-        runs.write_run_json(destination, info)
+        store.write_run_json(destination, info)
     return destination
 
 
@@ -56,7 +56,7 @@ def test_a_run_being_trained_is_neither_resumed_nor_started_again(tiny_run, tmp_
     refused naming the run and the pid, and nothing in it changes."""
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
-        live = copy_run(tiny_run, tmp_path / "live", status="running", **{**runs.trainer_identity(), "pid": other.pid})
+        live = copy_run(tiny_run, tmp_path / "live", status="running", **{**store.trainer_identity(), "pid": other.pid})
         before = snapshot(live)
         for argv in (["--resume", "--epochs", "2", "--out", str(live)],
                      ["--routings", "1", "--subset", "200", "--test-subset", "100", "--epochs", "1", "--out", str(live)]):
@@ -69,7 +69,7 @@ def test_a_run_being_trained_is_neither_resumed_nor_started_again(tiny_run, tmp_
         other.wait()
     # its trainer gone (a pid that has exited): the run is stale and resumes
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = copy_run(tiny_run, tmp_path / "dead", status="running", pid=int(finished.stdout), host=runs.trainer_identity()["host"])
+    dead = copy_run(tiny_run, tmp_path / "dead", status="running", pid=int(finished.stdout), host=store.trainer_identity()["host"])
     assert plan(["--resume", "--epochs", "2", "--out", str(dead)])[2] == "resume"
 
 
@@ -89,17 +89,17 @@ def test_the_trainer_refuses_empty_and_over_long_paths_in_one_line(tmp_path, cap
         plan(argv)  # today: `--out ""` planned a run in the current directory, the repository root
     assert main([*argv, "--subset", "10", "--test-subset", "10", "--epochs", "1"]) == 2
     assert message in one_error_line(capsys.readouterr().err)
-    assert list(tmp_path.iterdir()) == [] and not (ROOT / runs.RUN_JSON).exists()
+    assert list(tmp_path.iterdir()) == [] and not (ROOT / store.RUN_JSON).exists()
 
 
 @pytest.mark.slow
 def test_a_resume_error_names_history_csv_not_a_temporary_file(tiny_run, tmp_path, capsys):
     run = copy_run(tiny_run, tmp_path / "run")
-    (run / runs.HISTORY_CSV).unlink()
-    (run / runs.HISTORY_CSV).mkdir()  # history.csv cannot be rewritten
+    (run / store.HISTORY_CSV).unlink()
+    (run / store.HISTORY_CSV).mkdir()  # history.csv cannot be rewritten
     assert main(["--resume", "--epochs", "2", "--out", str(run)]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line == f"error: {run / runs.HISTORY_CSV}: Is a directory", line
+    assert line == f"error: {run / store.HISTORY_CSV}: Is a directory", line
     assert not [path for path in run.iterdir() if path.name.endswith(".tmp")], "no temporary file left"
 
 
@@ -120,7 +120,7 @@ def test_a_finished_sweep_whose_grid_changed_is_refused_naming_the_runs(tiny_run
     saying what the runs are."""
     group = tmp_path / "group"
     for seed in (0, 1):
-        copy_run(tiny_run, group / f"a-seed{seed}", config={**runs.read_run_json(tiny_run)["config"], "seed": seed})
+        copy_run(tiny_run, group / f"a-seed{seed}", config={**store.read_run_json(tiny_run)["config"], "seed": seed})
     grid = write_grid(tmp_path, '[[runs]]\nname = "a"\nroutings = 1\n')
     assert sweep.main(["--grid", grid, "--seeds", "0,1", "--epochs", "1", *TINY, "--out", str(group)]) == 0
     assert capsys.readouterr().out.count("done (1 epochs)") == 2
@@ -221,7 +221,7 @@ def test_a_sweep_under_a_grid_budget_trains_each_run_within_its_share(tmp_path):
                "--epochs", "1", "--subset", "100", "--test-subset", "50", "--precision", "fp32", "--out", str(group)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    first, second = (runs.read_run_json(group / f"a-seed{seed}") for seed in (0, 1))
+    first, second = (store.read_run_json(group / f"a-seed{seed}") for seed in (0, 1))
     assert 3500 <= first["budget"]["seconds"] <= 3600, first["budget"]
     assert 7200 - first["wall_seconds"] - 120 <= second["budget"]["seconds"] <= 7200 - first["wall_seconds"]
     assert first["epochs_done"] == second["epochs_done"] == 1 and first["budget"]["max_epochs"] == 1
@@ -235,7 +235,7 @@ def test_a_sweep_under_a_grid_budget_trains_each_run_within_its_share(tmp_path):
 # ---- item 15: affNIST, the robustness command, the benchmark --------------------------------------------
 
 def test_damaged_affnist_values_are_refused_naming_the_file(tmp_path):
-    from capsviz.affine import read_affnist_file
+    from capsviz.data.affine import read_affnist_file
 
     labels = np.array([7, 3])
     cases = {
@@ -276,7 +276,7 @@ def test_killing_robustness_marks_its_run_interrupted(tmp_path):
                                 "--subset", "100", "--test-subset", "50", "--batch-size", "50", "--digits", "10",
                                 "--precision", "fp32"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    run_json = out / "capsnet-r3" / runs.RUN_JSON
+    run_json = out / "capsnet-r3" / store.RUN_JSON
     deadline = time.monotonic() + 300
     while not run_json.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
@@ -285,8 +285,8 @@ def test_killing_robustness_marks_its_run_interrupted(tmp_path):
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 130, stderr[-2000:]
     assert "interrupted; each run keeps its last complete epoch" in stderr and "Traceback" not in stderr
-    info = runs.read_run_json(out / "capsnet-r3")
-    assert info["status"] == "interrupted" and runs.process_alive(info["pid"]) is False
+    info = store.read_run_json(out / "capsnet-r3")
+    assert info["status"] == "interrupted" and store.process_alive(info["pid"]) is False
 
 
 def test_bench_refuses_a_results_dir_it_cannot_write_before_measuring(tmp_path, capsys):

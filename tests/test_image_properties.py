@@ -3,7 +3,7 @@ sheared bar of known slant, strokes of known thickness, a centroid where the ink
 import numpy as np
 import pytest
 
-from capsviz import image_properties as ip
+from capsviz.analysis import image_properties as ip
 
 
 def bar(*, top=4, bottom=24, left=12, right=15, size=28, shear=0.0, value=1.0) -> np.ndarray:

@@ -21,15 +21,15 @@ import torch
 
 import capsviz.atomic
 import trainer.run as trainer_cli
-from capsviz import load_mnist, runs
+from capsviz import load_mnist, store
 from trainer.loop import TrainConfig, Trainer, select
 
 TIMING = ["epoch_seconds", "images_per_second", "eval_seconds", "wall_seconds", "timestamp"]
 TINY = TrainConfig(routings=1, epochs=3, batch_size=20, subset=40, test_subset=20, fast=False, device="cpu",
                    model_options={"conv_channels": 8, "primary_types": 2, "decoder_hidden": [16, 32]})
-EPOCH_COMMIT = [runs.STATE, runs.WEIGHTS, runs.HISTORY_CSV, runs.ROUTING_CSV, runs.RUN_JSON]  # state.pt first: the commit point
+EPOCH_COMMIT = [store.STATE, store.WEIGHTS, store.HISTORY_CSV, store.ROUTING_CSV, store.RUN_JSON]  # state.pt first: the commit point
 # Every atomic rename of a run, in order: start()'s run.json, each epoch's commit, the "finished" run.json.
-RENAMES = [runs.RUN_JSON, *EPOCH_COMMIT * TINY.epochs, runs.RUN_JSON]
+RENAMES = [store.RUN_JSON, *EPOCH_COMMIT * TINY.epochs, store.RUN_JSON]
 # The faults: each rename after start()'s, before or after it happens.
 POINTS = [(index, phase) for index in range(1, len(RENAMES)) for phase in ("before", "after")]
 
@@ -42,8 +42,8 @@ def point_name(index: int, phase: str) -> str:
 
 def committed_after(index: int, phase: str) -> int:
     """The epochs state.pt holds when the run stops at this point."""
-    commits_done = [i for i, name in enumerate(RENAMES[:index + 1]) if name == runs.STATE and i > 0]
-    if RENAMES[index] == runs.STATE and phase == "before":
+    commits_done = [i for i, name in enumerate(RENAMES[:index + 1]) if name == store.STATE and i > 0]
+    if RENAMES[index] == store.STATE and phase == "before":
         commits_done = commits_done[:-1]
     return len(commits_done)
 
@@ -113,12 +113,12 @@ def reference(tiny_data, tmp_path_factory) -> Path:
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / runs.WEIGHTS, weights_only=True)["state_dict"]
+    return torch.load(run_dir / store.WEIGHTS, weights_only=True)["state_dict"]
 
 
 # The fast subset (pytest -m "not slow") stops at the commit point alone: epoch 2's state.pt rename, before
 # and after it; the other points are marked slow (the whole matrix: ~45 s on 2 busy cores).
-FAST_POINTS = [(RENAMES.index(runs.STATE, 1 + len(EPOCH_COMMIT)), phase) for phase in ("before", "after")]
+FAST_POINTS = [(RENAMES.index(store.STATE, 1 + len(EPOCH_COMMIT)), phase) for phase in ("before", "after")]
 
 
 @pytest.mark.parametrize("fault", [SimulatedKill, KeyboardInterrupt], ids=["kill", "ctrl-c"])
@@ -136,7 +136,7 @@ def test_resume_after_a_stop_at_each_commit_write_equals_the_uninterrupted_run(
             stopped.fit()
 
     kept = committed_after(index, phase)
-    assert runs.committed_epochs(run_dir) == kept
+    assert store.committed_epochs(run_dir) == kept
     said = [message for message in messages if message.startswith("interrupted")]  # not the epoch lines
     if fault is KeyboardInterrupt:
         # what the trainer says is what is on disk, and the files derived from state.pt agree with it
@@ -144,9 +144,9 @@ def test_resume_after_a_stop_at_each_commit_write_equals_the_uninterrupted_run(
         expected = (f"keeps {kept} complete epoch(s) on disk; continue with --resume --out {run_dir}" if kept
                     else f"no epoch was completed; start again with --resume --out {run_dir}")
         assert expected in message
-        info = json.loads((run_dir / runs.RUN_JSON).read_text())
+        info = json.loads((run_dir / store.RUN_JSON).read_text())
         assert info["status"] == "interrupted" and info["epochs_done"] == kept
-        assert len(runs.read_history(run_dir)) == kept
+        assert len(store.read_history(run_dir)) == kept
     else:
         assert said == [], "a kill leaves no word"
 
@@ -154,13 +154,13 @@ def test_resume_after_a_stop_at_each_commit_write_equals_the_uninterrupted_run(
     monkeypatch.setattr(trainer_cli, "load_dataset", lambda config, split: tiny_data[split])
     assert trainer_cli.main(["--resume", "--out", str(run_dir)]) == 0, capsys.readouterr().err
 
-    expected_history = pd.read_csv(reference / runs.HISTORY_CSV).drop(columns=TIMING)
-    pd.testing.assert_frame_equal(pd.read_csv(run_dir / runs.HISTORY_CSV).drop(columns=TIMING), expected_history)
-    pd.testing.assert_frame_equal(runs.read_routing(run_dir), runs.read_routing(reference))  # every epoch's probe
+    expected_history = pd.read_csv(reference / store.HISTORY_CSV).drop(columns=TIMING)
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / store.HISTORY_CSV).drop(columns=TIMING), expected_history)
+    pd.testing.assert_frame_equal(store.read_routing(run_dir), store.read_routing(reference))  # every epoch's probe
     expected_weights, got = weights(reference), weights(run_dir)
     assert expected_weights.keys() == got.keys()
     assert all(torch.equal(expected_weights[name], got[name]) for name in expected_weights)
-    info = json.loads((run_dir / runs.RUN_JSON).read_text())
+    info = json.loads((run_dir / store.RUN_JSON).read_text())
     assert info["status"] == "finished" and info["epochs_done"] == TINY.epochs
-    assert runs.committed_epochs(run_dir) == TINY.epochs
+    assert store.committed_epochs(run_dir) == TINY.epochs
     assert not [path.name for path in run_dir.iterdir() if path.name.endswith(".tmp")], "temporary files removed"

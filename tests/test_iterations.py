@@ -1,4 +1,4 @@
-"""How many routing iterations (capsviz.iterations and the Routing page's section): runs that differ only
+"""How many routing iterations (capsviz.analysis.iterations and the Routing page's section): runs that differ only
 in their routings are found as one family, whatever their folders; their final errors, seconds per epoch and
 last-epoch |delta b_ij| per iteration come from their own files; the page draws and tabulates them."""
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from capsviz import runs
-from capsviz.iterations import iterations_table, last_epoch_logit_change, routing_families
+from capsviz import store
+from capsviz.analysis.iterations import iterations_table, last_epoch_logit_change, routing_families
 from capsviz.store import list_runs, load_run, read_routing
 
 from conftest import ROOT
@@ -41,7 +41,7 @@ def iterations_root(tiny_run, tmp_path_factory):
     for routings in ROUTINGS:
         run_dir = write_synthetic_run(root / "routings" / f"r{routings}-seed0", tiny_run, epochs=4, routings=routings,
                                       status="finished", weights=routings == 3)
-        runs.write_routing(run_dir, logit_rows(routings, 4))
+        store.write_routing(run_dir, logit_rows(routings, 4))
     seeded = write_synthetic_run(root / "elsewhere" / "r3-seed1", tiny_run, epochs=4, routings=3, status="finished",
                                  weights=False)
     edit_config(seeded, seed=1)
@@ -52,9 +52,9 @@ def iterations_root(tiny_run, tmp_path_factory):
 
 
 def edit_config(run_dir, **changes) -> None:
-    info = json.loads((run_dir / runs.RUN_JSON).read_text())
+    info = json.loads((run_dir / store.RUN_JSON).read_text())
     info["config"].update(changes)
-    runs.write_run_json(run_dir, info)
+    store.write_run_json(run_dir, info)
 
 
 def load_all(root):

@@ -1,10 +1,10 @@
-"""capsviz.keras: Keras CSVLogger histories read into our history columns, or one line naming the file."""
+"""capsviz.store.keras: Keras CSVLogger histories read into our history columns, or one line naming the file."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from capsviz.keras import KerasCsvError, read_keras_history
-from capsviz.runs import HISTORY_COLUMNS
+from capsviz.store import HISTORY_COLUMNS
+from capsviz.store.keras import KerasCsvError, read_keras_history
 
 from dashboard_fixtures import KERAS_HISTORIES
 

@@ -7,9 +7,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from capsviz.dashboard.dimension_views import summary_row, summary_table
-from capsviz.groups import group_runs, group_summary_table, table1_measured
-from capsviz.results import (
+from capsviz.analysis.groups import group_runs, group_summary_table, table1_measured
+from capsviz.analysis.results import (
     CURVE_SUMMARY_NUMBERS,
     RUN_SUMMARY_NUMBERS,
     curve_summary_table,
@@ -17,8 +16,9 @@ from capsviz.results import (
     run_summary_table,
     with_numbers,
 )
-from capsviz.robustness_view import COMPARISON_NUMBERS, comparison_table
-from capsviz.runs import Run, default_runs_root, load_run
+from capsviz.analysis.robustness_view import COMPARISON_NUMBERS, comparison_table
+from capsviz.dashboard.dimension_views import summary_row, summary_table
+from capsviz.store import Run, default_runs_root, load_run
 
 from dashboard_fixtures import open_app
 

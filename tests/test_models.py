@@ -1,4 +1,4 @@
-"""The model registry (capsviz.models) is the one place a model family is described: a third family added by
+"""The model registry (capsviz.model.registry) is the one place a model family is described: a third family added by
 a `register` call alone trains, saves, loads and lists like CapsNet and the baseline, and what the trainer,
 the run store and the tables know of a model they learn from its entry."""
 from __future__ import annotations
@@ -10,9 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from capsviz import models, results, runs
-from capsviz.models import ModelEntry, get_model_entry, register
-from capsviz.tasks import StepResult
+from capsviz import store
+from capsviz.analysis import results
+from capsviz.model import registry
+from capsviz.model.registry import ModelEntry, get_model_entry, register
+from capsviz.model.tasks import StepResult
 from trainer.run import main
 
 # ---- a toy model family, known to nothing but the registry ----------------------------------------
@@ -74,7 +76,7 @@ def toy():
     entry = register(ModelEntry(name="toy", display_name="Toy MLP", model_class=ToyMLP, config_class=ToyConfig,
                                 description="a two-layer perceptron", configure=toy_config, task=toy_task))
     yield entry
-    models.MODELS.pop("toy")
+    registry.MODELS.pop("toy")
 
 
 @pytest.mark.slow
@@ -83,18 +85,18 @@ def test_a_third_model_family_trains_saves_loads_and_lists_through_the_registry_
     out = root / "toy-run"
     assert main(["--model", "toy", "--epochs", "1", "--subset", "100", "--test-subset", "50", "--batch-size", "50",
                  "--precision", "fp32", "--out", str(out)]) == 0, capsys.readouterr().err
-    run = runs.load_run(out)
+    run = store.load_run(out)
     assert run.model_name == "toy" and len(run.history) == 1 and run.status == "finished"
     assert isinstance(run.model, ToyMLP) and run.model.config == ToyConfig(hidden=16)
     assert run.info["parameters"] == 784 * 16 + 16 + 16 * 10 + 10
     assert not run.has_capsules and run.routings is None and run.reconstruction is None
-    assert not (out / runs.ROUTING_CSV).exists(), "the toy's entry names no probe"
-    assert runs.list_runs(root) == [out]
+    assert not (out / store.ROUTING_CSV).exists(), "the toy's entry names no probe"
+    assert store.list_runs(root) == [out]
     row = results.run_summary_table([run]).iloc[0]
     assert row["Model"] == "toy" and row["Routings"] == "-" and row["Epochs"] == "1 / 1"
     # and it resumes like any run: the settings a resume may change come from the schema
     assert main(["--resume", "--epochs", "2", "--out", str(out)]) == 0, capsys.readouterr().err
-    assert len(runs.load_run(out).history) == 2
+    assert len(store.load_run(out).history) == 2
 
 
 def test_a_model_that_does_not_route_refuses_the_routing_flags_through_its_entry(toy, tmp_path, capsys):
@@ -118,10 +120,20 @@ def test_the_entries_say_what_each_model_can_do():
         get_model_entry(["capsnet"])  # a damaged run.json's model: one clear error, not a TypeError
 
 
+def test_every_probe_is_written_to_a_file_the_run_store_knows(tmp_path):
+    """The registry names a probe's file; the run store, which the model's modules never import, writes it."""
+    assert get_model_entry("capsnet").probe.file == store.ROUTING_CSV
+    assert {entry.probe.file for entry in registry.MODELS.values() if entry.probe} <= set(store.PROBE_FILES)
+    rows = [{"epoch": 1, "iteration": 1, "mean_abs_logit_change": 0.5, "mean_abs_logit": 0.5, "probe_digits": 3, "seconds": 0.1}]
+    store.write_probe_rows(tmp_path, store.ROUTING_CSV, rows)
+    assert store.read_routing(tmp_path).to_dict("records") == [{k: v for k, v in rows[0].items() if k != "seconds"}]
+    with pytest.raises(ValueError, match="not a probe's file"):
+        store.write_probe_rows(tmp_path, store.RUN_JSON, rows)
+    assert not (tmp_path / store.RUN_JSON).exists()
 def test_a_model_with_other_routing_bounds_is_checked_against_its_own(monkeypatch):
-    from capsviz.settings import config_problems
+    from capsviz.training.settings import config_problems
 
     narrow = get_model_entry("capsnet").routing.__class__(low=1, high=4, default=2)
-    monkeypatch.setitem(models.MODELS, "capsnet", ModelEntry(**{**vars(get_model_entry("capsnet")), "routing": narrow}))
+    monkeypatch.setitem(registry.MODELS, "capsnet", ModelEntry(**{**vars(get_model_entry("capsnet")), "routing": narrow}))
     assert config_problems({"model": "capsnet", "routings": 5}) == [("routings", 5, "must be between 1 and 4")]
     assert config_problems({"model": "baseline", "routings": 5}) == []  # never read by a model that does not route

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from capsviz import load_mnist, multimnist
-from capsviz.datasets import get_dataset
-from capsviz.losses import pair_margin_loss
-from capsviz.multimnist import CANVAS, SHIFT, TEST_SEED, centre, make_pairs, overlay, overlay_u8
-from capsviz.tasks import CapsulePairTask, pair_correct, two_longest
+from capsviz import load_mnist
+from capsviz.data import multimnist
+from capsviz.data.datasets import get_dataset
+from capsviz.data.multimnist import CANVAS, SHIFT, TEST_SEED, centre, make_pairs, overlay, overlay_u8
+from capsviz.model.losses import pair_margin_loss
+from capsviz.model.tasks import CapsulePairTask, pair_correct, two_longest
 
 
 def offset_of(layer: np.ndarray, digit: np.ndarray) -> tuple[int, int] | None:
@@ -102,7 +103,7 @@ def test_a_pair_is_right_only_when_both_digits_are():
 def test_pair_task_reconstructs_each_digit_from_its_own_capsule():
     spec = get_dataset("multimnist")
     torch.manual_seed(0)
-    from capsviz.models import build_model
+    from capsviz.model.registry import build_model
 
     model = build_model("capsnet", spec, routings=1, overrides={"conv_channels": 16, "primary_types": 4,
                                                                  "decoder_hidden": (32, 64)})
@@ -121,9 +122,9 @@ def test_short_real_training_beats_chance(multimnist_run):
     """1 epoch on 4,000 fresh pairs of a small CapsNet (the multimnist_run fixture) names both digits of
     far more test pairs than chance (about 1 in 45 for an unordered pair of different classes): 15.4% of
     500 test pairs on the 2-core AMD EPYC."""
-    from capsviz import runs
+    from capsviz import store
 
-    history = runs.read_history(multimnist_run)
+    history = store.read_history(multimnist_run)
     accuracy = 100 - float(history["test_error"].iloc[-1])
     assert accuracy > 3 * 100 / 45, f"{accuracy:.1f}% of test pairs right, chance is about 2.2%"
 
@@ -139,14 +140,14 @@ def test_the_baseline_on_multimnist_is_refused_in_one_line(tmp_path, capsys):
 
 def test_shipped_multimnist_run_is_labelled_honestly_and_sits_beside_the_papers_5_2():
     from capsviz import load_run
-    from capsviz.results import run_summary_row
-    from capsviz.runs import default_runs_root
+    from capsviz.analysis.results import run_summary_row
+    from capsviz.store import default_runs_root
 
     run = load_run(default_runs_root() / "multimnist-r3")
     assert run.status == "interrupted" and run.dataset_name == "multimnist" and run.routings == 3 and run.reconstruction
     assert run.info["dataset"]["labels_per_image"] == 2 and run.info["model"]["input_size"] == 36
     assert run.info["parameters"] == 11_361_808  # a 36x36 CapsNet: 10x10x32 = 3,200 primary capsules
-    from capsviz.capsnet import CapsNetConfig
+    from capsviz.model.capsnet import CapsNetConfig
 
     config = CapsNetConfig.from_dict(run.info["model"])
     assert (config.primary_grid, config.primary_capsules) == (10, 3200)
@@ -163,12 +164,12 @@ def test_shipped_multimnist_run_is_labelled_honestly_and_sits_beside_the_papers_
 def test_evaluate_run_reproduces_the_error_a_run_measured(multimnist_run):
     """scripts/evaluate_run.py (how multimnist-r3 was re-evaluated) gives the tiny run's own final test
     error from its weights: the same test pairs, the same rule."""
-    from capsviz import runs
+    from capsviz import store
     from scripts.evaluate_run import evaluate
 
     error, count, _ = evaluate(multimnist_run, weights="state.pt", test_subset=500)
     assert count == 500
-    assert error == pytest.approx(float(runs.read_history(multimnist_run)["test_error"].iloc[-1]), abs=0.21)
+    assert error == pytest.approx(float(store.read_history(multimnist_run)["test_error"].iloc[-1]), abs=0.21)
 
 
 @pytest.mark.slow
@@ -185,7 +186,7 @@ def test_evaluate_run_names_a_state_whose_weights_do_not_fit_in_one_line(multimn
 
 
 def test_class_blocks_are_computed_once_per_pool_and_never_lent_to_another():
-    from capsviz.multimnist import class_blocks
+    from capsviz.data.multimnist import class_blocks
 
     pool, other = torch.tensor([0, 1, 1, 2]), torch.tensor([2, 2, 0, 1])
     assert class_blocks(pool) is class_blocks(pool), "the same pool's blocks are reused"

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from capsviz import runs
-from capsviz.capsnet import CapsNet
-from capsviz.digits import DigitCodes
-from capsviz.segmentation import (
+from capsviz import store
+from capsviz.analysis.digits import DigitCodes
+from capsviz.analysis.segmentation import (
     decode_from,
     pair_failures,
     predicted_pairs,
     two_colour_overlay,
     with_capsule,
 )
+from capsviz.model.capsnet import CapsNet
 
 from dashboard_fixtures import open_app
 
@@ -24,7 +24,7 @@ from dashboard_fixtures import open_app
 @pytest.fixture(scope="module")
 def pair_root(multimnist_run, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("dashboard-pairs")
-    shutil.copytree(multimnist_run, root / multimnist_run.name, ignore=shutil.ignore_patterns(runs.STATE))
+    shutil.copytree(multimnist_run, root / multimnist_run.name, ignore=shutil.ignore_patterns(store.STATE))
     return root
 
 
@@ -116,7 +116,7 @@ def test_multimnist_page_without_runs_says_how_to_train_and_a_corrupt_model_is_o
     assert any("--dataset multimnist" in info.value for info in app.info) and not app.error
     broken = tmp_path / "broken"
     shutil.copytree(pair_root, broken)
-    weights = broken / "multimnist-tiny" / runs.WEIGHTS
+    weights = broken / "multimnist-tiny" / store.WEIGHTS
     weights.write_bytes(weights.read_bytes()[:1000])
     app = open_app(broken, monkeypatch, "pages/multimnist.py")
     assert [error.value.split(":")[0] for error in app.error] == ["Cannot load this run's model"]

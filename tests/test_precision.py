@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from capsviz.fast.precision import choose_precision
 from capsviz.machine import CpuFeatures, cpu_features, describe_machine
+from capsviz.model.fast.precision import choose_precision
 from trainer.run import main
 
 from conftest import run_trainer
@@ -98,7 +98,7 @@ def test_forced_precisions_train_and_a_resume_decides_again(tmp_path):
 
 
 def test_a_resume_on_the_same_cpu_keeps_the_runs_precision_and_another_cpu_decides_afresh():
-    from capsviz.fast.precision import kept_on_resume
+    from capsviz.model.fast.precision import kept_on_resume
 
     here = describe_machine(CPU)
     started = {**here, "precision": "fp32", "precision_reason": "a trial step took 120 ms in bf16"}

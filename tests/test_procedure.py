@@ -1,14 +1,14 @@
-"""Procedure 1 step by step (capsviz.procedure) without Streamlit: every number is the forward pass's own,
+"""Procedure 1 step by step (capsviz.analysis.procedure) without Streamlit: every number is the forward pass's own,
 on the shipped runs (28x28 and 40x40 MNIST, 36x36 MultiMNIST) and on a small model."""
 import numpy as np
 import pytest
 import torch
 
 from capsviz import load_run
-from capsviz.capsnet import CapsNet, squash
-from capsviz.digits import load_test_set, to_inputs
-from capsviz.procedure import capsule_steps, top_contributors, trace_procedure
-from capsviz.runs import default_runs_root
+from capsviz.analysis.digits import load_test_set, to_inputs
+from capsviz.analysis.procedure import capsule_steps, top_contributors, trace_procedure
+from capsviz.model.capsnet import CapsNet, squash
+from capsviz.store import default_runs_root
 
 SHIPPED = {"mnist-r3": 3, "mnist40-capsnet-r3": 3}
 

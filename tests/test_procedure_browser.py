@@ -13,7 +13,7 @@ from test_browser import (  # noqa: F401  (browser: the module's fixture, used h
     wait_until_idle,
 )
 
-from capsviz.runs import default_runs_root
+from capsviz.store import default_runs_root
 
 pytestmark = pytest.mark.slow  # a streamlit server and chromium, as tests/test_browser.py: `make test` runs it
 FIRST_LOAD_MS = 5 * TIMEOUT_MS  # a cold server imports torch and loads the weights and MNIST, on cores other jobs share;

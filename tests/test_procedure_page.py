@@ -1,7 +1,7 @@
 """The Routing page's "Procedure 1, step by step" section through Streamlit's AppTest, on the shipped runs
 (checkpoints/): the page opens on a run that routes, the equations carry the model's numbers for the
 chosen capsule, and choosing another capsule or iteration changes them. The numbers are checked against
-the model's forward pass, computed here without capsviz.procedure."""
+the model's forward pass, computed here without capsviz.analysis.procedure."""
 import time
 
 import numpy as np
@@ -10,8 +10,8 @@ import streamlit as st
 import torch
 import torch.nn.functional as F
 
-from capsviz.digits import load_test_set, to_inputs
-from capsviz.runs import RUNS_ROOT_ENV, default_runs_root, load_weights
+from capsviz.analysis.digits import load_test_set, to_inputs
+from capsviz.store import RUNS_ROOT_ENV, default_runs_root, load_weights
 
 from dashboard_fixtures import new_app
 

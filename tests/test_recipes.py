@@ -1,4 +1,4 @@
-"""The recipes (capsviz.recipes): each part of the authors' recipe computes what the authors' TensorFlow code
+"""The recipes (capsviz.training.recipes): each part of the authors' recipe computes what the authors' TensorFlow code
 computes (Sarasra/models, research/capsules), written out again here independently, as their code does it;
 "paper" leaves the model and the loss as they were; bad names are refused."""
 import json
@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from capsviz import CapsNet, load_run
-from capsviz.capsnet import CapsNetConfig, DigitCaps, PrimaryCaps, dynamic_routing, predictions
-from capsviz.fast import prepare_model
-from capsviz.fast.modules import FastDigitCaps, FastPrimaryCaps, use_fast_modules
-from capsviz.fast.routing import routed_with_fused_backward
-from capsviz.losses import RECON_WEIGHT, capsule_loss, margin_loss, pair_margin_loss
-from capsviz.recipes import AUTHORS_PARTS, RecipeError, model_options, recipe_parts, recipe_problem, task_options
-from capsviz.tasks import CapsulePairTask, CapsuleTask
+from capsviz.model.capsnet import CapsNetConfig, DigitCaps, PrimaryCaps, dynamic_routing, predictions
+from capsviz.model.fast import prepare_model
+from capsviz.model.fast.modules import FastDigitCaps, FastPrimaryCaps, use_fast_modules
+from capsviz.model.fast.routing import routed_with_fused_backward
+from capsviz.model.losses import RECON_WEIGHT, capsule_loss, margin_loss, pair_margin_loss
+from capsviz.model.tasks import CapsulePairTask, CapsuleTask
+from capsviz.training.recipes import AUTHORS_PARTS, RecipeError, model_options, recipe_parts, recipe_problem, task_options
 
 F64 = torch.float64
 PAPER_KEYS = ["conv1.weight", "conv1.bias", "primary.conv.weight", "primary.conv.bias", "digits.weight",

@@ -1,9 +1,9 @@
-"""capsviz.results: the run tables and the paper's Table 1, tested without Streamlit."""
+"""capsviz.analysis.results: the run tables and the paper's Table 1, tested without Streamlit."""
 import pandas as pd
 import pytest
 
-from capsviz.results import best_test_error, curve_summary_table, paper_error, paper_table1, run_summary_row, run_summary_table
-from capsviz.runs import Run, load_run
+from capsviz.analysis.results import best_test_error, curve_summary_table, paper_error, paper_table1, run_summary_row, run_summary_table
+from capsviz.store import Run, load_run
 
 from dashboard_fixtures import synthetic_rows
 
@@ -73,7 +73,7 @@ def test_an_imported_keras_history_has_no_setup_and_no_paper_row():
 def test_a_run_without_a_table1_row_leaves_the_paper_cell_empty_not_none():
     """The shipped 2-routing run has no Table 1 row: the column stays numeric (NaN, an empty cell), so the
     home table never shows the text "None"."""
-    from capsviz.runs import default_runs_root
+    from capsviz.store import default_runs_root
 
     shipped = [load_run(default_runs_root() / name) for name in ("mnist-r2", "mnist-r3")]
     table = run_summary_table(shipped).set_index("Run")

@@ -8,12 +8,12 @@ import pytest
 import torch
 from test_affine import write_affnist
 
-from capsviz.affine import identity_parameters
-from capsviz.baseline import BaselineCNN
-from capsviz.capsnet import CapsNet
-from capsviz.robustness import accuracy_by_bins, pack_correct, paired_comparison, unpack_correct
-from capsviz.robustness_view import evaluation_provenance, explore, explorer_parameters, place_and_transform
-from capsviz.runs import default_runs_root, load_run, read_evaluation
+from capsviz.analysis.robustness import accuracy_by_bins, pack_correct, paired_comparison, unpack_correct
+from capsviz.analysis.robustness_view import evaluation_provenance, explore, explorer_parameters, place_and_transform
+from capsviz.data.affine import identity_parameters
+from capsviz.model.baseline import BaselineCNN
+from capsviz.model.capsnet import CapsNet
+from capsviz.store import default_runs_root, load_run, read_evaluation
 from trainer import robustness
 
 from dashboard_fixtures import open_app
@@ -150,8 +150,8 @@ def test_shipped_capsnet_predicts_its_recorded_affnist_like_digits():
     """The first recorded predictions, made again: the generator regenerates the same images from the
     seed, and the shipped int8 weights classify them as they did when evaluated."""
     from capsviz import load_mnist
-    from capsviz.affine import AffineRecipe, affnist_like
-    from capsviz.robustness import predict
+    from capsviz.analysis.robustness import predict
+    from capsviz.data.affine import AffineRecipe, affnist_like
 
     run = shipped(SHIPPED_CAPSNET)
     record = run.evaluation["sets"]["affnist-like"]

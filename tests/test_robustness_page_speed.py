@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from capsviz.robustness import pack_correct
-from capsviz.runs import EVALUATION, RUNS_ROOT_ENV, default_runs_root
+from capsviz.analysis.robustness import pack_correct
+from capsviz.store import EVALUATION, RUNS_ROOT_ENV, default_runs_root
 
 from dashboard_fixtures import new_app
 

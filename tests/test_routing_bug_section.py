@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from capsviz import load_mnist, load_run, variants
-from capsviz.capsnet import CapsNet
-from capsviz.routing_view import coupling_maps, coupling_sums, trace_digit
+from capsviz import load_mnist, load_run
+from capsviz.model import variants
+from capsviz.model.capsnet import CapsNet
+from capsviz.model.routing_view import coupling_maps, coupling_sums, trace_digit
 
 from conftest import ROOT
 from dashboard_fixtures import open_app

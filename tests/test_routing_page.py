@@ -2,7 +2,7 @@
 real run, which records routing.csv, and a synthetic run with weights beside it)."""
 import shutil
 
-from capsviz.runs import ROUTING_CSV, STATE, WEIGHTS
+from capsviz.store import ROUTING_CSV, STATE, WEIGHTS
 
 from dashboard_fixtures import open_app
 
@@ -66,9 +66,9 @@ def test_routing_page_with_broken_weights_and_a_damaged_routing_csv(tiny_run, tm
 def test_picked_codes_of_a_test_digit_and_of_a_drawn_one(tiny_run):
     import numpy as np
 
+    from capsviz.analysis.digits import encode_digits, load_test_set
     from capsviz.dashboard.digit_picker import PickedDigit, picked_codes
-    from capsviz.digits import encode_digits, load_test_set
-    from capsviz.runs import load_run
+    from capsviz.store import load_run
 
     run = load_run(tiny_run)
     images, _ = load_test_set("mnist")

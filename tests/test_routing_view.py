@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
-from capsviz import runs
-from capsviz.capsnet import CapsNet
-from capsviz.digits import to_inputs
-from capsviz.drawing import canvas_gray, center_of_mass, to_mnist_digit
-from capsviz.routing_view import ALL_TYPES, agreement_split, coupling_entropy, coupling_maps, trace_digit
-from trainer.routing_probe import routing_probe, routing_rows
+from capsviz import store
+from capsviz.analysis.digits import to_inputs
+from capsviz.data.drawing import canvas_gray, center_of_mass, to_mnist_digit
+from capsviz.model.capsnet import CapsNet
+from capsviz.model.routing_probe import routing_probe, routing_rows
+from capsviz.model.routing_view import ALL_TYPES, agreement_split, coupling_entropy, coupling_maps, trace_digit
 
 
 @pytest.fixture(scope="module")
@@ -91,16 +91,16 @@ def test_routing_probe_has_one_row_per_iteration_with_the_mean_change(model, dig
 
 
 def test_the_trainer_writes_routing_csv_for_capsnet_runs(tiny_run, tmp_path):
-    routing = runs.read_routing(tiny_run)  # 1 routing, 1 epoch, probed on its 100 test digits
+    routing = store.read_routing(tiny_run)  # 1 routing, 1 epoch, probed on its 100 test digits
     assert routing[["epoch", "iteration", "probe_digits"]].values.tolist() == [[1, 1, 100]]
     assert (routing["mean_abs_logit_change"] > 0).all()
-    assert runs.read_routing(tmp_path).empty  # older runs (and the baseline CNN's) have none, and load
-    (tmp_path / runs.ROUTING_CSV).write_text("epoch,iteration,mean_abs_logit_change\n1,1,0.5\n")
-    with pytest.raises(runs.RunError, match="routing.csv: missing columns"):
-        runs.read_routing(tmp_path)
-    runs.write_routing(tmp_path, [{"epoch": 1, "iteration": 1, "mean_abs_logit_change": 0.5, "mean_abs_logit": 0.5,
-                                   "probe_digits": 3, "seconds": 0.1}])
-    pd.testing.assert_frame_equal(runs.read_routing(tmp_path), pd.DataFrame(
+    assert store.read_routing(tmp_path).empty  # older runs (and the baseline CNN's) have none, and load
+    (tmp_path / store.ROUTING_CSV).write_text("epoch,iteration,mean_abs_logit_change\n1,1,0.5\n")
+    with pytest.raises(store.RunError, match="routing.csv: missing columns"):
+        store.read_routing(tmp_path)
+    store.write_routing(tmp_path, [{"epoch": 1, "iteration": 1, "mean_abs_logit_change": 0.5, "mean_abs_logit": 0.5,
+                                    "probe_digits": 3, "seconds": 0.1}])
+    pd.testing.assert_frame_equal(store.read_routing(tmp_path), pd.DataFrame(
         {"epoch": [1], "iteration": [1], "mean_abs_logit_change": [0.5], "mean_abs_logit": [0.5], "probe_digits": [3]}))
 
 
@@ -149,21 +149,21 @@ def test_coupling_overlay_puts_each_square_over_its_receptive_field_centre():
 def test_training_caption_names_the_epochs_the_error_the_machine_and_the_commit():
     from capsviz.dashboard.routing_figures import training_provenance
 
-    run = runs.load_run(runs.default_runs_root() / "mnist-r3")
+    run = store.load_run(store.default_runs_root() / "mnist-r3")
     info, environment = run.info, run.info["environment"]
     caption = training_provenance(run)
     assert caption.startswith(f"mnist-r3: {info['epochs_done']} epoch(s), final test error {info['final_test_error']:.2f}%")
     assert f"trained on {environment['processor']} (cpu, {environment['threads']} threads)" in caption
     assert caption.endswith(f"commit {environment['git_commit'][:7]}")
-    fresh = runs.Run(path=None, info={"status": "running", "environment": {}}, history=pd.DataFrame(), name="new")
+    fresh = store.Run(path=None, info={"status": "running", "environment": {}}, history=pd.DataFrame(), name="new")
     assert training_provenance(fresh) == "new: 0 epoch(s), final test error -, trained on unknown machine (?), commit unknown"
 
 
 def test_the_trace_goes_through_the_models_own_modules(digit):
     """The dashboard and the probe trace with the model's own layers, whatever they compute: a DigitCaps that
     routes otherwise (here: votes doubled, as a recipe's option might) is traced as it runs."""
-    from capsviz.capsnet import DigitCaps
-    from capsviz.digits import to_inputs
+    from capsviz.analysis.digits import to_inputs
+    from capsviz.model.capsnet import DigitCaps
 
     class DoubledVotes(DigitCaps):
         def predictions(self, u):
@@ -187,7 +187,7 @@ def test_the_trace_goes_through_the_models_own_modules(digit):
 
 def test_the_authors_biases_are_traced_as_the_model_runs(digit):
     """The authors' recipe adds biases to PrimaryCaps and to s_j in DigitCaps: the trace is the model's own."""
-    from capsviz.digits import to_inputs
+    from capsviz.analysis.digits import to_inputs
 
     torch.manual_seed(0)
     model = CapsNet(routings=3, primary_scale=1 / 32, primary_bias=0.1, digit_bias=0.1).eval()

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from capsviz import CapsNet, Run, RunError, list_runs, load_run
-from capsviz.runs import HISTORY_COLUMNS, STALE, check_inside_root, effective_status, load_weights, write_history, write_run_json, write_weights
+from capsviz.store import HISTORY_COLUMNS, STALE, check_inside_root, effective_status, load_weights, write_history, write_run_json, write_weights
 
 
 def test_tiny_run_directory_is_complete(tiny_run):

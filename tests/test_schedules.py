@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 
-from capsviz import runs
-from capsviz.schedules import COSINE, EXP, Segment, StepSchedule, epochs_that_fit, parse_duration
+from capsviz import store
+from capsviz.training.schedules import COSINE, EXP, Segment, StepSchedule, epochs_that_fit, parse_duration
 from trainer.loop import PROVISIONAL_EPOCHS, TrainConfig, Trainer, select, steps_per_epoch
 from trainer.run import differences, main
 
@@ -131,17 +131,17 @@ def test_a_cosine_run_ends_at_its_floor_and_is_lengthened_by_resume(tmp_path, ca
     out = tmp_path / "run"
     common = ["--routings", "1", "--subset", "200", "--test-subset", "100", "--batch-size", "50", "--out", str(out)]
     assert main([*common, "--epochs", "2", "--schedule", "cosine", "--lr-floor", "2e-5"]) == 0
-    state = runs.read_state(out)
+    state = store.read_state(out)
     steps = steps_per_epoch(200, 50)
     assert state["schedule"]["steps"] == 2 * steps
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2e-5)
-    info = runs.read_run_json(out)
+    info = store.read_run_json(out)
     assert info["config"]["schedule"] == "cosine" and info["config"]["lr_floor"] == 2e-5
     assert main(["--resume", "--epochs", "3", "--out", str(out)]) == 0
     assert "restarting" in capsys.readouterr().out
-    info = runs.read_run_json(out)
+    info = store.read_run_json(out)
     assert info["epochs_done"] == 3 and info["resumes"][-1]["changes"]["epochs"] == [2, 3]
-    assert runs.read_state(out)["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2e-5)
+    assert store.read_state(out)["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2e-5)
 
 
 @pytest.mark.slow
@@ -149,11 +149,11 @@ def test_a_budget_run_records_its_plan_and_deadline(tmp_path):
     out = tmp_path / "run"
     assert main(["--routings", "1", "--subset", "100", "--test-subset", "50", "--batch-size", "50", "--budget", "1h",
                  "--epochs", "2", "--schedule", "exp", "--out", str(out)]) == 0
-    info = runs.read_run_json(out)
+    info = store.read_run_json(out)
     assert info["epochs_done"] == 2 and info["budget"]["seconds"] == 3600 and info["budget"]["max_epochs"] == 2
-    assert runs.read_state(out)["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-5)  # at the floor
+    assert store.read_state(out)["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-5)  # at the floor
     assert main(["--resume", "--out", str(out)]) == 0  # the deadline and the cap kept: nothing more to do
-    assert runs.read_run_json(out)["epochs_done"] == 2
+    assert store.read_run_json(out)["epochs_done"] == 2
 
 
 def test_a_resume_given_epochs_drops_the_runs_deadline_even_when_they_equal_its_plan(tmp_path, capsys):
@@ -163,17 +163,17 @@ def test_a_resume_given_epochs_drops_the_runs_deadline_even_when_they_equal_its_
     out = tmp_path / "run"
     base = ["--routings", "1", "--subset", "100", "--test-subset", "50", "--batch-size", "50", "--out", str(out)]
     assert main([*base, "--budget", "1h", "--epochs", "1"]) == 0
-    state = runs.read_state(out)
+    state = store.read_state(out)
     state["config"]["epochs"] = 2  # the budget had planned 2 epochs, and the run stopped after 1 ...
     state["budget"]["deadline"] = time.time() - 60  # ... with its deadline now spent
-    runs.write_state(out, state)
+    store.write_state(out, state)
     assert main(["--resume", "--out", str(out)]) == 0  # the deadline kept: nothing fits, done as it stands
-    assert runs.read_run_json(out)["epochs_done"] == 1
+    assert store.read_run_json(out)["epochs_done"] == 1
     capsys.readouterr()
     assert main(["--resume", "--epochs", "2", "--out", str(out)]) == 0
-    assert runs.read_run_json(out)["epochs_done"] == 2, capsys.readouterr().out
+    assert store.read_run_json(out)["epochs_done"] == 2, capsys.readouterr().out
     assert "budget" not in capsys.readouterr().out, "no budget planned the resumed epochs"
-    info = runs.read_run_json(out)
+    info = store.read_run_json(out)
     assert "budget" not in info, "run.json's budget is the plan in force"
     assert info["resumes"][-1]["changes"]["budget"][0]["seconds"] == 3600, "the dropped budget, kept in resumes[]"
     assert info["resumes"][-1]["changes"]["budget"][1] is None
@@ -195,9 +195,9 @@ def test_bad_schedule_values_are_refused_in_one_line(tmp_path, capsys, argv, mes
 
 
 def test_runs_from_before_schedules_resume_and_compare_as_the_per_epoch_decay_they_used():
-    shipped = runs.read_run_json(runs.PROJECT_ROOT / "checkpoints" / "mnist-r3")
+    shipped = store.read_run_json(store.PROJECT_ROOT / "checkpoints" / "mnist-r3")
     assert shipped["config"]["schedule"] == "exp-epoch" and shipped["config"]["recipe"] == "paper"
-    legacy = {key: value for key, value in shipped["config"].items() if key not in runs.LEGACY_SETTINGS}
+    legacy = {key: value for key, value in shipped["config"].items() if key not in store.LEGACY_SETTINGS}
     config = TrainConfig(**{**shipped["config"], "data_dir": None})
     assert not [line for line in differences(legacy, config) if "schedule" in line or "recipe" in line]
     assert math.isclose(config.lr_decay, shipped["config"]["lr_decay"])

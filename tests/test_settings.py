@@ -1,4 +1,4 @@
-"""The training settings are declared once (capsviz.settings) and TrainConfig, the trainer's flags, run.json's
+"""The training settings are declared once (capsviz.training.settings) and TrainConfig, the trainer's flags, run.json's
 checks and the resume rules are derived from them; bad values are refused in every mode, `python -O` too."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from capsviz import runs, settings
+from capsviz import store
+from capsviz.training import settings
 from trainer.loop import RESUMABLE_CHANGES, TrainConfig
 from trainer.run import parser
 
@@ -30,9 +31,9 @@ def test_the_flags_the_resume_rules_and_the_legacy_values_come_from_the_schema()
             continue
         assert setting.flag in actions[setting.name].option_strings and actions[setting.name].default is None
     assert set(RESUMABLE_CHANGES) == {"epochs", "device", "fast", "precision", "data_dir", "lr"}
-    assert runs.LEGACY_SETTINGS == {"schedule": "exp-epoch", "lr_floor": 1e-5, "warmup": 0.0, "recipe": "paper",
-                                    "variant": "none"}
-    assert runs.config_problems is settings.config_problems and set(runs.CONFIG_RULES) == set(settings.SETTINGS_BY_NAME)
+    assert store.LEGACY_SETTINGS == {"schedule": "exp-epoch", "lr_floor": 1e-5, "warmup": 0.0, "recipe": "paper",
+                                     "variant": "none"}
+    assert store.config_problems is settings.config_problems and set(store.CONFIG_RULES) == set(settings.SETTINGS_BY_NAME)
     args = parser().parse_args(["--no-recon", "--inner-routing-grad", "--lr", "0.01", "--subset", "5"])
     assert settings.given_settings(args) == {"recon": False, "inner_routing_grad": True, "lr": 0.01, "subset": 5}
 
@@ -42,23 +43,23 @@ def test_bad_values_are_refused_under_python_dash_o(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"status": "finished", "config": {"routings": 0}}))
     code = f"""
 import sys, torch
-from capsviz import runs
-from capsviz.models import build_model
-from capsviz.datasets import get_dataset
+from capsviz import store
+from capsviz.model.registry import build_model
+from capsviz.data.datasets import get_dataset
 from trainer.run import main
 print("exit", main(["--routings", "0", "--out", {str(tmp_path / "new")!r}]))  # no assert here: -O drops them
 try:
-    runs.read_run_json({str(tmp_path)!r})
-except runs.RunError as error:
+    store.read_run_json({str(tmp_path)!r})
+except store.RunError as error:
     print("run.json:", error)
 model = build_model("capsnet", get_dataset("mnist"), routings=1)
-runs.write_weights({str(tmp_path)!r}, model)
+store.write_weights({str(tmp_path)!r}, model)
 weights = torch.load({str(tmp_path / "model.pt")!r}, weights_only=True)
 weights["model_config"]["routings"] = 0
 torch.save(weights, {str(tmp_path / "model.pt")!r})
 try:
-    runs.load_weights({str(tmp_path / "model.pt")!r})
-except runs.RunError as error:
+    store.load_weights({str(tmp_path / "model.pt")!r})
+except store.RunError as error:
     print("model.pt:", error)
 """
     result = subprocess.run([sys.executable, "-O", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)

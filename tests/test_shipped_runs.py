@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from capsviz import load_mnist, load_run
-from capsviz.fast import prepare_model
-from capsviz.runs import default_runs_root
+from capsviz.model.fast import prepare_model
+from capsviz.store import default_runs_root
 from trainer.loop import TrainConfig, select, validate
 
 SHIPPED = ["mnist-r1", "mnist-r2", "mnist-r3"]

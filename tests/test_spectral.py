@@ -1,13 +1,13 @@
-"""The DFT convolution (capsviz.fast.spectral) computes exactly F.conv2d, and the fast path uses it on CPU."""
+"""The DFT convolution (capsviz.model.fast.spectral) computes exactly F.conv2d, and the fast path uses it on CPU."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from capsviz import CapsNet
-from capsviz.capsnet import PrimaryCaps
-from capsviz.fast import prepare_model
-from capsviz.fast.modules import FastPrimaryCaps, use_fast_modules
-from capsviz.fast.spectral import spectral_conv2d
+from capsviz.model.capsnet import PrimaryCaps
+from capsviz.model.fast import prepare_model
+from capsviz.model.fast.modules import FastPrimaryCaps, use_fast_modules
+from capsviz.model.fast.spectral import spectral_conv2d
 
 F64 = torch.float64
 

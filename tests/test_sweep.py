@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from capsviz import runs
-from capsviz.results import PAPER_TABLE1
+from capsviz import store
+from capsviz.analysis.results import PAPER_TABLE1
 from trainer import sweep
 from trainer.sweep import DONE, FAILED, NEW, RESUME, SweepError, load_grid, plan_sweep, trainer_arguments
 
@@ -77,9 +77,9 @@ def test_cli_refuses_bad_seeds_in_one_line(tmp_path):
 def copy_run(source, destination, **changes):
     shutil.copytree(source, destination)
     if changes:
-        info = json.loads((destination / runs.RUN_JSON).read_text())
+        info = json.loads((destination / store.RUN_JSON).read_text())
         info.update(changes)
-        runs.write_run_json(destination, info)
+        store.write_run_json(destination, info)
 
 
 def test_plan_says_what_each_run_needs(tiny_run, tmp_path):
@@ -88,7 +88,7 @@ def test_plan_says_what_each_run_needs(tiny_run, tmp_path):
     group = tmp_path / "group"
     passthrough = ["--subset", "200", "--test-subset", "100"]
     copy_run(tiny_run, group / "a-seed0")
-    seed1 = {**runs.read_run_json(tiny_run)["config"], "seed": 1}  # what a seed-1 run says (a changed grid is refused)
+    seed1 = {**store.read_run_json(tiny_run)["config"], "seed": 1}  # what a seed-1 run says (a changed grid is refused)
     copy_run(tiny_run, group / "a-seed1", status="failed", error="non-finite loss", config=seed1)
     planned = {run.name: run for run in plan_sweep(grid, seeds=[0, 1, 2], epochs=1, out=group, passthrough=passthrough)}
     assert [planned[name].status for name in ("a-seed0", "a-seed1", "a-seed2")] == [DONE, FAILED, NEW]
@@ -103,7 +103,7 @@ def test_plan_says_what_each_run_needs(tiny_run, tmp_path):
 
 def test_a_run_being_trained_now_is_never_touched(tiny_run, tmp_path):
     grid = load_grid(write_grid(tmp_path, '[[runs]]\nname = "a"\nroutings = 1\n'))
-    copy_run(tiny_run, tmp_path / "group" / "a-seed0", status="running", **runs.trainer_identity())  # this process: alive
+    copy_run(tiny_run, tmp_path / "group" / "a-seed0", status="running", **store.trainer_identity())  # this process: alive
     with pytest.raises(SweepError, match="is being trained now"):
         plan_sweep(grid, seeds=[0], epochs=2, out=tmp_path / "group", passthrough=["--subset", "200", "--test-subset", "100"])
 
@@ -120,7 +120,7 @@ def test_each_run_is_checked_again_at_its_turn_not_only_when_the_sweep_was_plann
     assert (resumed.status, resumed.epochs_done) == (RESUME, 1) and resumed.arguments.count("--resume") == 1
     assert sweep.recheck(planned, 1).status == RESUME, "interrupted: not finished, whatever its epochs"
     shutil.rmtree(group / "a-seed0")
-    copy_run(tiny_run, group / "a-seed0", status="running", **runs.trainer_identity())  # its trainer alive
+    copy_run(tiny_run, group / "a-seed0", status="running", **store.trainer_identity())  # its trainer alive
     busy = sweep.recheck(planned, 2)
     assert busy.status == sweep.BUSY and "being trained now" in sweep.describe(busy, 2)
 
@@ -137,10 +137,10 @@ def test_a_sweep_skips_what_is_done_resumes_the_interrupted_run_and_trains_the_r
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     for name in ("a-seed0", "a-seed1"):
-        run = runs.load_run(group / name)
+        run = store.load_run(group / name)
         assert run.status == "finished" and len(run.history) == 2, name
-    original = runs.read_history(tiny_run)
-    resumed = runs.read_history(group / "a-seed0")
+    original = store.read_history(tiny_run)
+    resumed = store.read_history(group / "a-seed0")
     assert resumed["train_loss"].iloc[0] == original["train_loss"].iloc[0], "epoch 1 kept, not retrained"
     assert "[1/2] a-seed0: resume after epoch 1 of 2" in result.stdout
     assert "final test error" in result.stdout and "selected on the test set" in result.stdout
@@ -157,7 +157,7 @@ def test_killing_the_sweep_stops_its_trainer_cleanly_and_says_how_to_go_on(tmp_p
     process = subprocess.Popen([sys.executable, "-m", "trainer.sweep", "--grid", grid, "--seeds", "0", "--epochs", "3",
                                 "--subset", "200", "--test-subset", "100", "--precision", "fp32", "--out", str(group)],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    run_json = group / "a-seed0" / runs.RUN_JSON
+    run_json = group / "a-seed0" / store.RUN_JSON
     deadline = time.monotonic() + 240
     while not run_json.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
@@ -165,9 +165,9 @@ def test_killing_the_sweep_stops_its_trainer_cleanly_and_says_how_to_go_on(tmp_p
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=240)
     assert process.returncode == 130 and "run the same command again to resume it" in stderr
-    info = runs.read_run_json(group / "a-seed0")
+    info = store.read_run_json(group / "a-seed0")
     assert info["status"] == "interrupted", "the trainer was told, and said what it kept"
-    assert runs.process_alive(info["pid"]) is False, "no trainer left behind"
+    assert store.process_alive(info["pid"]) is False, "no trainer left behind"
 
 
 def test_a_dry_run_piped_into_a_reader_that_has_gone_ends_without_a_traceback(tmp_path):

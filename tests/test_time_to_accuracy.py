@@ -1,10 +1,10 @@
-"""Time to accuracy from training histories (capsviz.time_to_accuracy)."""
+"""Time to accuracy from training histories (capsviz.analysis.time_to_accuracy)."""
 import math
 
 import pandas as pd
 import pytest
 
-from capsviz.time_to_accuracy import at_time, scaled_history, time_to_error
+from capsviz.analysis.time_to_accuracy import at_time, scaled_history, time_to_error
 
 from dashboard_fixtures import new_app
 
@@ -43,7 +43,7 @@ def test_a_slower_recipe_is_the_same_epochs_at_a_scaled_time():
 
 
 def test_the_table_gives_hours_to_each_threshold_and_the_reference_error_by_then():
-    from capsviz.time_to_accuracy import Contender, idle_epoch_seconds, time_to_accuracy_table
+    from capsviz.analysis.time_to_accuracy import Contender, idle_epoch_seconds, time_to_accuracy_table
     port = Contender("port", HISTORY, seconds_per_epoch=400.0)  # 0.9 at 400 s, 0.55 at 800 s, 0.48 at 1200 s
     table = time_to_accuracy_table([Contender("ours", HISTORY, seconds_per_epoch=100.0)], reference=port)
     row = table.iloc[0]
@@ -59,8 +59,8 @@ def test_the_table_gives_hours_to_each_threshold_and_the_reference_error_by_then
 
 
 def test_the_chart_marks_where_each_run_first_reaches_a_threshold():
+    from capsviz.analysis.time_to_accuracy import Contender
     from capsviz.dashboard.time_figures import time_to_accuracy_figure
-    from capsviz.time_to_accuracy import Contender
     figure = time_to_accuracy_figure([Contender("ours", HISTORY, seconds_per_epoch=3600.0),
                                       Contender("never", HISTORY.assign(test_error=1.0), seconds_per_epoch=3600.0)])
     lines = [trace for trace in figure.data if trace.mode == "lines+markers"]
@@ -73,12 +73,12 @@ def test_the_chart_marks_where_each_run_first_reaches_a_threshold():
 def test_the_showcase_clocks_the_shipped_runs_at_the_benchmarks_idle_speed():
     import json
 
-    from capsviz import runs
-    from capsviz.time_to_accuracy import SHOWCASE, SHOWCASE_BENCH, SHOWCASE_REFERENCE, idle_epoch_seconds, showcase
-    root = runs.PROJECT_ROOT / "checkpoints"
-    histories = {name: runs.load_run(root / name, root=root).history
+    from capsviz import store
+    from capsviz.analysis.time_to_accuracy import SHOWCASE, SHOWCASE_BENCH, SHOWCASE_REFERENCE, idle_epoch_seconds, showcase
+    root = store.PROJECT_ROOT / "checkpoints"
+    histories = {name: store.load_run(root / name, root=root).history
                  for _, name, _ in (*SHOWCASE, SHOWCASE_REFERENCE) if (root / name / "run.json").exists()}
-    bench = json.loads((runs.PROJECT_ROOT / SHOWCASE_BENCH).read_text())
+    bench = json.loads((store.PROJECT_ROOT / SHOWCASE_BENCH).read_text())
     clock = idle_epoch_seconds(bench)
     assert clock["plain"] > 3 * clock["fast"]  # the fast path's speed-up on the benchmark's machine
     contenders, reference = showcase(histories, bench)
@@ -92,8 +92,8 @@ def test_the_showcase_clocks_the_shipped_runs_at_the_benchmarks_idle_speed():
 
 
 def test_the_home_page_shows_the_time_to_accuracy_of_the_shipped_runs(monkeypatch):
-    from capsviz import runs
-    monkeypatch.setenv(runs.RUNS_ROOT_ENV, str(runs.PROJECT_ROOT / "checkpoints"))
+    from capsviz import store
+    monkeypatch.setenv(store.RUNS_ROOT_ENV, str(store.PROJECT_ROOT / "checkpoints"))
     app = new_app(timeout=180).run()
     assert not app.exception, [exception.value for exception in app.exception]
     assert "Time to accuracy" in [header.value for header in app.subheader]

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import torch
 
-import capsviz.tasks
+import capsviz.model.tasks
 import trainer.loop
-from capsviz import runs
+from capsviz import store
 from trainer.run import main
 
 from conftest import ROOT, run_trainer
@@ -332,7 +332,7 @@ SMALL = ["--routings", "1", "--epochs", "2", "--subset", "40", "--test-subset", 
 @pytest.mark.slow
 def test_nan_loss_fails_the_run_naming_where_and_keeps_the_last_good_epoch(tmp_path, capsys, monkeypatch):
     out = tmp_path / "diverged"
-    real_loss, training_calls = capsviz.tasks.capsule_loss, []
+    real_loss, training_calls = capsviz.model.tasks.capsule_loss, []
 
     def poisoned(output, images, labels, **kwargs):
         parts = real_loss(output, images, labels, **kwargs)
@@ -343,7 +343,7 @@ def test_nan_loss_fails_the_run_naming_where_and_keeps_the_last_good_epoch(tmp_p
                 parts.total = parts.margin + parts.total
         return parts
 
-    monkeypatch.setattr(capsviz.tasks, "capsule_loss", poisoned)
+    monkeypatch.setattr(capsviz.model.tasks, "capsule_loss", poisoned)
     # a forced precision: the auto trial would run training steps through the poisoned loss first
     # the per-epoch decay: its rule for a new base rate is what this checks (a cosine plan is scaled: test_schedules)
     assert main([*SMALL, "--precision", "fp32", "--schedule", "exp-epoch", "--out", str(out)]) == 1
@@ -353,12 +353,12 @@ def test_nan_loss_fails_the_run_naming_where_and_keeps_the_last_good_epoch(tmp_p
     info = strict_json((out / "run.json").read_text())
     assert info["status"] == "failed" and info["epochs_done"] == 1
     assert info["error"] == "epoch 2, batch 1 of 2: the margin loss is nan"
-    assert runs.committed_epochs(out) == 1 and len(pd.read_csv(out / "history.csv")) == 1
+    assert store.committed_epochs(out) == 1 and len(pd.read_csv(out / "history.csv")) == 1
     state = torch.load(out / "state.pt", weights_only=True)["model"]
     saved = torch.load(out / "model.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(saved[name], state[name].half()) for name in saved), "model.pt is the last good epoch"
 
-    monkeypatch.setattr(capsviz.tasks, "capsule_loss", real_loss)
+    monkeypatch.setattr(capsviz.model.tasks, "capsule_loss", real_loss)
     assert main(["--resume", "--lr", "0.0001", "--out", str(out)]) == 0  # lr may change on --resume
     history = pd.read_csv(out / "history.csv")
     assert history["epoch"].tolist() == [1, 2]
@@ -372,7 +372,7 @@ def test_nan_loss_fails_the_run_naming_where_and_keeps_the_last_good_epoch(tmp_p
     (math.nan, 1.0, math.nan, "margin"), (0.5, math.inf, math.inf, "reconstruction"), (0.5, 1.0, math.inf, "total"),
 ])
 def test_check_finite_loss_names_the_part(margin, reconstruction, total, part):
-    from capsviz.tasks import StepResult
+    from capsviz.model.tasks import StepResult
 
     def result(*values):
         margin, reconstruction, total = (None if v is None else torch.tensor(v) for v in values)
@@ -395,13 +395,13 @@ def test_run_json_carries_pid_host_and_a_heartbeat_during_an_epoch(tmp_path, mon
     data = select(*load_mnist("train"), 40), select(*load_mnist("test"), 20)
     config = TrainConfig(routings=1, epochs=1, batch_size=10, subset=40, test_subset=20, device="cpu")
     written = []
-    real_write = runs.write_run_json
+    real_write = store.write_run_json
 
     def recording(run_dir, info):
         written.append((info["status"], info["epochs_done"]))
         real_write(run_dir, info)
 
-    monkeypatch.setattr(runs, "write_run_json", recording)
+    monkeypatch.setattr(store, "write_run_json", recording)
     every_batch = Trainer(config, tmp_path / "run", torch.device("cpu"), *data, log=lambda message: None,
                           heartbeat_seconds=0.0)
     every_batch.start(resume=False)
@@ -410,4 +410,4 @@ def test_run_json_carries_pid_host_and_a_heartbeat_during_an_epoch(tmp_path, mon
     assert written == [("running", 0)] * 5 + [("running", 1), ("finished", 1)]
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["pid"] == os.getpid() and info["host"] == socket.gethostname()
-    assert runs.heartbeat_age(info) < 60
+    assert store.heartbeat_age(info) < 60

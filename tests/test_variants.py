@@ -1,4 +1,4 @@
-"""The common bugs of public CapsNet ports as variants (capsviz.variants): each computes what its bug
+"""The common bugs of public CapsNet ports as variants (capsviz.model.variants): each computes what its bug
 computes, the reference CapsNet stays the paper's, the fast path keeps a variant, and a variant trains
 through the trainer, is recorded in run.json and model.pt, and comes back from capsviz.load_run."""
 from __future__ import annotations
@@ -10,14 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from capsviz import load_run, runs, variants
-from capsviz.baseline import BaselineCNN
-from capsviz.capsnet import CapsNet, DigitCaps, routing_iterations, squash
-from capsviz.fast import prepare_model
-from capsviz.fast.modules import FastDigitCaps
-from capsviz.routing_view import trace_digit
-from capsviz.tasks import CapsuleTask, ClassifierTask
-from capsviz.variants.routing import SharedLogitsDigitCaps, SoftmaxOverInputsDigitCaps, variant_routing_iterations
+from capsviz import load_run, store
+from capsviz.model import variants
+from capsviz.model.baseline import BaselineCNN
+from capsviz.model.capsnet import CapsNet, DigitCaps, routing_iterations, squash
+from capsviz.model.fast import prepare_model
+from capsviz.model.fast.modules import FastDigitCaps
+from capsviz.model.routing_view import trace_digit
+from capsviz.model.tasks import CapsuleTask, ClassifierTask
+from capsviz.model.variants.routing import SharedLogitsDigitCaps, SoftmaxOverInputsDigitCaps, variant_routing_iterations
 from trainer.loop import TrainConfig
 from trainer.run import CliError, plan
 from trainer.sweep import load_grid
@@ -44,7 +45,7 @@ def images(count: int = 2, seed: int = 1) -> torch.Tensor:
 # ---- the reference stays the paper's ------------------------------------------------------------------
 
 def test_the_reference_capsnet_computes_what_it_computed_before_the_variants_existed():
-    # numbers from this seed and input before capsviz.variants was written (capsviz.capsnet is unchanged)
+    # numbers from this seed and input before capsviz.model.variants was written (capsviz.model.capsnet is unchanged)
     with torch.no_grad():
         out = routed_model()(images(), trace=True)
     expected_lengths = [0.67416829, 0.82799464, 0.64754814, 0.78527528, 0.70355582, 0.64130509,
@@ -213,11 +214,11 @@ def test_the_trainer_refuses_a_variant_that_does_not_apply(tmp_path):
 
 
 def test_runs_older_than_the_setting_read_as_the_papers_model(tmp_path):
-    runs.write_run_json(tmp_path, {"status": "finished", "config": {"routings": 3, "epochs": 1}})
-    assert runs.read_run_json(tmp_path)["config"]["variant"] == variants.NONE
-    runs.write_run_json(tmp_path, {"status": "finished", "config": {"variant": "softmax-over-classes"}})
-    with pytest.raises(runs.RunError, match="config.variant"):
-        runs.read_run_json(tmp_path)
+    store.write_run_json(tmp_path, {"status": "finished", "config": {"routings": 3, "epochs": 1}})
+    assert store.read_run_json(tmp_path)["config"]["variant"] == variants.NONE
+    store.write_run_json(tmp_path, {"status": "finished", "config": {"variant": "softmax-over-classes"}})
+    with pytest.raises(store.RunError, match="config.variant"):
+        store.read_run_json(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -238,8 +239,8 @@ def test_a_variant_trains_is_recorded_and_comes_back_with_its_modules(variant_ru
     run_dir = variant_runs[name]
     run = load_run(run_dir)
     assert run.config["variant"] == name and run.status == "finished" and len(run.history) == 1
-    assert np.isfinite(run.history["test_loss"]).all() and len(runs.read_routing(run_dir))
-    stored = torch.load(run_dir / runs.WEIGHTS, map_location="cpu", weights_only=True)
+    assert np.isfinite(run.history["test_loss"]).all() and len(store.read_routing(run_dir))
+    stored = torch.load(run_dir / store.WEIGHTS, map_location="cpu", weights_only=True)
     variant = variants.get_variant(name)
     assert stored.get("variant", variants.NONE) == variants.variant_of(run.model)
     assert isinstance(run.model, CapsNet)
@@ -249,10 +250,10 @@ def test_a_variant_trains_is_recorded_and_comes_back_with_its_modules(variant_ru
         assert type(run.model) is variant.capsnet
     if variant.task:  # a loss variant: the model is the paper's, the run says which loss trained it
         assert variants.variant_of(run.model) == variants.NONE and "variant" not in stored
-    json.loads((run_dir / runs.RUN_JSON).read_text())  # strict JSON still
+    json.loads((run_dir / store.RUN_JSON).read_text())  # strict JSON still
     # compact weights (what ships) keep the variant
-    runs.compact_weights(run_dir)
-    assert variants.variant_of(runs.load_weights(run_dir / runs.WEIGHTS)) == variants.variant_of(run.model)
+    store.compact_weights(run_dir)
+    assert variants.variant_of(store.load_weights(run_dir / store.WEIGHTS)) == variants.variant_of(run.model)
 
 
 @pytest.mark.slow

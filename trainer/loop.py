@@ -1,7 +1,7 @@
 """Training: `train_one_epoch()`, `validate()` and `fit()`, which writes the run directory.
 
-The trainer knows a model only through its task (capsviz.tasks: loss parts and correct answers) and a
-dataset only through its spec (capsviz.datasets: arrays and augmentation); both are looked up by the
+The trainer knows a model only through its task (capsviz.model.tasks: loss parts and correct answers) and a
+dataset only through its spec (capsviz.data.datasets: arrays and augmentation); both are looked up by the
 names in TrainConfig. Under torchrun it trains data-parallel (trainer.distributed)."""
 from __future__ import annotations
 
@@ -24,15 +24,17 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from capsviz import recipes, runs, variants
-from capsviz.datasets import DATASETS, DatasetSpec, get_dataset
-from capsviz.fast import optimizer_options, precision_context, prepare_images, prepare_model
-from capsviz.fast.precision import PrecisionChoice, choose_precision, kept_on_resume, time_steps
+from capsviz import store
+from capsviz.data.datasets import DATASETS, DatasetSpec, get_dataset
 from capsviz.machine import describe_machine
-from capsviz.models import build_model, get_model_entry
-from capsviz.schedules import EXP_EPOCH, StepSchedule, epochs_that_fit, format_duration
-from capsviz.settings import RESUMABLE_CHANGES, settings_dataclass  # noqa: F401 (RESUMABLE_CHANGES: trainer.run's)
-from capsviz.tasks import StepResult, Task
+from capsviz.model import variants
+from capsviz.model.fast import optimizer_options, precision_context, prepare_images, prepare_model
+from capsviz.model.fast.precision import PrecisionChoice, choose_precision, kept_on_resume, time_steps
+from capsviz.model.registry import build_model, get_model_entry
+from capsviz.model.tasks import StepResult, Task
+from capsviz.training import recipes
+from capsviz.training.schedules import EXP_EPOCH, StepSchedule, epochs_that_fit, format_duration
+from capsviz.training.settings import RESUMABLE_CHANGES, settings_dataclass  # noqa: F401 (RESUMABLE_CHANGES: trainer.run's)
 
 from .distributed import SINGLE, Distributed
 
@@ -42,7 +44,7 @@ EVAL_BATCH_SIZE = 500  # test images per forward pass at 28x28; larger inputs ta
 @settings_dataclass
 class TrainConfig:
     """Everything that decides a run, one field per training setting: their names, types, defaults, rules and
-    help are declared once, in capsviz.settings.SETTINGS. Saved as run.json's "config"."""
+    help are declared once, in capsviz.training.settings.SETTINGS. Saved as run.json's "config"."""
 
     def __post_init__(self):
         if self.shift is None and self.dataset in DATASETS:  # the dataset's own augmentation unless asked otherwise
@@ -149,7 +151,7 @@ def train_one_epoch(model: nn.Module, optimizer, task: Task, dataset: DatasetSpe
     """One pass over (images uint8 (N, C, H, W), labels (N,)) held on `device`, shuffled and augmented
     with `generator` (CPU), so that the same generator state gives the same epoch on any device and any
     number of processes: every rank draws the whole global batch's shuffle and shifts, then trains on its
-    own shard (trainer.distributed). `precision` is the resolved arithmetic (capsviz.fast.precision).
+    own shard (trainer.distributed). `precision` is the resolved arithmetic (capsviz.model.fast.precision).
     Raises TrainingDiverged at the first batch whose loss is not finite, before it changes the weights.
     `after_step` is called after each optimizer step (a per-step schedule), `on_batch` after each batch (the
     trainer's heartbeat)."""
@@ -311,7 +313,7 @@ class Trainer:
     """Holds one run: the model, optimizer, schedule, RNG, history; writes the run directory."""
 
     def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device, train_data, test_data, *,
-                 log=log_to_stdout, heartbeat_seconds: float = runs.HEARTBEAT_SECONDS,
+                 log=log_to_stdout, heartbeat_seconds: float = store.HEARTBEAT_SECONDS,
                  processes: Distributed = SINGLE, budget: dict | None = None):
         self.config, self.run_dir, self.device, self.processes = config, Path(run_dir), device, processes
         self.log = log if processes.is_main else (lambda message: None)  # rank 0 speaks for all
@@ -401,15 +403,15 @@ class Trainer:
         torchrun rank 0 alone touches the directory; every rank restores from state.pt."""
         if self.processes.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            runs.remove_temporary_files(self.run_dir)
+            store.remove_temporary_files(self.run_dir)
         self.processes.barrier()
         if resume:
             self.restore()
             return
-        if (self.run_dir / runs.STATE).exists():
-            raise runs.RunError(f"{self.run_dir / runs.STATE}: the run has committed epochs; resume it instead")
+        if (self.run_dir / store.STATE).exists():
+            raise store.RunError(f"{self.run_dir / store.STATE}: the run has committed epochs; resume it instead")
         if self.processes.is_main:
-            for name in (runs.HISTORY_CSV, runs.WEIGHTS, runs.ROUTING_CSV):
+            for name in (store.HISTORY_CSV, store.WEIGHTS, store.ROUTING_CSV):
                 (self.run_dir / name).unlink(missing_ok=True)
         self.write_status("running")
 
@@ -419,14 +421,14 @@ class Trainer:
             self.model.load_state_dict(state["model"])
         except RuntimeError as error:  # run.json edited since (dataset, model, model options): one line, not a traceback
             problem = str(error).splitlines()[-1].strip()
-            raise runs.RunError(f"{self.run_dir / runs.STATE}: its weights do not fit the model {runs.RUN_JSON} describes "
-                                f"({problem}); was {runs.RUN_JSON} edited?") from None
+            raise store.RunError(f"{self.run_dir / store.STATE}: its weights do not fit the model {store.RUN_JSON} describes "
+                                 f"({problem}); was {store.RUN_JSON} edited?") from None
         self.optimizer.load_state_dict(state["optimizer"])
         for group in self.optimizer.param_groups:  # the saved groups carry the kernel choice of their run
             group.update(optimizer_options(self.device, self.config.fast))
         saved_schedule = state["schedule"]
         if (saved_schedule.get("kind") == "steps") != self.per_step:
-            raise runs.RunError(f"{self.run_dir / runs.STATE}: its schedule is not {self.config.schedule}")
+            raise store.RunError(f"{self.run_dir / store.STATE}: its schedule is not {self.config.schedule}")
         self.schedule.load_state_dict(saved_schedule)
         self.generator.set_state(state["generator"])
         self.history = list(state["history"])
@@ -434,13 +436,13 @@ class Trainer:
         self.epoch_seconds = list(state.get("epoch_seconds") or [])
         self.started_at = state["started_at"]
         if len(self.history) != state["epoch"]:
-            raise runs.RunError(f"{self.run_dir / runs.STATE}: history and epoch disagree")
+            raise store.RunError(f"{self.run_dir / store.STATE}: history and epoch disagree")
 
     def restore(self) -> None:
         """Continue from state.pt, the last committed epoch, and rewrite the files derived from it
         (model.pt, history.csv, run.json): a stop between the commit and their writes left them an
         epoch behind, and they must not stay so even when state.pt already holds every epoch."""
-        state = runs.read_state(self.run_dir)
+        state = store.read_state(self.run_dir)
         self.load_committed(state)
         self.keep_precision_on_the_same_cpu(state)
         saved_config = state.get("config") or {}  # absent from the state.pt of older runs
@@ -486,12 +488,12 @@ class Trainer:
         """After an interruption or a failure: bring model.pt, history.csv and run.json in line with
         state.pt (the epoch in memory may be half-trained, or committed in part) and mark the run
         `status`. Returns the number of committed epochs, read back from disk."""
-        if (self.run_dir / runs.STATE).exists():
-            self.load_committed(runs.read_state(self.run_dir))
+        if (self.run_dir / store.STATE).exists():
+            self.load_committed(store.read_state(self.run_dir))
             self.write_derived_files(status, **extra)
         else:  # no epoch committed: no weights or history belong to the run yet
             self.history, self.wall_seconds = [], 0.0
-            for name in (runs.HISTORY_CSV, runs.WEIGHTS, runs.ROUTING_CSV) if self.processes.is_main else ():
+            for name in (store.HISTORY_CSV, store.WEIGHTS, store.ROUTING_CSV) if self.processes.is_main else ():
                 (self.run_dir / name).unlink(missing_ok=True)
             self.write_status(status, **extra)
         return len(self.history)
@@ -503,13 +505,13 @@ class Trainer:
                 "parameters_without_decoder": self.model.parameter_count(decoder=False),
                 "processes": self.processes.world_size,
                 "environment": self.environment, "resumes": self.resumes, "started_at": self.started_at, "updated_at": now(),
-                "wall_seconds": round(self.wall_seconds, 3), **runs.summarize(self.history),
+                "wall_seconds": round(self.wall_seconds, 3), **store.summarize(self.history),
                 **({"budget": self.budget_record()} if self.budget else {}),
-                **runs.trainer_identity(), **extra}
+                **store.trainer_identity(), **extra}
 
     def write_status(self, status: str, **extra) -> None:
         if self.processes.is_main:  # one writer; the other ranks hold the same state
-            runs.write_run_json(self.run_dir, self.run_info(status, **extra))
+            store.write_run_json(self.run_dir, self.run_info(status, **extra))
         self.last_heartbeat = time.monotonic()
 
     def heartbeat(self) -> None:
@@ -522,17 +524,17 @@ class Trainer:
     def write_derived_files(self, status: str, **extra) -> None:
         """model.pt, history.csv and run.json from the model and history in memory."""
         if self.processes.is_main:
-            runs.write_weights(self.run_dir, self.model)
-            runs.write_history(self.run_dir, self.history)
+            store.write_weights(self.run_dir, self.model)
+            store.write_history(self.run_dir, self.history)
             if self.probe is not None:  # its file, from the history rows (CapsNet: Figure A.1 over training)
-                self.probe.write(self.run_dir, self.probe.rows(self.history))
+                store.write_probe_rows(self.run_dir, self.probe.file, self.probe.rows(self.history))
         self.write_status(status, **extra)
 
     def save_epoch(self) -> None:
         if not self.processes.is_main:
             return
         # state.pt first: it is the commit point that --resume starts from
-        runs.write_state(self.run_dir, {
+        store.write_state(self.run_dir, {
             "epoch": len(self.history), "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "generator": self.generator.get_state(), "history": self.history, "wall_seconds": self.wall_seconds,
@@ -572,7 +574,7 @@ class Trainer:
             with interrupts_ignored(), contextlib.suppress(Exception):
                 self.settle("failed", error=message)
             raise
-        return runs.summarize(self.history)
+        return store.summarize(self.history)
 
     @functools.cached_property
     def probe_images(self) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The affine-robustness experiment (paper section 5.2) in one command: train a CapsNet (3 routings) and a
 pooled CNN on expanded MNIST (mnist-40) until each reaches a test accuracy target (the paper's matched
-99.23% / 99.22%) or a number of epochs, then test both on the affNIST-like set (capsviz.affine) and on the
-real affNIST where given. Each run's results go into its evaluation.json (capsviz.runs).
+99.23% / 99.22%) or a number of epochs, then test both on the affNIST-like set (capsviz.data.affine) and on the
+real affNIST where given. Each run's results go into its evaluation.json (capsviz.store).
 
     python -m trainer.robustness                               # train (or resume) both, then evaluate
     python -m trainer.robustness --max-epochs 6 --digits 2000  # shorter, on 2,000 test digits
@@ -15,7 +15,7 @@ epoch limit is left as it is). The target is checked on the test set after each 
 protocol does: the stopping epoch is selected on the test set, and the record says so.
 
 The CNN: the paper calls the CNN of this experiment a conventional one with max-pooling and dropout.
-Ours is the MNIST baseline (capsviz.baseline) with 2x2 max-pooling after each of its three 5x5
+Ours is the MNIST baseline (capsviz.model.baseline) with 2x2 max-pooling after each of its three 5x5
 convolutions of 256 channels each, fully connected layers of 1,536 and 192 units, dropout 0.5 before the
 output: 13,412,938 parameters, near the 40x40 CapsNet's 13,475,648. Without pooling its first fully
 connected layer alone would hold about 70M weights at 40x40.
@@ -30,13 +30,13 @@ from pathlib import Path
 
 import torch
 
-from capsviz import runs
-from capsviz.affine import AffineRecipe, affnist_like, read_affnist
-from capsviz.data import DataError, load_mnist
-from capsviz.datasets import get_dataset
-from capsviz.fast import prepare_model
+from capsviz import store
+from capsviz.analysis.robustness import affine_evaluation, plain_evaluation, predict
+from capsviz.data.affine import AffineRecipe, affnist_like, read_affnist
+from capsviz.data.datasets import get_dataset
+from capsviz.data.mnist import DataError, load_mnist
 from capsviz.machine import describe_machine, resolve_device
-from capsviz.robustness import affine_evaluation, plain_evaluation, predict
+from capsviz.model.fast import prepare_model
 
 from . import paths
 from .loop import TrainConfig, Trainer, eval_batch_size, select
@@ -84,7 +84,7 @@ def reached(history: list[dict] | None, target: float) -> bool:
 
 
 def history_rows(run_dir: Path) -> list[dict]:
-    return runs.read_history(run_dir).to_dict("records")
+    return store.read_history(run_dir).to_dict("records")
 
 
 def training_config(name: str, args: argparse.Namespace, epochs: int) -> TrainConfig:
@@ -96,18 +96,18 @@ def training_config(name: str, args: argparse.Namespace, epochs: int) -> TrainCo
 def check_existing(run_dir: Path, config: TrainConfig) -> tuple[int, bool]:
     """(epochs the run directory holds, whether they can be continued), after refusing a directory that
     must not be touched: another trainer's, or one trained with other settings."""
-    if not (run_dir / runs.RUN_JSON).exists():
-        leftovers = [n for n in (runs.HISTORY_CSV, runs.WEIGHTS, runs.STATE) if (run_dir / n).exists()]
+    if not (run_dir / store.RUN_JSON).exists():
+        leftovers = [n for n in (store.HISTORY_CSV, store.WEIGHTS, store.STATE) if (run_dir / n).exists()]
         if leftovers:
-            raise RobustnessError(f"{run_dir} holds {', '.join(leftovers)} but no {runs.RUN_JSON}; not touched")
+            raise RobustnessError(f"{run_dir} holds {', '.join(leftovers)} but no {store.RUN_JSON}; not touched")
         return 0, True
-    saved = runs.read_run_json(run_dir)
-    if runs.effective_status(saved) == "running":
+    saved = store.read_run_json(run_dir)
+    if store.effective_status(saved) == "running":
         raise RobustnessError(f"{run_dir}: being trained now (pid {saved.get('pid')}); not touched")
     mismatch = differences(saved["config"], config)
     if mismatch:
         raise RobustnessError(f"{run_dir} was trained with other settings ({'; '.join(mismatch)})")
-    committed, done = runs.committed_epochs(run_dir), int(saved.get("epochs_done") or 0)
+    committed, done = store.committed_epochs(run_dir), int(saved.get("epochs_done") or 0)
     return max(committed, done), committed >= done  # without state.pt (shipped runs) it can only be evaluated
 
 
@@ -121,7 +121,7 @@ def train_to_target(name: str, run_dir: Path, args: argparse.Namespace, train, t
             log(f"{name}: {done} epoch(s), test accuracy {100 * history[-1]['test_acc']:.2f}%: nothing to train")
             return
         if not resumable:
-            raise RobustnessError(f"{run_dir / runs.STATE} is missing, so {name}'s {done} epoch(s) cannot be "
+            raise RobustnessError(f"{run_dir / store.STATE} is missing, so {name}'s {done} epoch(s) cannot be "
                                   f"continued to the target; pass --evaluate-only to evaluate it as it is")
     trainer = Trainer(training_config(name, args, done), run_dir, device, train, test, log=log)
     trainer.start(resume=done > 0)
@@ -141,9 +141,9 @@ def expanded_test_set(args: argparse.Namespace):
 
 def evaluate_run(run_dir: Path, affine_set, affnist, expanded, args: argparse.Namespace, log) -> dict:
     """Every test set through the run's saved weights (model.pt, fp32 arithmetic); writes evaluation.json."""
-    run = runs.load_run(run_dir)
+    run = store.load_run(run_dir)
     if not run.has_weights:
-        raise RobustnessError(f"{run_dir / runs.WEIGHTS}: missing; nothing to evaluate")
+        raise RobustnessError(f"{run_dir / store.WEIGHTS}: missing; nothing to evaluate")
     model = run.model
     size = run.info.get("dataset", {}).get("image_size", 28)
     if size != 40:
@@ -162,11 +162,11 @@ def evaluate_run(run_dir: Path, affine_set, affnist, expanded, args: argparse.Na
         sets["affnist"] = plain_evaluation(predict(model, affnist[0], batch_size=batch).argmax(1), affnist[1],
                                            name="affnist", description=f"the real affNIST test set ({args.affnist_dir})")
     history = run.history
-    weights = torch.load(run_dir / runs.WEIGHTS, map_location="cpu", weights_only=True, mmap=True)
+    weights = torch.load(run_dir / store.WEIGHTS, map_location="cpu", weights_only=True, mmap=True)
     record = {
         "evaluated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": describe_machine(cpu),
-        "weights": {"file": runs.WEIGHTS, "dtype": weights.get("dtype"), "compact": bool(weights.get("compact"))},
+        "weights": {"file": store.WEIGHTS, "dtype": weights.get("dtype"), "compact": bool(weights.get("compact"))},
         "training": {
             "dataset": run.dataset_name, "model": run.model_name, "epochs": int(run.info.get("epochs_done") or 0),
             "final_test_error": run.info.get("final_test_error"),
@@ -176,7 +176,7 @@ def evaluate_run(run_dir: Path, affine_set, affnist, expanded, args: argparse.Na
         },
         "sets": sets,
     }
-    runs.write_evaluation(run_dir, record)
+    store.write_evaluation(run_dir, record)
     summary = ", ".join(f"{name} {value['accuracy']:.2f}%" for name, value in sets.items())
     log(f"{run_dir.name}: {summary}")
     return record
@@ -199,7 +199,7 @@ def run_experiment(argv=None) -> int:
     if paths.refusal(args):  # an empty path (an unset shell variable), or one the system cannot name
         print(f"error: {paths.refusal(args)}", file=sys.stderr)
         return 2
-    out = args.out or runs.default_runs_root() / "robustness"
+    out = args.out or store.default_runs_root() / "robustness"
 
     def log(message: str) -> None:
         print(message, flush=True)
@@ -228,10 +228,10 @@ def run_experiment(argv=None) -> int:
         log(f"affNIST-like set: {len(affine_set.labels):,} images ({len(labels):,} digits x {args.versions}), seed {args.seed}")
         expanded = expanded_test_set(args)
         records = {name: evaluate_run(out / name, affine_set, affnist, expanded, args, log)
-                   for name in RUNS if (out / name / runs.RUN_JSON).exists()}
+                   for name in RUNS if (out / name / store.RUN_JSON).exists()}
         if not records:
             raise RobustnessError(f"{out}: none of {', '.join(RUNS)} is there to evaluate")
-    except (RobustnessError, DataError, runs.RunError, ValueError) as error:
+    except (RobustnessError, DataError, store.RunError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a path the checks did not foresee (too long, unreadable): one line

@@ -30,14 +30,16 @@ import time  # noqa: E402
 from dataclasses import fields  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from capsviz import runs, settings, variants  # noqa: E402
+from capsviz import store  # noqa: E402
 from capsviz.atomic import nearest_existing  # noqa: E402
-from capsviz.data import DataError  # noqa: E402
-from capsviz.datasets import get_dataset  # noqa: E402
+from capsviz.data.datasets import get_dataset  # noqa: E402
+from capsviz.data.mnist import DataError  # noqa: E402
 from capsviz.machine import resolve_device  # noqa: E402
-from capsviz.models import get_model_entry  # noqa: E402
-from capsviz.schedules import EXP_EPOCH, parse_duration  # noqa: E402
-from capsviz.settings import RESUMABLE_CHANGES, positive_int  # noqa: E402, F401 (positive_int: for trainer.sweep)
+from capsviz.model import variants  # noqa: E402
+from capsviz.model.registry import get_model_entry  # noqa: E402
+from capsviz.training import settings  # noqa: E402
+from capsviz.training.schedules import EXP_EPOCH, parse_duration  # noqa: E402
+from capsviz.training.settings import RESUMABLE_CHANGES, positive_int  # noqa: E402, F401 (positive_int: for trainer.sweep)
 
 from . import distributed, paths  # noqa: E402
 from .loop import NO_BUDGET, TrainConfig, Trainer, TrainingDiverged, resume_hint, select  # noqa: E402
@@ -50,7 +52,7 @@ class CliError(Exception):
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m trainer.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    # a flag per training setting (capsviz.settings), each defaulting to None so that --resume can tell what
+    # a flag per training setting (capsviz.training.settings), each defaulting to None so that --resume can tell what
     # was given from what was not; then the flags that are not settings of the run
     settings.add_arguments(p)
     add = p.add_argument
@@ -70,7 +72,7 @@ def given_settings(args: argparse.Namespace) -> dict:
 
 
 def validate_config(config: TrainConfig) -> None:
-    """Refuse settings out of range, NaN and inf included (the rules are run.json's: capsviz.runs)."""
+    """Refuse settings out of range, NaN and inf included (the rules are run.json's: capsviz.store)."""
     for name, value, rule in settings.config_problems(config.to_dict()):
         raise CliError(f"--{name.replace('_', '-')} {value}: {rule}")
     if not config.fast and config.precision == "bf16":
@@ -83,7 +85,7 @@ def default_run_dir(config: TrainConfig) -> Path:
     """Where a run goes without --out: under the dashboard's own runs root, named by what it is."""
     routes = get_model_entry(config.model).routes
     name = f"{config.dataset}-{config.model}" + (f"-r{config.routings}" if routes else "")
-    return runs.default_runs_root() / name
+    return store.default_runs_root() / name
 
 
 def check_subsets(config: TrainConfig, train_count: int, test_count: int) -> None:
@@ -162,26 +164,26 @@ def plan_from(args: argparse.Namespace) -> tuple[TrainConfig, Path, str, dict | 
     run_dir = args.out or default_run_dir(TrainConfig(**given))
     check_writable(run_dir)
     saved = None
-    if (run_dir / runs.RUN_JSON).exists():
+    if (run_dir / store.RUN_JSON).exists():
         try:
-            saved = runs.read_run_json(run_dir)  # checked field by field: a bad value names this file
-        except runs.RunError as error:
+            saved = store.read_run_json(run_dir)  # checked field by field: a bad value names this file
+        except store.RunError as error:
             raise CliError(f"{error}; refusing to touch {run_dir}") from None
         refuse_if_training(run_dir, saved)
     mode = RESUME if args.resume else NEW
     if args.resume:
         if saved is None:
-            raise CliError(f"--resume: {run_dir} holds no run to resume (no {runs.RUN_JSON})")
+            raise CliError(f"--resume: {run_dir} holds no run to resume (no {store.RUN_JSON})")
         known = {f.name for f in fields(TrainConfig)}
         saved_settings = settings.with_legacy_settings(saved["config"])
         config = TrainConfig(**{**{k: v for k, v in saved_settings.items() if k in known}, **given})
         mismatch = differences(saved["config"], config)
         if mismatch:
             raise CliError(f"--resume: {run_dir} was trained with other settings ({'; '.join(mismatch)})")
-        if not (run_dir / runs.STATE).exists():
+        if not (run_dir / store.STATE).exists():
             epochs = max(saved.get("epochs_done") or 0, len(read_history_or_refuse(run_dir)))
             if epochs:
-                raise CliError(f"--resume: {run_dir / runs.STATE} is missing (the resume state was not kept), "
+                raise CliError(f"--resume: {run_dir / store.STATE} is missing (the resume state was not kept), "
                                f"so the {epochs} epoch(s) of {run_dir} cannot be continued")
             mode = RESTART
     else:
@@ -190,9 +192,9 @@ def plan_from(args: argparse.Namespace) -> tuple[TrainConfig, Path, str, dict | 
             mismatch = differences(saved["config"], config)
             what = f"a run with a different config ({'; '.join(mismatch)})" if mismatch else "a run already"
             raise CliError(f"--out {run_dir} holds {what}; pass --resume to continue it, or choose another --out")
-        leftovers = [name for name in (runs.HISTORY_CSV, runs.WEIGHTS, runs.STATE) if (run_dir / name).exists()]
+        leftovers = [name for name in (store.HISTORY_CSV, store.WEIGHTS, store.STATE) if (run_dir / name).exists()]
         if leftovers:
-            raise CliError(f"--out {run_dir} holds {', '.join(leftovers)} but no {runs.RUN_JSON}; "
+            raise CliError(f"--out {run_dir} holds {', '.join(leftovers)} but no {store.RUN_JSON}; "
                            f"choose another --out (nothing there is overwritten)")
     validate_config(config)
     try:
@@ -204,10 +206,10 @@ def plan_from(args: argparse.Namespace) -> tuple[TrainConfig, Path, str, dict | 
 
 def refuse_if_training(run_dir: Path, saved: dict) -> None:
     """Two trainers in one run directory would each commit epochs over the other's: a run whose run.json
-    says running, with its trainer alive (capsviz.runs.effective_status), is not touched."""
+    says running, with its trainer alive (capsviz.store.effective_status), is not touched."""
     ours = saved.get("pid") == os.getpid() and saved.get("host") == socket.gethostname()
     # this very process (a trainer stopped by an exception, resumed from the same Python session) is not another
-    if runs.effective_status(saved) == "running" and not ours:
+    if store.effective_status(saved) == "running" and not ours:
         where = f" on {saved['host']}" if saved.get("host") else ""
         raise CliError(f"{run_dir} is being trained now by pid {saved.get('pid')}{where}; "
                        f"wait for it to finish or stop it first (nothing was touched)")
@@ -215,8 +217,8 @@ def refuse_if_training(run_dir: Path, saved: dict) -> None:
 
 def read_history_or_refuse(run_dir: Path):
     try:
-        return runs.read_history(run_dir)
-    except runs.RunError as error:
+        return store.read_history(run_dir)
+    except store.RunError as error:
         raise CliError(f"{error}; refusing to touch {run_dir}") from None
 
 
@@ -251,7 +253,7 @@ def train_from_command_line(argv) -> int:
         train = select(train_images, train_labels, config.subset)
         test = select(test_images, test_labels, config.test_subset)
         device = distributed.start(processes, device)
-    except (CliError, DataError, runs.RunError) as error:
+    except (CliError, DataError, store.RunError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -264,7 +266,7 @@ def train_from_command_line(argv) -> int:
 
 
 def load_dataset(config: TrainConfig, split: str):
-    """(uint8 images, labels) of the run's dataset (capsviz.datasets)."""
+    """(uint8 images, labels) of the run's dataset (capsviz.data.datasets)."""
     return get_dataset(config.dataset).load(split, config.data_dir)
 
 
@@ -273,7 +275,7 @@ def train_run(config: TrainConfig, run_dir: Path, mode: str, device, train, test
     try:
         trainer = Trainer(config, run_dir, device, train, test, processes=processes, budget=budget)
         trainer.start(resume=mode == RESUME)
-    except (CliError, DataError, runs.RunError) as error:
+    except (CliError, DataError, store.RunError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # the probe passed, yet a write failed (a full disk, permissions changed since)
@@ -313,11 +315,11 @@ def train_run(config: TrainConfig, run_dir: Path, mode: str, device, train, test
 
 def on_disk(run_dir: Path | None) -> str:
     """What an interruption before training leaves, read back from the run directory."""
-    if run_dir is None or not (run_dir / runs.RUN_JSON).exists():
+    if run_dir is None or not (run_dir / store.RUN_JSON).exists():
         return "nothing was written"
     try:
-        return resume_hint(run_dir, runs.committed_epochs(run_dir))
-    except runs.RunError as error:
+        return resume_hint(run_dir, store.committed_epochs(run_dir))
+    except store.RunError as error:
         return str(error)
 
 

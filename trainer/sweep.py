@@ -47,12 +47,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from capsviz import runs
+from capsviz import store
+from capsviz.analysis.results import best_test_error, last_value
 from capsviz.atomic import atomic_write_text
-from capsviz.data import DataError
-from capsviz.datasets import get_dataset
-from capsviz.results import best_test_error, last_value
-from capsviz.schedules import format_duration, parse_duration
+from capsviz.data.datasets import get_dataset
+from capsviz.data.mnist import DataError
+from capsviz.training.schedules import format_duration, parse_duration
 
 from . import paths
 from .loop import TrainConfig
@@ -96,7 +96,7 @@ def available_grids() -> list[str]:
 
 
 def duration(text: str) -> float:
-    """An argparse type: seconds in a duration such as 90m, 1h, 1h30m (capsviz.schedules.parse_duration)."""
+    """An argparse type: seconds in a duration such as 90m, 1h, 1h30m (capsviz.training.schedules.parse_duration)."""
     try:
         return parse_duration(text)
     except ValueError as error:
@@ -195,14 +195,14 @@ class PlannedRun:
 def planned_status(run_dir: Path, epochs: int | None, *, budgeted: bool = False) -> tuple[str, int, str]:
     """(status, epochs done, note) of a run directory for a sweep asking for `epochs`; under a budget
     (`budgeted`) a finished run is done whatever its epochs."""
-    if not (run_dir / runs.RUN_JSON).exists():
+    if not (run_dir / store.RUN_JSON).exists():
         return NEW, 0, ""
     try:
-        info = runs.read_run_json(run_dir)
-        done = len(runs.read_history(run_dir))
-    except runs.RunError as error:
+        info = store.read_run_json(run_dir)
+        done = len(store.read_history(run_dir))
+    except store.RunError as error:
         raise SweepError(f"{error}; fix or move {run_dir} and run the sweep again") from None
-    if runs.effective_status(info) == "running":  # two trainers in one directory would corrupt it
+    if store.effective_status(info) == "running":  # two trainers in one directory would corrupt it
         raise SweepError(f"{run_dir} is being trained now (pid {info.get('pid')}); wait for it or stop it first")
     if info["status"] == "failed":
         return FAILED, done, str(info.get("error") or "no error recorded")
@@ -220,13 +220,13 @@ def length_arguments(epochs: int | None, budget: float | None) -> list[str]:
 def settings_differences(run_dir: Path, arguments: Sequence[str]) -> list[str]:
     """How the run in run_dir differs from the one the trainer `arguments` ask for, by the trainer's
     rule (trainer.run.differences: what --resume would refuse)."""
-    saved = runs.read_run_json(run_dir)
+    saved = store.read_run_json(run_dir)
     try:
         given = given_settings(trainer_parser().parse_args(list(arguments)))
     except SystemExit:  # argparse has printed what is wrong with the grid's value
         raise SweepError(f"{run_dir.name}: the trainer refused the grid's settings ({' '.join(arguments)})") from None
     known = {f.name for f in fields(TrainConfig)}
-    settings = {k: v for k, v in runs.with_legacy_settings(saved["config"]).items() if k in known}
+    settings = {k: v for k, v in store.with_legacy_settings(saved["config"]).items() if k in known}
     try:
         config = TrainConfig(**{**settings, **given})
     except (TypeError, ValueError) as error:
@@ -297,11 +297,11 @@ def result_line(run_dir: Path) -> str:
     """What a run reached, from its directory: the final epoch's test error first (the headline),
     the best epoch's labelled as chosen on the test set."""
     try:
-        info = runs.read_run_json(run_dir)
-        history = runs.read_history(run_dir)
-    except runs.RunError as error:
+        info = store.read_run_json(run_dir)
+        history = store.read_history(run_dir)
+    except store.RunError as error:
         return f"unreadable: {error}"
-    status = runs.effective_status(info)
+    status = store.effective_status(info)
     if not len(history):
         return f"{status}, no complete epoch"
     best = best_test_error(history)
@@ -395,7 +395,7 @@ def group_folder(grid: Grid, out: Path | None, spec: str = "") -> Path:
     if not NAME_PATTERN.fullmatch(grid.name) or grid.name in (".", ".."):
         raise SweepError(f"--grid {spec or grid.name}: the grid's name {grid.name!r} is not a plain folder name for its group "
                          f"(letters, digits, '.', '_' or '-', not starting with '.'); rename the file or pass --out")
-    return runs.default_runs_root() / grid.name
+    return store.default_runs_root() / grid.name
 
 
 def lengths(args: argparse.Namespace) -> Budgets:
@@ -465,8 +465,8 @@ class Budgets:
             spent = 0.0
             if run.status == RESUME:  # what it has trained already counts against its budget
                 try:
-                    spent = float(runs.read_run_json(run.run_dir).get("wall_seconds") or 0.0)
-                except runs.RunError:
+                    spent = float(store.read_run_json(run.run_dir).get("wall_seconds") or 0.0)
+                except store.RunError:
                     spent = 0.0
             return max(1.0, self.run_seconds - spent)  # spent: the trainer ends it at its committed epochs
         if self.grid_seconds is None:

@@ -1,15 +1,15 @@
 """The Routing page's "what the bug does" section: the shown run's trained weights route one digit twice,
 by Procedure 1 (eq. 3's softmax over the classes j) and with the softmax taken over the input capsules i, the
-bug most reported in public ports (capsviz.variants, docs/bugs.md), and their coupling maps are drawn side
-by side at the page's iteration. The numbers are the two traces' own (capsviz.routing_view)."""
+bug most reported in public ports (capsviz.model.variants, docs/bugs.md), and their coupling maps are drawn side
+by side at the page's iteration. The numbers are the two traces' own (capsviz.model.routing_view)."""
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
-from ..routing_view import coupling_maps, coupling_sums
+from ..model.routing_view import coupling_maps, coupling_sums
+from ..model.variants import NONE, VARIANTS, variant_of
 from ..store import Run
-from ..variants import NONE, VARIANTS, variant_of
 from .routing_figures import coupling_maps_figure, training_provenance
 from .state import digit_routing, digit_routing_with_bug, model_for
 

@@ -1,4 +1,4 @@
-"""The Capsule space page's map (capsviz.capsule_space), built from plain data (no Streamlit): one
+"""The Capsule space page's map (capsviz.analysis.capsule_space), built from plain data (no Streamlit): one
 point per test digit, coloured by true class, by correctness or by the predicted capsule's length,
 each point carrying its test index so that a click names the digit.
 
@@ -10,7 +10,7 @@ import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
 
-from ..capsule_space import PCA, PROJECTIONS, CapsuleSpace
+from ..analysis.capsule_space import PCA, PROJECTIONS, CapsuleSpace
 
 BY_CLASS, BY_CORRECTNESS, BY_LENGTH = "class", "correctness", "length"
 COLOUR_MODES = {BY_CLASS: "True class", BY_CORRECTNESS: "Correct or not", BY_LENGTH: "Capsule length"}

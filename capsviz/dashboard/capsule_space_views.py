@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from ..capsule_space import CAPSULE_SPACE, CapsuleSpace, CapsuleSpaceError, project_codes, read_capsule_space
-from ..digits import PICK_INDEX
-from ..runs import WEIGHTS, Run, RunError
+from ..analysis.capsule_space import CAPSULE_SPACE, CapsuleSpace, CapsuleSpaceError, project_codes, read_capsule_space
+from ..analysis.digits import PICK_INDEX
+from ..store import WEIGHTS, Run, RunError
 from .dimension_views import weights_digest
 from .state import file_stamp, scan_codes, test_set
 

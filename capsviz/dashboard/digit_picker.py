@@ -1,6 +1,6 @@
 """The model pages' digit picker: a test digit by index, by class or at random, or one drawn by hand
 on a canvas (streamlit-drawable-canvas; its toolbar has undo, redo and clear) and made into a digit
-the way MNIST's were (capsviz.drawing).
+the way MNIST's were (capsviz.data.drawing).
 
     picked = pick_or_draw_digit(images, labels, key="routing", where=st.columns(4))
     if picked is None:   # drawing mode with nothing drawn yet: the canvas says what to do
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from ..digits import PICK_CLASS, PICK_INDEX, PICK_RANDOM, DigitCodes, encode_digits, pick_digit
-from ..drawing import canvas_gray, to_mnist_digit
+from ..analysis.digits import PICK_CLASS, PICK_INDEX, PICK_RANDOM, DigitCodes, encode_digits, pick_digit
+from ..data.drawing import canvas_gray, to_mnist_digit
 from ..store import Run
 from .state import digit_codes
 

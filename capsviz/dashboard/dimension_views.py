@@ -1,5 +1,5 @@
 """What the Capsule dimensions page shows of the measured dimension meanings
-(capsviz.dimension_meanings): each run's cached measurement (or why there is none), the decoder's
+(capsviz.analysis.dimension_meanings): each run's cached measurement (or why there is none), the decoder's
 weights for the browser, the sliders' names, and the dimension x property heatmap."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ..dimension_meanings import WEAK, DimensionMeanings, model_digest
-from ..image_properties import UNITS
+from ..analysis.dimension_meanings import WEAK, DimensionMeanings, model_digest
+from ..analysis.image_properties import UNITS
 from ..store import DIMENSIONS, WEIGHTS, Run, RunError, read_dimensions
 from .live_decoder import weights_payload
 from .state import file_stamp, model_for

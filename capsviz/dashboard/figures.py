@@ -13,10 +13,10 @@ import plotly.colors
 import plotly.graph_objects as go
 from PIL import Image
 
-from ..curves import X_EPOCH, X_WALL, Panel, ema, wall_time_unit
-from ..groups import BANDS, band_limits, group_curve
-from ..reconstructions import TARGET_LABEL, Reconstructions
-from ..results import best_test_error, numeric_column
+from ..analysis.curves import X_EPOCH, X_WALL, Panel, ema, wall_time_unit
+from ..analysis.groups import BANDS, band_limits, group_curve
+from ..analysis.reconstructions import TARGET_LABEL, Reconstructions
+from ..analysis.results import best_test_error, numeric_column
 
 PALETTE = plotly.colors.qualitative.D3
 TRAIN_DASH = "dash"

@@ -10,8 +10,8 @@ import numpy as np
 import streamlit as st
 from torch import nn
 
-from ..data import DataError
-from ..datasets import DATASETS, get_dataset
+from ..data.datasets import DATASETS, get_dataset
+from ..data.mnist import DataError
 from ..store import Run, RunError
 from . import state
 from .state import Runs, model_for

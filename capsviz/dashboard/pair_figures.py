@@ -1,5 +1,5 @@
 """The MultiMNIST page's figures (Figure 5 made interactive): colour images and the capsule lengths
-of a pair. Plotly only; what they show is computed in capsviz.segmentation."""
+of a pair. Plotly only; what they show is computed in capsviz.analysis.segmentation."""
 from __future__ import annotations
 
 from collections.abc import Sequence

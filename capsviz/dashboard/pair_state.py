@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from ..digits import DigitCodes, encode_digits
-from ..segmentation import PairSet, load_pair_set
+from ..analysis.digits import DigitCodes, encode_digits
+from ..analysis.segmentation import PairSet, load_pair_set
 from ..store import Run
 from .state import _load_model, model_for, weights_stamp
 
@@ -15,7 +15,7 @@ PAIR_CHUNK = 100  # pairs encoded per cached chunk: a 36x36 CapsNet encodes a fe
 
 @st.cache_data(show_spinner="Making the MultiMNIST test pairs…", max_entries=1)
 def pair_set() -> PairSet:
-    """The 10,000 fixed test pairs (capsviz.multimnist). Raises DataError."""
+    """The 10,000 fixed test pairs (capsviz.data.multimnist). Raises DataError."""
     return load_pair_set()
 
 

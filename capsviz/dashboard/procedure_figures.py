@@ -1,5 +1,5 @@
 """Procedure 1 step by step: the Plotly figures and the paper's equations with live numbers (LaTeX for
-st.latex), from capsviz.procedure's arrays. Nothing here computes a number the model did not: the
+st.latex), from capsviz.analysis.procedure's arrays. Nothing here computes a number the model did not: the
 equations print the procedure's values, rounded.
 
     capsule_picker_figure   the PrimaryCaps grid, one capsule type's |u_i| per cell; a click picks a cell
@@ -17,7 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..procedure import CapsuleSteps, Contributors, DigitProcedure
+from ..analysis.procedure import CapsuleSteps, Contributors, DigitProcedure
 from .figures import PALETTE, digit_figure
 from .routing_figures import receptive_field_centres
 

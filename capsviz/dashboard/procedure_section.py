@@ -1,6 +1,6 @@
 """The Routing page's "Procedure 1, step by step" section: pick a primary capsule of the digit (a click on
 the PrimaryCaps grid, a type, or the strongest) and an iteration, and follow its numbers through the
-paper's equations. The numbers come from capsviz.procedure (the model's own routing), the figures and
+paper's equations. The numbers come from capsviz.analysis.procedure (the model's own routing), the figures and
 equations from capsviz.dashboard.procedure_figures; this module is layout and widget state.
 
 Every widget's key starts with "procedure_": procedure_mode (the strongest, the top contributor or
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ..procedure import DigitProcedure, capsule_steps, top_contributors
-from ..runs import Run
+from ..analysis.procedure import DigitProcedure, capsule_steps, top_contributors
+from ..store import Run
 from .page_helpers import show_table
 from .procedure_figures import (
     capsule_picker_figure,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..robustness import BINS
+from ..analysis.robustness import BINS
 from .figures import PALETTE, class_bars_figure, run_colors
 
 SETS = {"Expanded MNIST (%)": "expanded MNIST (test)", "affNIST-like (%)": "affNIST-like (ours, generated)",

@@ -1,7 +1,7 @@
-"""The Routing page's Plotly figures, from plain data (capsviz.routing_view, routing.csv): coupling
+"""The Routing page's Plotly figures, from plain data (capsviz.model.routing_view, routing.csv): coupling
 maps over the input digit, the digit capsules' lengths and the coupling's entropy per iteration, the
 agreements of the winner against the others, Figure A.1 over training, and runs that differ only in their
-routing iterations side by side (capsviz.iterations)."""
+routing iterations side by side (capsviz.analysis.iterations)."""
 from __future__ import annotations
 
 import math
@@ -12,8 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..iterations import last_epoch_logit_change
-from ..routing_view import DigitRouting, agreement_split, coupling_entropy
+from ..analysis.iterations import last_epoch_logit_change
+from ..model.routing_view import DigitRouting, agreement_split, coupling_entropy
 from ..store import Run
 from .figures import PALETTE, png_data_uri, run_colors
 
@@ -63,7 +63,7 @@ def coupling_overlay(maps: np.ndarray, image: np.ndarray, *, zmax: float, scale:
 
 def coupling_maps_figure(maps: np.ndarray, image: np.ndarray, *, zmax: float, prediction: int,
                          label: int | None = None, height: int = 330) -> go.Figure:
-    """maps: (10, grid, grid) from capsviz.routing_view.coupling_maps; image: (H, W) in [0, 1]. One
+    """maps: (10, grid, grid) from capsviz.model.routing_view.coupling_maps; image: (H, W) in [0, 1]. One
     tile per class (coupling_overlay), sent as one PNG: twenty heatmaps would cost the server several
     times more. `zmax` is shared by all tiles (and by the iterations, when the page passes the same)."""
     classes = maps.shape[0]
@@ -182,7 +182,7 @@ def training_provenance(run: Run) -> str:
 
 
 def iterations_figure(table: pd.DataFrame, routing_by_run: Mapping[str, pd.DataFrame], *, height: int = 340) -> go.Figure:
-    """How many iterations (capsviz.iterations): left, each run's final test error against its routing
+    """How many iterations (capsviz.analysis.iterations): left, each run's final test error against its routing
     iterations; middle, its training seconds per epoch; right, the last epoch's mean |delta b_ij| per
     iteration, a line per run (routing.csv), coloured as its marker in the other two."""
     figure = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,

@@ -28,7 +28,7 @@ def color(value: str) -> str:
 
 def curves_legend(groups, runs, colors: dict[str, str]) -> str:
     """The curves page's one colour key (its charts have no legends of their own): a diamond per group of
-    seeds, a dot per run outside a group, train dashed and test solid. `groups`: capsviz.groups.Group with
+    seeds, a dot per run outside a group, train dashed and test solid. `groups`: capsviz.analysis.groups.Group with
     is_group; `runs`: the runs shown; `colors`: name -> colour. Every name is escaped (text)."""
     grouped = {run.name for group in groups for run in group.runs}
     entries = [f"<span style='color:{color(colors[group.name])}; font-size:1.3em'>◆</span> {text(group.name)} "

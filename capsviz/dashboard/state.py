@@ -14,10 +14,11 @@ import pandas as pd
 import streamlit as st
 from torch import nn
 
-from ..digits import DigitCodes, encode_digits, load_test_set
-from ..procedure import DigitProcedure, trace_procedure
-from ..robustness_view import paired_table
-from ..routing_view import DigitRouting, trace_digit
+from ..analysis.digits import DigitCodes, encode_digits, load_test_set
+from ..analysis.procedure import DigitProcedure, trace_procedure
+from ..analysis.robustness_view import paired_table
+from ..model.routing_view import DigitRouting, trace_digit
+from ..model.variants import routed_with_bug
 from ..store import (
     EVALUATION,
     HISTORY_CSV,
@@ -35,7 +36,6 @@ from ..store import (
     read_run_json,
     runs_roots_from_environment,
 )
-from ..variants import routed_with_bug
 
 RUNS_ROOT_KEY = "runs_root"
 CHUNK = 500  # test digits encoded per cached chunk: scans of any length reuse the chunks before them
@@ -195,7 +195,7 @@ def _routing(path: str, stamp: tuple | None, image: np.ndarray, iterations: int,
 
 
 def digit_routing(run: Run, image: np.ndarray, *, iterations: int) -> DigitRouting:
-    """One digit's routing under the run's model (capsviz.routing_view.trace_digit), cached per weights
+    """One digit's routing under the run's model (capsviz.model.routing_view.trace_digit), cached per weights
     file version, digit and iteration count: moving the iteration slider or a map control re-traces nothing."""
     model_for(run)  # raises RunError for broken weights before anything is cached
     return _routing(str(run.path), weights_stamp(run), np.ascontiguousarray(image), int(iterations))
@@ -214,7 +214,7 @@ def _procedure(path: str, stamp: tuple | None, image: np.ndarray, iterations: in
 
 
 def digit_procedure(run: Run, image: np.ndarray, *, iterations: int) -> DigitProcedure:
-    """One digit's routing with every intermediate number kept (capsviz.procedure.trace_procedure), cached
+    """One digit's routing with every intermediate number kept (capsviz.analysis.procedure.trace_procedure), cached
     per weights file version, digit and iteration count: picking another capsule or iteration re-traces nothing.
     A few MB per entry (u_hat of every primary capsule), hence the few entries."""
     model_for(run)  # raises RunError for broken weights before anything is cached
@@ -227,7 +227,7 @@ def _routing_history(path: str, root: str | None, stamp: tuple | None) -> pd.Dat
 
 
 def routing_history(run: Run) -> pd.DataFrame:
-    """The run's routing.csv (capsviz.runs.read_routing), cached per file version: the Routing page
+    """The run's routing.csv (capsviz.store.read_routing), cached per file version: the Routing page
     reruns on every control and reads every run's. Raises RunError for a damaged file (not cached)."""
     return _routing_history(str(run.path), None if run.root is None else str(run.root), file_stamp(run.path / ROUTING_CSV))
 
@@ -266,7 +266,7 @@ def _paired_table(key: tuple, _runs: list[Run]) -> pd.DataFrame:
 
 
 def cached_paired_table(runs: list[Run]) -> pd.DataFrame:
-    """capsviz.robustness_view.paired_table of runs read by `evaluations`, computed once per set of
+    """capsviz.analysis.robustness_view.paired_table of runs read by `evaluations`, computed once per set of
     runs and evaluation.json versions (hundreds of thousands of images per run)."""
     key = tuple((run.name, str(run.path), file_stamp(run.path / EVALUATION)) for run in runs)
     return _paired_table(key, runs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from ..time_to_accuracy import THRESHOLDS, Contender, run_clock, time_to_error
+from ..analysis.time_to_accuracy import THRESHOLDS, Contender, run_clock, time_to_error
 from .figures import PALETTE
 
 

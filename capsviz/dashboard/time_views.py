@@ -1,13 +1,13 @@
 """The home page's time-to-accuracy section: how long the shipped recipes take on one machine to reach 0.5% and
-0.4% test error, beside the public ports' recipe (capsviz.time_to_accuracy)."""
+0.4% test error, beside the public ports' recipe (capsviz.analysis.time_to_accuracy)."""
 from __future__ import annotations
 
 import json
 
 import streamlit as st
 
+from ..analysis.time_to_accuracy import SHOWCASE_BENCH, THRESHOLDS, showcase, time_to_accuracy_table
 from ..store import PROJECT_ROOT, Run
-from ..time_to_accuracy import SHOWCASE_BENCH, THRESHOLDS, showcase, time_to_accuracy_table
 from .page_helpers import show_table
 from .time_figures import time_to_accuracy_figure
 

@@ -1,5 +1,5 @@
 """The run store: the run directory, the one contract between the trainer (writes) and the dashboard,
-the scripts and the tests (read). Import from here (or capsviz.runs, which hands on these names).
+the scripts and the tests (read). Import from here.
 
     <run>/run.json         config, environment, status, epochs done, final and best test error
     <run>/history.csv      one row per finished epoch (HISTORY_COLUMNS)
@@ -53,7 +53,7 @@ from .format import (
     WEIGHTS,
     RunError,
 )
-from .histories import read_history, read_routing, write_history, write_routing
+from .histories import PROBE_FILES, read_history, read_routing, write_history, write_probe_rows, write_routing
 from .liveness import (
     HEARTBEAT_SECONDS,
     STALE_AFTER_SECONDS,
@@ -101,9 +101,9 @@ __all__ = [
     "Run", "load_run", "read_run_json", "read_history", "read_routing", "read_evaluation", "read_dimensions",
     "load_weights", "read_state", "committed_epochs", "expanded_state_dict",
     # writing a run (the trainer)
-    "write_run_json", "write_history", "write_routing", "write_evaluation", "write_dimensions", "write_weights",
-    "write_state", "compact_weights", "compact_tensor", "quantise_int8", "COMPACT_MIN_ELEMENTS", "DIGIT_WEIGHT",
-    "summarize",
+    "write_run_json", "write_history", "write_routing", "write_probe_rows", "PROBE_FILES", "write_evaluation",
+    "write_dimensions", "write_weights", "write_state", "compact_weights", "compact_tensor", "quantise_int8",
+    "COMPACT_MIN_ELEMENTS", "DIGIT_WEIGHT", "summarize",
     # the checks
     "CONFIG_RULES", "LEGACY_SETTINGS", "INFO_RULES", "config_problems", "with_legacy_settings", "run_info_problem",
     "upgrade_config", "show_value", "evaluation_problem",

@@ -1,4 +1,4 @@
-"""dimensions.npz: the capsule dimensions' measured meanings (capsviz.dimension_meanings), cached beside
+"""dimensions.npz: the capsule dimensions' measured meanings (capsviz.analysis.dimension_meanings), cached beside
 the weights. Optional: older runs have none; a cache measured on other weights (its digest differs) is
 ignored. Read with allow_pickle=False: no code runs."""
 from __future__ import annotations

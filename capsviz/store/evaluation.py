@@ -1,4 +1,4 @@
-"""evaluation.json: a finished model's tests beyond its training set's (capsviz.robustness), written by
+"""evaluation.json: a finished model's tests beyond its training set's (capsviz.analysis.robustness), written by
 trainer.robustness: {"format", "evaluated_at", "environment", "weights", "training", "sets": {name: record}}.
 Optional: runs without it load as before (Run.evaluation is None).
 

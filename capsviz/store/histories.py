@@ -37,6 +37,17 @@ def write_routing(run_dir: Path, rows: list[dict]) -> None:
     write_csv(Path(run_dir) / ROUTING_CSV, ROUTING_COLUMNS, rows)
 
 
+# The files that a model's after-epoch probe is written to (capsviz.model.registry.EpochProbe.file), with their columns
+PROBE_FILES = {ROUTING_CSV: ROUTING_COLUMNS}
+
+
+def write_probe_rows(run_dir: Path, file: str, rows: list[dict]) -> None:
+    """An after-epoch probe's file (EpochProbe.file: routing.csv) from every epoch's rows (EpochProbe.rows)."""
+    if file not in PROBE_FILES:
+        raise ValueError(f"{file}: not a probe's file of the run directory (the store writes {', '.join(PROBE_FILES)})")
+    write_csv(Path(run_dir) / file, PROBE_FILES[file], rows)
+
+
 def read_routing(run_dir: Path, *, root: Path | None = None) -> pd.DataFrame:
     """routing.csv, or an empty frame with its columns when the run has none (older runs, the baseline).
     Raises RunError naming the file when it is damaged."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from torch import nn
 
-from ..models import find_model_entry
+from ..model.registry import find_model_entry
 from .evaluation import read_evaluation
 from .format import IMPORTED, STALE, WEIGHTS, RunError
 from .histories import read_history
@@ -53,12 +53,12 @@ class Run:
 
     @property
     def dataset_name(self) -> str | None:
-        """The registry name of the dataset it trained on (capsviz.datasets), None for an import."""
+        """The registry name of the dataset it trained on (capsviz.data.datasets), None for an import."""
         return self.config.get("dataset")
 
     @property
     def model_name(self) -> str | None:
-        """The registry name of its model (capsviz.models), None for an import."""
+        """The registry name of its model (capsviz.model.registry), None for an import."""
         return self.config.get("model")
 
     @property

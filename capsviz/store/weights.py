@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import variants
 from ..atomic import atomic_torch_save
-from ..datasets import DATASETS
-from ..models import model_from_config, model_kind
+from ..data.datasets import DATASETS
+from ..model import variants
+from ..model.registry import model_from_config, model_kind
 from .checks import show_value
 from .files import read_bytes
 from .format import FORMAT_VERSION, STATE, WEIGHTS, RunError
