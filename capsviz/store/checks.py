@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 
-
-def _integer(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a count
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _optional(check):
-    return lambda value: value is None or check(value)
+# the value tests of the training settings' schema, which run.json's config is checked against too
+from ..training.settings import _finite, _integer, _optional  # noqa: F401  (re-exported to the store's schemas)
 
 
 def _timestamp(value) -> bool:
