@@ -95,10 +95,12 @@ def serve_dashboard(roots: list[Path], log_name: str = "streamlit.log"):
 @pytest.fixture(scope="module")
 def browser_root(runs_root, multimnist_run, tmp_path_factory) -> Path:
     """The server's first runs root: the dashboard tests' runs (runs_root) and the tiny MultiMNIST run
-    side by side, so that every page has a run to draw."""
+    side by side, so that every page has a run to draw, and the shipped routings/ histories (1 to 10
+    iterations), which the Routing page compares."""
     root = tmp_path_factory.mktemp("browser-runs")
     for run_dir in [*sorted(runs_root.iterdir()), multimnist_run]:
         shutil.copytree(run_dir, root / run_dir.name, ignore=shutil.ignore_patterns("state.pt"))
+    shutil.copytree(ROOT / "checkpoints" / "routings", root / "routings")
     return root
 
 
@@ -251,6 +253,9 @@ def test_routing_page_iteration_slider_and_a_digit_drawn_with_the_mouse(dashboar
     for position in (0, 1):
         page.locator(f".st-key-routing_bug_maps_{position} .js-plotly-plot").wait_for(timeout=TIMEOUT_MS)
     assert page.get_by_text("Iteration 2: each primary capsule's c_ij sums to").count() == 2
+    # the shipped runs of 1 to 10 iterations compared below it
+    page.locator(".st-key-routing_iterations .js-plotly-plot").wait_for(timeout=TIMEOUT_MS)
+    assert page.locator(".st-key-routing_iterations .js-plotly-plot .scatterlayer .trace").count() >= 6
     page.screenshot(path=ARTIFACTS / "browser-routing-iteration-2.png", full_page=True)
 
     canvas = drawing_canvas(page, "routing_digit")
