@@ -66,6 +66,7 @@ def test_shipped_runs_side_by_side_and_the_time_to_open(monkeypatch):
     assert cold_cpu < OPEN_BUDGET_S, f"the page took {cold_cpu:.2f} s of CPU to open"
 
 
+@pytest.mark.slow  # a cold load of the 40x40 model and its test set
 def test_the_shipped_40x40_run_opens_on_its_own_map(monkeypatch):
     """mnist40-capsnet-r3 (expanded MNIST, 40x40) ships its map too: read from its file, not recomputed,
     within the same CPU budget; no run of its test set to set beside it."""

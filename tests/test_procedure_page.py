@@ -61,6 +61,7 @@ def shipped_app(monkeypatch):
     return app
 
 
+@pytest.mark.slow  # the shipped runs opened cold: weights and the whole test set loaded
 def test_the_routing_page_opens_on_a_run_that_routes_and_steps_through_procedure_1(shipped_app):
     app = shipped_app
     assert app.selectbox(key="routing_run").value == "mnist-r3", "the page opens on 3 routings, not on mnist-r1"
@@ -120,6 +121,7 @@ def test_the_routing_page_opens_on_a_run_that_routes_and_steps_through_procedure
     assert (table(app)["c_ij"].to_numpy() == np.float32(0.1)).all()
 
 
+@pytest.mark.slow  # the shipped runs opened cold: weights and the whole test set loaded
 def test_procedure_1_on_the_40x40_run(shipped_app):
     app = shipped_app
     if "mnist40-capsnet-r3" not in app.selectbox(key="routing_run").options:
@@ -139,6 +141,7 @@ def test_procedure_1_on_the_40x40_run(shipped_app):
     assert f"i = {(capsule_type * 12 + row) * 12 + 11}" in section_latex(app)[2]
 
 
+@pytest.mark.slow  # the shipped runs opened cold: weights and the whole test set loaded
 def test_the_top_contributor_mode_follows_the_largest_term_of_the_prediction(shipped_app):
     app = shipped_app
     output, _ = forward("mnist-r3")

@@ -156,6 +156,7 @@ def test_a_budget_run_records_its_plan_and_deadline(tmp_path):
     assert store.read_run_json(out)["epochs_done"] == 2
 
 
+@pytest.mark.slow  # three trainer runs
 def test_a_resume_given_epochs_drops_the_runs_deadline_even_when_they_equal_its_plan(tmp_path, capsys):
     """A budget run stopped short of its plan whose deadline has passed: `--resume --epochs N` is a fixed
     plan (--help), also when N is what the budget had planned (state.pt's config): the spent deadline plans
