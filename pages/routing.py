@@ -165,12 +165,8 @@ if families:
                                    format_func=lambda position: f"{family_names[position]} "
                                    f"({', '.join(map(str, families[position].routings))} iterations)",
                                    key="routing_family")]
-    family_routing = {}
-    for member in family.runs:
-        try:
-            family_routing[member.name] = routing_history(member)
-        except RunError as error:
-            st.error(str(error), icon=":material/error:")
+    # routing.csv as Figure A.1 read it above (a run without one, or with a damaged one, shows empty cells)
+    family_routing = {member.name: routed[member.name] for member in family.runs if member.name in routed}
     table = iterations_table(family.runs, family_routing)
     st.plotly_chart(iterations_figure(table, family_routing), width="stretch", key="routing_iterations")
     number = st.column_config.NumberColumn

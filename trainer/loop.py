@@ -76,6 +76,11 @@ NO_BUDGET: dict = {}
 PROVISIONAL_EPOCHS = 1000
 
 
+def deadline_text(budget: dict) -> str:
+    """A budget's deadline (time.time()) as run.json writes it: ISO 8601 in UTC, to the second."""
+    return dt.datetime.fromtimestamp(budget["deadline"], dt.timezone.utc).isoformat(timespec="seconds")
+
+
 class TrainingDiverged(ArithmeticError):
     """A NaN or infinite loss or weight: training cannot go on. The message is one line naming the
     epoch, the batch and the loss part (margin, reconstruction or total)."""
@@ -391,8 +396,7 @@ class Trainer:
         """run.json's "budget": the budget, its deadline and the plan."""
         if not self.budget:
             return None
-        deadline = dt.datetime.fromtimestamp(self.budget["deadline"], dt.timezone.utc).isoformat(timespec="seconds")
-        return {"seconds": self.budget["seconds"], "deadline": deadline, "max_epochs": self.budget.get("max_epochs"),
+        return {"seconds": self.budget["seconds"], "deadline": deadline_text(self.budget), "max_epochs": self.budget.get("max_epochs"),
                 "planned_epochs": self.config.epochs}
 
     # -- persistence --
@@ -464,8 +468,7 @@ class Trainer:
             self.budget = state["budget"]
         elif state.get("budget") and not self.budget:  # a fixed plan from here: resumes[] keeps what planned it so far
             dropped = state["budget"]
-            deadline = dt.datetime.fromtimestamp(dropped["deadline"], dt.timezone.utc).isoformat(timespec="seconds")
-            changes["budget"] = [{"seconds": dropped["seconds"], "deadline": deadline}, None]
+            changes["budget"] = [{"seconds": dropped["seconds"], "deadline": deadline_text(dropped)}, None]
         resume = {**self.environment, "after_epoch": state["epoch"], "at": now()}
         self.resumes = [*state.get("resumes", []), {**resume, "changes": changes} if changes else resume]
         self.environment = state.get("environment", self.environment)

@@ -11,7 +11,7 @@ from ..model.routing_view import coupling_maps, coupling_sums
 from ..model.variants import NONE, VARIANTS, variant_of
 from ..store import Run
 from .routing_figures import coupling_maps_figure, training_provenance
-from .state import digit_routing, digit_routing_with_bug, model_for
+from .state import digit_routing, model_for
 
 BUG = "softmax-over-inputs"  # of the routing bugs, the one a single digit shows (shared logits need a batch)
 
@@ -29,7 +29,7 @@ def routing_bug_section(run: Run, image: np.ndarray, *, iterations: int, iterati
     inputs, classes = paper.coupling.shape[1:]  # (T, n_in, n_out)
     routings = {
         f"Procedure 1: c_ij = softmax over the {classes} classes j": paper,
-        f"The bug: softmax over the {inputs} inputs i": digit_routing_with_bug(run, image, iterations=iterations, bug=BUG),
+        f"The bug: softmax over the {inputs} inputs i": digit_routing(run, image, iterations=iterations, bug=BUG),
     }
     columns = st.columns(len(routings), gap="large")
     for position, (column, (title, routing)) in enumerate(zip(columns, routings.items())):

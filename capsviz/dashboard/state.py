@@ -194,17 +194,11 @@ def _routing(path: str, stamp: tuple | None, image: np.ndarray, iterations: int,
     return trace_digit(model if bug is None else routed_with_bug(bug, model), image, iterations=iterations)
 
 
-def digit_routing(run: Run, image: np.ndarray, *, iterations: int) -> DigitRouting:
+def digit_routing(run: Run, image: np.ndarray, *, iterations: int, bug: str | None = None) -> DigitRouting:
     """One digit's routing under the run's model (capsviz.model.routing_view.trace_digit), cached per weights
-    file version, digit and iteration count: moving the iteration slider or a map control re-traces nothing."""
+    file version, digit and iteration count: moving the iteration slider or a map control re-traces nothing.
+    `bug`: the run's weights routed as that routing bug does (a capsviz.model.variants name; routed_with_bug)."""
     model_for(run)  # raises RunError for broken weights before anything is cached
-    return _routing(str(run.path), weights_stamp(run), np.ascontiguousarray(image), int(iterations))
-
-
-def digit_routing_with_bug(run: Run, image: np.ndarray, *, iterations: int, bug: str) -> DigitRouting:
-    """digit_routing with the run's weights routed as the routing bug `bug` does (a capsviz.variants
-    name; capsviz.variants.routed_with_bug), cached the same way."""
-    model_for(run)
     return _routing(str(run.path), weights_stamp(run), np.ascontiguousarray(image), int(iterations), bug)
 
 
