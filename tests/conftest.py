@@ -1,6 +1,8 @@
 """Shared fixtures. Runs are made by the real trainer, on small MNIST subsets."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -12,11 +14,26 @@ ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins = ["dashboard_fixtures"]  # the dashboard tests' fixtures, available to every test module
 
 
-def run_trainer(*args: str, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
-    """`python -m trainer.run ARGS` in a subprocess from the repo root."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "trainer.run", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, **popen)
+def run_trainer(*args: str, timeout: float = 300, process: bool = False, **popen) -> subprocess.CompletedProcess:
+    """`python -m trainer.run ARGS` from the repo root, its exit code and output captured.
+
+    By default in this process (trainer.run.main, from argument parsing on): a new process spends seconds
+    importing torch, and torch._dynamo, which Adam's constructor pulls in, before it trains a step, and the
+    suite trains dozens of runs. `process=True` (or any subprocess option) starts a real
+    `python -m trainer.run` instead; tests of signals and kills start their own."""
+    if process or popen:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        return subprocess.run([sys.executable, "-m", "trainer.run", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=timeout, **popen)
+    from trainer.run import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.chdir(ROOT), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:  # argparse's refusals
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return subprocess.CompletedProcess(["trainer.run", *args], code, stdout.getvalue(), stderr.getvalue())
 
 
 def train_run(tmp_path_factory, name: str, *args: str) -> Path:

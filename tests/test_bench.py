@@ -8,12 +8,12 @@ from trainer.bench import main
 
 @pytest.mark.slow
 def test_bench_writes_both_paths_their_ratio_and_the_machine(tmp_path, capsys):
-    assert main(["--device", "cpu", "--routings", "1", "--steps", "1", "--repeats", "2", "--precision", "fp32",
-                 "--results-dir", str(tmp_path)]) == 0
+    assert main(["--device", "cpu", "--routings", "1", "--steps", "1", "--repeats", "2", "--eval-batches", "1",
+                 "--precision", "fp32", "--results-dir", str(tmp_path)]) == 0
     [written] = tmp_path.glob("*-cpu.json")
     report = json.loads(written.read_text())
     [row] = report["throughput"]
-    assert row["routings"] == 1 and report["repeats"] == 2
+    assert row["routings"] == 1 and report["repeats"] == 2 and report["eval_batches"] == 1
     for path in ("fast", "plain"):
         low, high = row[f"train_{path}_range"]
         assert low <= row[f"train_{path}"] <= high
@@ -38,12 +38,20 @@ def test_bench_writes_both_paths_their_ratio_and_the_machine(tmp_path, capsys):
     (["--steps", "-3"], "--steps -3: must be at least 1"),
     (["--routings", "3,11"], "--routings 11: must be between 1 and 10"),
     (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["--eval-batches", "0"], "--eval-batches 0: must be at least 1"),
     (["--precision", "fp16"], "--precision fp16: unknown precision (use auto, bf16 or fp32)"),
 ])
 def test_bench_refuses_bad_values_in_one_line_before_measuring(tmp_path, capsys, arguments, message):
     assert main([*arguments, "--results-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"error: {message}"
+    assert not any(tmp_path.iterdir())
+
+
+def test_bench_refuses_an_empty_results_dir_rather_than_writing_here(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty path would otherwise have meant this folder
+    assert main(["--results-dir", ""]) == 2
+    assert capsys.readouterr().err.startswith("error: --results-dir '': ")
     assert not any(tmp_path.iterdir())
 
 

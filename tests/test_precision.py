@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from capsviz.machine import CpuFeatures, cpu_features, describe_machine
-from capsviz.model.fast.precision import choose_precision
+from capsviz.model.fast.precision import TRIAL_MIN_IMAGES, choose_precision
 from trainer.run import main
 
 from conftest import run_trainer
@@ -42,6 +42,41 @@ def test_auto_trusts_the_trial_over_the_flags():
     assert choice.precision == "fp32" and "but a trial step took 120 ms in bf16" in choice.reason
     tie = choose_precision("auto", CPU, features=AVX512_BF16, trial=lambda: {"bf16": 105.0, "fp32": 100.0})
     assert tie.precision == "bf16", "within the margin the CPU's answer stands, so runs on one machine agree"
+
+
+def test_a_run_too_short_for_the_trial_to_pay_takes_the_cpus_answer():
+    """The trial costs a dozen steps: a run of fewer training images in all skips it and says so."""
+    short = choose_precision("auto", CPU, features=AMX, trial=never_called, training_images=TRIAL_MIN_IMAGES - 1)
+    assert short.precision == "bf16" and short.trial_ms is None
+    assert "AMX" in short.reason and f"a run of {TRIAL_MIN_IMAGES - 1:,} training images is too short" in short.reason
+    assert choose_precision("auto", CPU, features=NO_BF16, trial=never_called, training_images=10).precision == "fp32"
+    trial = lambda: {"bf16": 120.0, "fp32": 80.0}  # noqa: E731
+    for long_enough in (TRIAL_MIN_IMAGES, None):  # None: a budget, whose length is not known yet
+        choice = choose_precision("auto", CPU, features=AMX, trial=trial, training_images=long_enough)
+        assert choice.precision == "fp32" and choice.trial_ms == {"bf16": 120.0, "fp32": 80.0}
+
+
+def test_the_trainer_counts_every_epoch_when_it_decides_whether_the_trial_pays(monkeypatch, tmp_path):
+    """A run's training images in all are its subset times its epochs; a budget run always has the trial."""
+    from capsviz.model.fast import precision
+    from trainer import loop
+
+    monkeypatch.setattr(precision, "cpu_features", lambda: AMX)
+    trials = []
+    monkeypatch.setattr(loop, "trial_timings", lambda *args: trials.append(1) or {"bf16": 40.0, "fp32": 90.0})
+    monkeypatch.setattr(loop, "_precision_choices", {})
+    images, labels = torch.zeros(1000, 1, 28, 28, dtype=torch.uint8), torch.zeros(1000, dtype=torch.long)
+
+    def trainer(epochs: int, budget=None):
+        config = loop.TrainConfig(routings=1, epochs=epochs)
+        return loop.Trainer(config, tmp_path / f"run-{epochs}-{bool(budget)}", CPU, (images, labels),
+                            (images[:10], labels[:10]), log=lambda message: None, budget=budget)
+
+    enough = -(-TRIAL_MIN_IMAGES // len(images))  # epochs of these 1,000 images that reach the threshold
+    assert "no trial" in trainer(epochs=enough - 1).precision.reason and not trials
+    assert trainer(epochs=enough).precision.trial_ms and len(trials) == 1
+    loop._precision_choices.clear()
+    assert trainer(epochs=1, budget={"seconds": 60, "deadline": 0}).precision.trial_ms and len(trials) == 2
 
 
 @pytest.mark.parametrize("requested", ["bf16", "fp32"])

@@ -31,11 +31,11 @@ def synchronize(device: torch.device) -> None:
 
 
 def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, steps: int, repeats: int,
-                 precision: str, compile_model: bool = False) -> dict:
+                 precision: str, compile_model: bool = False, eval_batches: int = 4) -> dict:
     """Images/s for training steps and evaluation batches of the real model on real MNIST digits.
 
-    Each figure is the median of `repeats` timed windows (`steps` training batches, or 4 evaluation
-    batches of 500), with the slowest and fastest window beside it: a shared or virtual machine slows
+    Each figure is the median of `repeats` timed windows (`steps` training batches, or `eval_batches`
+    evaluation batches of 500), with the slowest and fastest window beside it: a shared or virtual machine slows
     single windows now and then, and the median is what a long run sees."""
     from capsviz import load_mnist
     from capsviz.machine import resolve_device
@@ -47,7 +47,7 @@ def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, 
     for r in routings:
         config = TrainConfig(routings=r, batch_size=batch, fast=fast, device=device_name, precision=precision)
         trainer = Trainer(config, ROOT / "bench" / "unused", device, select(images, labels, batch * steps),
-                          select(images, labels, 4 * EVAL_BATCH_SIZE), log=lambda message: None)
+                          select(images, labels, eval_batches * EVAL_BATCH_SIZE), log=lambda message: None)
         warm = select(images[:2 * batch], labels[:2 * batch], None)
         compute = trainer.precision.precision
         if compile_model and fast:
@@ -76,7 +76,7 @@ def measure_path(fast: bool, routings: list[int], device_name: str, batch: int, 
     return results
 
 
-def check_results_dir(folder: Path) -> None:
+def check_results_dir(folder: str) -> None:
     """Refuse (ValueError, one line) a --results-dir the JSON could not be written in: an empty or
     over-long path, a file or a path under one, a folder without write permission."""
     import os
@@ -84,9 +84,9 @@ def check_results_dir(folder: Path) -> None:
     from capsviz.atomic import nearest_existing
     from trainer.paths import path_problem
 
-    problem = path_problem(str(folder))
+    problem = path_problem(folder)  # the text as given: Path("") would read as the current folder
     if problem:
-        raise ValueError(f"--results-dir {str(folder)!r}: {problem}")
+        raise ValueError(f"--results-dir {folder!r}: {problem}")
     try:
         existing, problem = nearest_existing(folder)
     except OSError as error:
@@ -144,7 +144,7 @@ def worker(args) -> None:
                                   args.precision)
     else:
         result = measure_path(fast, args.routings, args.device, args.batch_size, args.steps, args.repeats,
-                              args.precision, args.compile)
+                              args.precision, args.compile, args.eval_batches)
     print(json.dumps(result))
 
 
@@ -177,13 +177,15 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=100, help="training batch size (default 100)")
     parser.add_argument("--steps", type=int, default=10, help="training batches per timed window (default 10)")
     parser.add_argument("--repeats", type=int, default=5, help="timed windows per figure; the median is reported (default 5)")
+    parser.add_argument("--eval-batches", type=int, default=4,
+                        help="evaluation batches of 500 test images per timed window (default 4)")
     parser.add_argument("--compile", action="store_true", help="also torch.compile the fast path's model")
     parser.add_argument("--accuracy", action="store_true", help="also train both paths on a subset and compare test errors")
     parser.add_argument("--subset", type=int, default=5000, help="training images for --accuracy (default 5000)")
     parser.add_argument("--test-subset", type=int, default=2000, help="test images for --accuracy (default 2000)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs for --accuracy (default 3)")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per path for --accuracy (default 2)")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where the JSON goes (default bench/results)")
+    parser.add_argument("--results-dir", default=str(RESULTS), help="where the JSON goes (default bench/results)")
     parser.add_argument("--worker", choices=["fast", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--accuracy-seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -200,7 +202,7 @@ def main(argv=None) -> int:
         for routings in args.routings:  # the trainer's own checks for what a training run shares
             validate_config(TrainConfig(routings=routings, batch_size=args.batch_size, epochs=args.epochs,
                                         precision=args.precision))
-        for name in ("steps", "repeats", "subset", "test_subset", "seeds"):
+        for name in ("steps", "repeats", "eval_batches", "subset", "test_subset", "seeds"):
             if getattr(args, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least 1")
     except (ValueError, CliError) as error:
@@ -208,11 +210,13 @@ def main(argv=None) -> int:
         return 2
     common = ["--device", args.device, "--precision", args.precision, "--routings", ",".join(map(str, args.routings)),
               "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--repeats", str(args.repeats),
+              "--eval-batches", str(args.eval_batches),
               *(["--compile"] if args.compile else [])]
     print(f"measuring on {args.device}: batch {args.batch_size}, median of {args.repeats} windows of {args.steps} "
           f"training batches per figure", flush=True)
     paths = {path: spawn(path, common) for path in ("fast", "plain")}
     report = {"machine": machine(args.device), "batch_size": args.batch_size, "steps": args.steps, "repeats": args.repeats,
+              "eval_batches": args.eval_batches,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "throughput": [], "inference": measure_inference()}
     fast_precision = paths["fast"][str(args.routings[0])]["precision"]
     report["precision"] = {"requested": args.precision, "fast": fast_precision, "plain": "fp32"}
@@ -253,8 +257,9 @@ def main(argv=None) -> int:
               f"images), seeds 0..{args.seeds - 1}: fast ({fast_precision['precision']}) {errors['fast']}, "
               f"plain (fp32) {errors['plain']}")
 
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    out = args.results_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{report['machine']['device']}.json"
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    out = results_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{report['machine']['device']}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return 0

@@ -29,7 +29,7 @@ from capsviz.data.datasets import DATASETS, DatasetSpec, get_dataset
 from capsviz.machine import describe_machine
 from capsviz.model import variants
 from capsviz.model.fast import optimizer_options, precision_context, prepare_images, prepare_model
-from capsviz.model.fast.precision import PrecisionChoice, choose_precision, kept_on_resume, time_steps
+from capsviz.model.fast.precision import TRIAL_MIN_IMAGES, PrecisionChoice, choose_precision, kept_on_resume, time_steps
 from capsviz.model.registry import build_model, get_model_entry
 from capsviz.model.tasks import StepResult, Task
 from capsviz.training import recipes
@@ -272,12 +272,15 @@ def trial_timings(model: nn.Module, device: torch.device, config: TrainConfig, *
 _precision_choices: dict[tuple, PrecisionChoice] = {}
 
 
-def decide_precision(model: nn.Module, device: torch.device, config: TrainConfig, *, log=print) -> PrecisionChoice:
-    """The precision for this process, decided once per (request, device, input size) and printed once."""
-    key = (config.precision, config.fast, str(device), config.model, get_dataset(config.dataset).image_size)
+def decide_precision(model: nn.Module, device: torch.device, config: TrainConfig, *, training_images: int | None = None,
+                     log=print) -> PrecisionChoice:
+    """The precision for this process, decided once per (request, device, input size, short run or not) and
+    printed once. training_images: what the run trains on in all (None where a budget plans the epochs)."""
+    short = training_images is not None and training_images < TRIAL_MIN_IMAGES
+    key = (config.precision, config.fast, str(device), config.model, get_dataset(config.dataset).image_size, short)
     if key not in _precision_choices:
         choice = choose_precision(config.precision, device, fast=config.fast,
-                                  trial=lambda: trial_timings(model, device, config))
+                                  trial=lambda: trial_timings(model, device, config), training_images=training_images)
         _precision_choices[key] = choice
         if config.fast:
             log(f"precision {choice.precision} ({choice.requested}): {choice.reason}")
@@ -330,7 +333,9 @@ class Trainer:
         self.probe = get_model_entry(config.model).probe  # measured after each epoch, or None
         torch.manual_seed(config.seed)
         model = config.build_model()
-        self.precision = decide_precision(model, device, config, log=self.log)  # the arithmetic, on this machine
+        # the arithmetic, on this machine; a budget plans its epochs later, so its length is unknown here
+        training_images = None if budget else len(self.train_images) * config.epochs
+        self.precision = decide_precision(model, device, config, training_images=training_images, log=self.log)
         self.precision = processes.broadcast(self.precision)  # every rank computes as rank 0 decided
         self.model = prepare_model(model, device, config.fast, precision=self.precision.precision)
         # what the training step calls: the model itself, or its DistributedDataParallel wrapper
