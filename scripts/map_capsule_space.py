@@ -20,16 +20,12 @@ from capsviz.analysis.capsule_space import CapsuleSpaceError, compute_capsule_sp
 from capsviz.analysis.digits import load_test_set
 from capsviz.analysis.dimension_meanings import model_digest
 from capsviz.data.mnist import DataError
-from capsviz.store import WEIGHTS, RunError, load_run
+from capsviz.store import RunError, load_capsule_run
 
 
 def map_run(run_dir: Path, *, digits: int | None = None, seed: int = 0, data_dir=None, verbose: bool = False) -> str:
     """Map one run and write its cache; returns a one-line summary."""
-    run = load_run(run_dir)
-    if not run.has_weights:
-        raise RunError(f"{run_dir / WEIGHTS}: missing; nothing to map")
-    if not run.has_capsules:
-        raise RunError(f"{run_dir}: a {run.model_name} run has no capsules to map")
+    run = load_capsule_run(run_dir, purpose="map")
     images, labels = load_test_set(run.dataset_name, data_dir)
     started = time.perf_counter()
 

@@ -18,16 +18,12 @@ from pathlib import Path
 from capsviz.analysis.digits import load_test_set
 from capsviz.analysis.dimension_meanings import DIGITS_PER_CLASS, measure_model
 from capsviz.data.mnist import DataError
-from capsviz.store import WEIGHTS, RunError, load_run, write_dimensions
+from capsviz.store import RunError, load_capsule_run, write_dimensions
 
 
 def measure_run(run_dir: Path, *, digits: int, data_dir=None) -> str:
     """Measure one run and write its cache; returns a one-line summary."""
-    run = load_run(run_dir)
-    if not run.has_weights:
-        raise RunError(f"{run_dir / WEIGHTS}: missing; nothing to measure")
-    if not run.has_capsules:
-        raise RunError(f"{run_dir}: a {run.model_name} run has no capsules to measure")
+    run = load_capsule_run(run_dir, purpose="measure")
     images, labels = load_test_set(run.dataset_name, data_dir)
     started = time.perf_counter()
     meanings = measure_model(run.model, images, labels, digits_per_class=digits)

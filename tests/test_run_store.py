@@ -282,3 +282,25 @@ def test_dimensions_as_a_directory_is_an_error_naming_the_file(capsnet_run):
     (capsnet_run / DIMENSIONS).unlink()
     (capsnet_run / DIMENSIONS).mkdir()
     one_line_error(lambda: read_dimensions(capsnet_run, "any"), DIMENSIONS, "a directory")
+
+
+def test_the_capsule_tools_name_a_run_without_weights_or_without_capsules(tiny_run, baseline_run, tmp_path, capsys):
+    """scripts/measure_dimensions.py and scripts/map_capsule_space.py read runs through load_capsule_run: one
+    line naming the file or the model, exit 1, and the other runs are still done."""
+    import importlib.util
+
+    no_weights = shutil.copytree(tiny_run, tmp_path / "no-weights", ignore=shutil.ignore_patterns(WEIGHTS, "state.pt"))
+    with pytest.raises(store.RunError, match=r"no-weights/model\.pt: missing; nothing to map$"):
+        store.load_capsule_run(no_weights, purpose="map")
+    with pytest.raises(store.RunError, match=r"a baseline run has no capsules to measure$"):
+        store.load_capsule_run(baseline_run, purpose="measure")
+    assert store.load_capsule_run(tiny_run, purpose="map").has_capsules
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "measure_dimensions.py"
+    spec = importlib.util.spec_from_file_location("measure_dimensions", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(no_weights), str(baseline_run)]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors == [f"error: {no_weights / WEIGHTS}: missing; nothing to measure",
+                      f"error: {baseline_run}: a baseline run has no capsules to measure"]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import signal
 import sys
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from capsviz.model.fast import prepare_model
 
 from . import paths
 from .loop import TrainConfig, Trainer, eval_batch_size, select
-from .run import differences, positive_int, stop_on_sigterm
+from .run import differences, interruptible, positive_int
 
 DATASET = "mnist-40"
 POOLED_BASELINE = {"pool": True, "conv_channels": [256, 256, 256], "hidden": [1536, 192]}
@@ -183,15 +182,8 @@ def evaluate_run(run_dir: Path, affine_set, affnist, expanded, args: argparse.Na
 
 
 def main(argv=None) -> int:
-    """Ctrl-C and `kill` (SIGTERM) stop a run the same way, as in trainer.run: it is marked interrupted
-    and keeps its last complete epoch; the caller's handlers come back afterwards."""
-    handlers = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: stop_on_sigterm}
-    previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
-    try:
-        return run_experiment(argv)
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+    """Ctrl-C and `kill` (SIGTERM) stop it as they stop trainer.run (trainer.run.interruptible)."""
+    return interruptible(run_experiment, argv)
 
 
 def run_experiment(argv=None) -> int:

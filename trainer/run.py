@@ -226,16 +226,21 @@ def stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
-def main(argv=None) -> int:
-    # Ctrl-C raises KeyboardInterrupt, and `kill` (SIGTERM) does the same, from start-up on; the
-    # caller's handlers come back afterwards.
+def interruptible(command, argv=None) -> int:
+    """`command(argv)` with Ctrl-C and `kill` (SIGTERM) both raising KeyboardInterrupt, from start-up on, so
+    that a run stops the same way for either (marked interrupted, its last complete epoch kept); the
+    caller's handlers come back afterwards."""
     handlers = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: stop_on_sigterm}
     previous = {number: signal.signal(number, handler) for number, handler in handlers.items()}
     try:
-        return train_from_command_line(argv)
+        return command(argv)
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+def main(argv=None) -> int:
+    return interruptible(train_from_command_line, argv)
 
 
 def train_from_command_line(argv) -> int:

@@ -74,7 +74,7 @@ from .paths import (
     run_name,
     runs_roots_from_environment,
 )
-from .run import Run, load_run
+from .run import Run, load_capsule_run, load_run
 from .run_json import INFO_RULES, read_run_json, run_info_problem, summarize, upgrade_config, write_run_json
 from .weights import (
     COMPACT_MIN_ELEMENTS,
@@ -98,7 +98,7 @@ __all__ = [
     "PROJECT_ROOT", "RUNS_ROOT_ENV", "check_inside_root", "default_runs_root", "is_inside", "list_runs",
     "remove_temporary_files", "run_name", "runs_roots_from_environment",
     # reading a run
-    "Run", "load_run", "read_run_json", "read_history", "read_routing", "read_evaluation", "read_dimensions",
+    "Run", "load_run", "load_capsule_run", "read_run_json", "read_history", "read_routing", "read_evaluation", "read_dimensions",
     "load_weights", "read_state", "committed_epochs", "expanded_state_dict",
     # writing a run (the trainer)
     "write_run_json", "write_history", "write_routing", "write_probe_rows", "PROBE_FILES", "write_evaluation",

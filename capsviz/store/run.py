@@ -119,3 +119,14 @@ def load_run(path: str | Path, *, root: str | Path | None = None) -> Run:
     root = Path(root) if lexically_inside or (root is not None and is_inside(path, root)) else None
     return Run(path=path, info=read_run_json(path, root=root), history=read_history(path, root=root),
                name=run_name(path, root), root=root)
+
+
+def load_capsule_run(path: str | Path, *, purpose: str) -> Run:
+    """A run with CapsNet weights, for a tool that reads its capsules; RunError naming what is missing, e.g.
+    "checkpoints/x/model.pt: missing; nothing to map" for purpose "map"."""
+    run = load_run(path)
+    if not run.has_weights:
+        raise RunError(f"{Path(path) / WEIGHTS}: missing; nothing to {purpose}")
+    if not run.has_capsules:
+        raise RunError(f"{path}: a {run.model_name} run has no capsules to {purpose}")
+    return run
