@@ -29,10 +29,11 @@ from ...machine import ISA_VARIABLES, PRECISIONS, CpuFeatures, cpu_features
 # one machine choose alike (runs of the same seed then match exactly).
 TRIAL_MARGIN = 1.1
 
-# The trial costs a dozen training steps of 16 images plus two copies of the model (about 3 s on a 2-core
-# Xeon with AMX); a wrong choice costs at most about half the run's time. Under a tenth of an MNIST epoch
-# the trial would cost more than it can save, so a run that trains fewer images than this in all keeps the
-# CPU's answer. Our choice; the paper trains on GPUs and says nothing of precision.
+# The trial costs a dozen training steps of 16 images plus two copies of the model, about 3 s on a 2-core
+# Xeon with AMX, at every start. It changes the choice only on a CPU that reports bf16 and runs it slowly (a
+# VM with capped instructions: bf16 at twice fp32's time), where a run without it takes up to twice as long.
+# Under a tenth of an MNIST epoch (20-60 s of training) we take the CPU's answer and spare every short run
+# the trial. Our choice; the paper trains on GPUs and says nothing of precision.
 TRIAL_MIN_IMAGES = 6000
 
 
