@@ -23,9 +23,9 @@ from capsviz.dashboard.capsule_space_views import (
     switch_to_requested_page,
 )
 from capsviz.dashboard.figures import capsule_lengths_figure, digit_figure
-from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors
+from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, start_page
 from capsviz.dashboard.safe_html import text
-from capsviz.dashboard.state import digit_codes, load_runs
+from capsviz.dashboard.state import digit_codes
 from capsviz.store import RunError
 
 ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
@@ -35,14 +35,10 @@ started = time.perf_counter()  # the page's server time, shown at its end
 NO_COMPARISON = "(none)"
 DIGIT_KEY = "space_digit"  # the test digit shown beside the maps
 
-st.title("Capsule space")
-st.caption("Each test digit is one point, placed by all ten of its digit capsules (160 numbers: ten 16-D poses "
-           "one after another). Since a capsule's length is its class's probability, digits gather in one island "
-           "per class, a digit the network hesitates over lies between two islands, and within an island the pose "
-           "(stroke, width, slant) spreads the digits. Click a point to see the digit.")
-
-runs = load_runs()
-show_run_errors(runs)
+runs = start_page(__file__, "Each test digit is one point, placed by all ten of its digit capsules (160 numbers: ten 16-D poses "
+                            "one after another). Since a capsule's length is its class's probability, digits gather in one island "
+                            "per class, a digit the network hesitates over lies between two islands, and within an island the pose "
+                            "(stroke, width, slant) spreads the digits. Click a point to see the digit.")
 controls = st.columns([4, 4, 3, 5], vertical_alignment="bottom")
 run, model, images, labels = model_page_inputs(runs, key="space_run", where=controls[0])
 others = [other for other in runs.with_capsules if other.name != run.name

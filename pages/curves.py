@@ -5,22 +5,16 @@ from capsviz.analysis.curves import DEFAULT_PANELS, PANELS, X_EPOCH, X_WALL, com
 from capsviz.analysis.groups import BANDS, group_runs, group_summary_table
 from capsviz.analysis.results import curve_summary_table
 from capsviz.dashboard.figures import curves_figure, run_colors
-from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors, show_table
+from capsviz.dashboard.page_helpers import no_runs_message, show_table, start_page
 from capsviz.dashboard.safe_html import curves_legend
 from capsviz.dashboard.state import load_runs
 from capsviz.store import Run
 from capsviz.store.keras import KerasCsvError, read_keras_history
 
-ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
-
 REFRESH_SECONDS = 10  # how often the charts reread the files while a chosen run is still training
 
-st.title("Routing curves")
-st.caption("Training histories overlaid per metric, CapsNet and baseline runs alike (a baseline has no margin "
-           "or reconstruction loss). Runs still training refresh on their own.")
-
-runs = load_runs()
-show_run_errors(runs)
+runs = start_page(__file__, "Training histories overlaid per metric, CapsNet and baseline runs alike (a baseline has no margin "
+                            "or reconstruction loss). Runs still training refresh on their own.")
 
 with st.expander("Import Keras histories (CSVLogger files)", icon=":material/upload_file:"):
     uploads = st.file_uploader("Keras CSVLogger histories", type=["csv"], accept_multiple_files=True, key="keras_uploads",

@@ -21,22 +21,15 @@ from capsviz.dashboard.dimension_views import (
 )
 from capsviz.dashboard.figures import capsule_lengths_figure, capsule_vector_figure, digit_figure, perturbation_figure
 from capsviz.dashboard.live_decoder import live_decoder
-from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors, show_table, shows_pairs
-from capsviz.dashboard.state import load_runs
-
-ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
+from capsviz.dashboard.page_helpers import model_page_inputs, show_table, shows_pairs, start_page
 
 RANGES = (0.25, 0.5, 1.0)  # slider range choices, +-; the paper's is 0.25
 STEPS_PER_SIDE = 50  # slider resolution: 0.005 at the paper's ±0.25, fine enough to morph smoothly
 EDITOR_KEY = "live_decoder"
 
 
-st.title("Capsule dimensions")
-st.caption("Each digit capsule is a 16-D vector: its length is the class probability, its direction the "
-           "digit's instantiation parameters (stroke, width, skew...). Edit one and decode it, as in Figure 4.")
-
-runs = load_runs()
-show_run_errors(runs)
+runs = start_page(__file__, "Each digit capsule is a 16-D vector: its length is the class probability, its direction the "
+                            "digit's instantiation parameters (stroke, width, skew...). Edit one and decode it, as in Figure 4.")
 picker = st.columns([3, 4, 2, 2], vertical_alignment="bottom")  # run, digit mode (4 choices), its controls
 run, model, images, labels = model_page_inputs(runs, key="dimensions_run", where=picker[0])
 dimensions = model.config.digit_dim

@@ -3,19 +3,12 @@ import streamlit as st
 
 from capsviz.analysis.groups import longest_table1_run, table1_measured
 from capsviz.analysis.results import paper_table1, run_summary_table
-from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors, show_table
+from capsviz.dashboard.page_helpers import no_runs_message, show_table, start_page
 from capsviz.dashboard.page_table import PAGE_TABLE
-from capsviz.dashboard.state import load_runs
 from capsviz.dashboard.time_views import show_time_to_accuracy
 
-ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
-
-st.title("CapsViz")
-st.caption("Sabour, Frosst & Hinton, *Dynamic Routing Between Capsules* (NIPS 2017), reimplemented in PyTorch: "
-           "training runs compared, and the paper's figures made interactive.")
-
-runs = load_runs()
-show_run_errors(runs)
+runs = start_page(__file__, "Sabour, Frosst & Hinton, *Dynamic Routing Between Capsules* (NIPS 2017), reimplemented in PyTorch: "
+                            "training runs compared, and the paper's figures made interactive.")
 
 NUMBER = st.column_config.NumberColumn
 PAPER_BEST = 0.25  # Table 1: routing 3 with reconstruction

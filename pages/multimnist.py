@@ -12,13 +12,10 @@ from capsviz.analysis.segmentation import (
     two_colour_overlay,
     with_capsule,
 )
-from capsviz.dashboard.page_helpers import choose_model_run, ensure_entry_script, model_or_stop, show_run_errors
+from capsviz.dashboard.page_helpers import choose_model_run, model_or_stop, start_page
 from capsviz.dashboard.pair_figures import pair_lengths_figure, rgb_figure
 from capsviz.dashboard.pair_state import pair_codes, pair_set, scan_pair_codes
-from capsviz.dashboard.state import load_runs
 from capsviz.data.mnist import DataError
-
-ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
 SHOW_ALL, SHOW_FAILURES = "All pairs", "Failures"
 SEARCH_SIZES = (100, 200, 500, 1000, 2000, 5000, 10000)
@@ -26,14 +23,10 @@ RANGES = (0.25, 0.5, 1.0)
 STEP = 0.05
 SLIDER_KEY = "pair_dim_{}"
 
-st.title("MultiMNIST")
-st.caption("Section 6 of the paper: trained on pairs of overlapping digits, CapsNet names both by its two longest "
-           "capsules (a pair counts as right only if both are) and redraws each from its own capsule, the others "
-           "masked. As in Figure 5, the two reconstructions are drawn in **red** and **green** over the input "
-           "(yellow where both draw). Decode any capsule, even one whose digit is not in the image.")
-
-runs = load_runs()
-show_run_errors(runs)
+runs = start_page(__file__, "Section 6 of the paper: trained on pairs of overlapping digits, CapsNet names both by its two longest "
+                            "capsules (a pair counts as right only if both are) and redraws each from its own capsule, the others "
+                            "masked. As in Figure 5, the two reconstructions are drawn in **red** and **green** over the input "
+                            "(yellow where both draw). Decode any capsule, even one whose digit is not in the image.")
 controls = st.columns([3, 3, 3, 2], vertical_alignment="bottom")
 run = choose_model_run(runs, key="multimnist_run", where=controls[0], pairs=True)
 if run is None:

@@ -5,22 +5,16 @@ import streamlit as st
 from capsviz.analysis.digits import misclassified
 from capsviz.analysis.reconstructions import TARGET_LABEL, TARGET_PREDICTION, reconstruct_digits, reconstruction_table
 from capsviz.dashboard.figures import reconstruction_grid_figure
-from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors, show_table
-from capsviz.dashboard.state import digit_codes, load_runs, scan_codes
-
-ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
+from capsviz.dashboard.page_helpers import model_page_inputs, show_table, start_page
+from capsviz.dashboard.state import digit_codes, scan_codes
 
 SHOW_ALL, SHOW_MISCLASSIFIED = "All", "Misclassified"
 SOURCES = {"Label": (TARGET_LABEL,), "Prediction": (TARGET_PREDICTION,), "Both": (TARGET_LABEL, TARGET_PREDICTION)}
 SEARCH_SIZES = (200, 500, 1000, 2000, 5000, 10000)
 
-st.title("Reconstructions")
-st.caption("Each test digit beside what the decoder draws from one digit capsule, the others masked: (l, p, r) = "
-           "label, prediction, reconstruction target, as in Figure 3. The paper shows failures twice, decoded from "
-           "the label's capsule and from the prediction's: choose *Both*.")
-
-runs = load_runs()
-show_run_errors(runs)
+runs = start_page(__file__, "Each test digit beside what the decoder draws from one digit capsule, the others masked: (l, p, r) = "
+                            "label, prediction, reconstruction target, as in Figure 3. The paper shows failures twice, decoded from "
+                            "the label's capsule and from the prediction's: choose *Both*.")
 controls = st.columns([3, 3, 4, 2, 3], vertical_alignment="bottom")
 run, model, images, labels = model_page_inputs(runs, key="reconstructions_run", where=controls[0])
 

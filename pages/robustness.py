@@ -11,13 +11,11 @@ from capsviz.analysis.robustness_view import (
     explorer_parameters,
 )
 from capsviz.dashboard.figures import digit_figure
-from capsviz.dashboard.page_helpers import ensure_entry_script, no_runs_message, show_run_errors, show_table
+from capsviz.dashboard.page_helpers import no_runs_message, show_table, start_page
 from capsviz.dashboard.robustness_figures import class_scores_figure, comparison_figure, transform_accuracy_figure
-from capsviz.dashboard.state import cached_paired_table, evaluations, load_runs, model_for, test_set
+from capsviz.dashboard.state import cached_paired_table, evaluations, model_for, test_set
 from capsviz.data.mnist import DataError
 from capsviz.store import RunError
-
-ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 
 # the explorer's slider ranges: wider than the affNIST-like recipe's, to see where each model breaks
 SLIDERS = {  # key: (label, low, high, default, step)
@@ -40,15 +38,11 @@ def reset_sliders() -> None:
         st.session_state[slider_key(name)] = default
 
 
-st.title("Robustness")
-st.caption("Paper section 5.2: a CapsNet and a CNN trained on expanded MNIST (digits shifted on 40x40) to the same "
-           "test accuracy (99.23% and 99.22%) scored 79% and 66% on affNIST. The real affNIST cannot be downloaded "
-           "here: our runs are tested on an **affNIST-like set generated offline** from MNIST's test digits (rotation "
-           "±20°, shear ±0.2, scale 0.8-1.25 per axis, translation ±5 px; README), which is not the real affNIST, "
-           "and on the real one only where `python -m trainer.robustness --affnist-dir DIR` was run.")
-
-runs = load_runs()
-show_run_errors(runs)
+runs = start_page(__file__, "Paper section 5.2: a CapsNet and a CNN trained on expanded MNIST (digits shifted on 40x40) to the same "
+                            "test accuracy (99.23% and 99.22%) scored 79% and 66% on affNIST. The real affNIST cannot be downloaded "
+                            "here: our runs are tested on an **affNIST-like set generated offline** from MNIST's test digits (rotation "
+                            "±20°, shear ±0.2, scale 0.8-1.25 per axis, translation ±5 px; README), which is not the real affNIST, "
+                            "and on the real one only where `python -m trainer.robustness --affnist-dir DIR` was run.")
 evaluated, broken = evaluations(runs.runs)  # read once per evaluation.json version
 for error in broken:
     st.error(f"Evaluation skipped: {error}", icon=":material/error:")

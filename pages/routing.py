@@ -10,7 +10,7 @@ from capsviz.analysis.iterations import iterations_table, routing_families
 from capsviz.dashboard.bug_section import BUG, routing_bug_section
 from capsviz.dashboard.digit_picker import pick_or_draw_digit
 from capsviz.dashboard.figures import digit_figure
-from capsviz.dashboard.page_helpers import ensure_entry_script, model_page_inputs, show_run_errors, show_table
+from capsviz.dashboard.page_helpers import model_page_inputs, show_table, start_page
 from capsviz.dashboard.procedure_section import procedure_section
 from capsviz.dashboard.routing_figures import (
     agreement_figure,
@@ -21,11 +21,10 @@ from capsviz.dashboard.routing_figures import (
     logit_change_figure,
     training_provenance,
 )
-from capsviz.dashboard.state import digit_routing, load_runs, model_for, routing_history
+from capsviz.dashboard.state import digit_routing, model_for, routing_history
 from capsviz.model.routing_view import ALL_TYPES, coupling_maps
 from capsviz.store import RunError
 
-ensure_entry_script()  # a deep link on a fresh server must still go through dashboard.py
 started = time.perf_counter()  # the page's server time, shown at its end (scripts/bench_dashboard.py reads it)
 
 NO_COMPARISON = "(none)"
@@ -33,13 +32,9 @@ FROM_UNIFORM, ROUTED = "from_uniform", "routed"
 MAP_MODES = {FROM_UNIFORM: "Change from uniform", ROUTED: "Routed length"}
 MAX_ITERATIONS = 10
 
-st.title("Routing")
-st.caption("Routing by agreement (Procedure 1), iteration by iteration: each primary capsule i splits its vote "
-           "u_hat_{j|i} among the digit capsules j by its coupling c_ij = softmax_j(b_ij), and b_ij grows by the "
-           "agreement u_hat_{j|i} · v_j. With 1 iteration the coupling is uniform (1/10).")
-
-runs = load_runs()
-show_run_errors(runs)
+runs = start_page(__file__, "Routing by agreement (Procedure 1), iteration by iteration: each primary capsule i splits its vote "
+                            "u_hat_{j|i} among the digit capsules j by its coupling c_ij = softmax_j(b_ij), and b_ij grows by the "
+                            "agreement u_hat_{j|i} · v_j. With 1 iteration the coupling is uniform (1/10).")
 controls = st.columns([4, 4, 7, 3, 3], vertical_alignment="bottom")
 
 

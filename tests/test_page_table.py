@@ -45,3 +45,13 @@ def test_the_home_page_links_every_other_page_with_its_line(empty_root, monkeypa
     assert [icon for _, _, icon in links] == [page.icon for page in others]
     captions = [caption.value for caption in app.caption]
     assert all(page.shows in captions for page in others)
+
+
+def test_every_page_starts_the_same_way_and_takes_its_heading_from_the_table():
+    """Each page's top is page_helpers.start_page(__file__, caption): the entry-script check, the heading its
+    table entry names (the page writes no st.title of its own), its caption, the runs and their errors."""
+    for page in PAGE_TABLE:
+        source = (ROOT / page.path).read_text()
+        assert source.count("start_page(__file__, ") == 1, page.path
+        assert "st.title(" not in source, f"{page.path}: its heading belongs in the page table"
+        assert "show_run_errors(" not in source and "load_runs()\n" not in source.split("start_page(")[0], page.path

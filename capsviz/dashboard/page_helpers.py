@@ -1,6 +1,7 @@
-"""What every dashboard page shows the same way: the entry-script check that comes first, broken
-runs as one line each, the empty state, and the run selector and inputs of the model pages (a
-CapsNet run with weights, its model, and the test set of the dataset it trained on)."""
+"""What every dashboard page shows the same way: its top (the entry-script check that comes first,
+its heading from the page table, what it shows, the runs and their errors), broken runs as one line each,
+the empty state, and the run selector and inputs of the model pages (a CapsNet run with weights, its
+model, and the test set of the dataset it trained on)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,7 +15,8 @@ from ..data.datasets import DATASETS, get_dataset
 from ..data.mnist import DataError
 from ..store import Run, RunError
 from . import state
-from .state import Runs, model_for
+from .page_table import ROOT, page_by_path
+from .state import Runs, load_runs, model_for
 
 TRAIN_COMMAND = "python -m trainer.run --routings 3"
 
@@ -41,6 +43,18 @@ def show_table(table, **options):
     cell whose value is missing, NaN of a float column included, unless placeholder says otherwise;
     the tables keep their numbers numeric with NaN where one is missing (so columns sort by value)."""
     return st.dataframe(table, **{"hide_index": True, "width": "stretch", "placeholder": MISSING, **options})
+
+
+def start_page(page_file: str, caption: str) -> Runs:
+    """The top of every page, called before it draws anything: through dashboard.py first
+    (ensure_entry_script), the heading its entry in the page table names, `caption` (what the page shows),
+    then the runs, each broken one named in one error line. `page_file`: the page's __file__."""
+    ensure_entry_script()
+    st.title(page_by_path(Path(page_file).resolve().relative_to(ROOT).as_posix()).page_heading)
+    st.caption(caption)
+    runs = load_runs()
+    show_run_errors(runs)
+    return runs
 
 
 def show_run_errors(runs: Runs) -> None:
