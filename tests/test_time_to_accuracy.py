@@ -76,8 +76,9 @@ def test_the_showcase_clocks_the_shipped_runs_at_the_benchmarks_idle_speed():
     from capsviz import store
     from capsviz.analysis.time_to_accuracy import SHOWCASE, SHOWCASE_BENCH, SHOWCASE_REFERENCE, idle_epoch_seconds, showcase
     root = store.PROJECT_ROOT / "checkpoints"
-    histories = {name: store.load_run(root / name, root=root).history
-                 for _, name, _ in (*SHOWCASE, SHOWCASE_REFERENCE) if (root / name / "run.json").exists()}
+    missing = [name for _, name, _ in (*SHOWCASE, SHOWCASE_REFERENCE) if not (root / name / "run.json").exists()]
+    assert not missing, f"the showcase names runs that do not ship: {missing}"
+    histories = {name: store.load_run(root / name, root=root).history for _, name, _ in (*SHOWCASE, SHOWCASE_REFERENCE)}
     bench = json.loads((store.PROJECT_ROOT / SHOWCASE_BENCH).read_text())
     clock = idle_epoch_seconds(bench)
     assert clock["plain"] > 3 * clock["fast"]  # the fast path's speed-up on the benchmark's machine
