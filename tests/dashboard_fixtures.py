@@ -23,6 +23,7 @@ from conftest import ROOT
 
 KERAS_HISTORIES = Path(__file__).resolve().parent / "keras_histories"  # the seed project's two CSVLogger files
 DASHBOARD = ROOT / "dashboard.py"  # the entry script: its navigation opens every page
+OLD_R2 = "mnist-x0.9/mnist-r2"  # a shipped run with no Table 1 row: the 7-epoch x0.9 trio's 2 routings
 APP_TIMEOUT = 120  # seconds per AppTest run: a cold page loads a model and MNIST on 2 busy cores
 _built: dict[str, Path] = {}
 

@@ -65,12 +65,12 @@ def test_the_curves_page_compares_one_folder_of_runs(tmp_path, monkeypatch):
 
     from capsviz import store
     shipped = store.PROJECT_ROOT / "checkpoints"
-    for name in ("schedules/decay0.9-seed0", "schedules/budget75m-cosine-seed0", "mnist-r2"):
+    for name in ("schedules/decay0.9-seed0", "schedules/budget75m-cosine-seed0", "mnist-r3"):
         shutil.copytree(shipped / name, tmp_path / name)
     monkeypatch.setenv(store.RUNS_ROOT_ENV, str(tmp_path))
     app = new_app().run()
     app.switch_page("pages/curves.py").run()
-    assert app.multiselect(key="curve_runs").value == ["mnist-r2", "schedules/budget75m-cosine-seed0",
+    assert app.multiselect(key="curve_runs").value == ["mnist-r3", "schedules/budget75m-cosine-seed0",
                                                         "schedules/decay0.9-seed0"]
     app.selectbox(key="curve_folder").set_value("schedules").run()
     assert not app.exception

@@ -20,7 +20,7 @@ from capsviz.analysis.robustness_view import COMPARISON_NUMBERS, comparison_tabl
 from capsviz.dashboard.dimension_views import summary_row, summary_table
 from capsviz.store import Run, default_runs_root, load_run
 
-from dashboard_fixtures import open_app
+from dashboard_fixtures import OLD_R2, open_app
 
 TABLE1_NUMBERS = ["n", "Final test error (%)", "Final std", "Best test error (%)", "Best std", "Paper mean (%)"]
 
@@ -98,13 +98,13 @@ def load_shipped(name: str) -> Run:
 
 
 def test_the_home_page_shows_gaps_as_empty_cells(tmp_path, monkeypatch):
-    """mnist-r2 has no Table 1 row and mnist-r3 is one seed (no std): their gaps reach the page as NaN,
+    """The 7-epoch 2-routing run has no Table 1 row and mnist-r3 is one seed (no std): their gaps reach the page as NaN,
     and each table there shows them empty (open_app checks every table's placeholder)."""
-    for name in ("mnist-r2", "mnist-r3"):  # histories only: the home page reads no weights
+    for name in (OLD_R2, "mnist-r3"):  # histories only: the home page reads no weights
         shutil.copytree(default_runs_root() / name, tmp_path / name, ignore=shutil.ignore_patterns("*.pt", "*.npz"))
     app = open_app(tmp_path, monkeypatch)
     runs_table, measured = app.dataframe[0].value.set_index("Run"), app.dataframe[1].value
-    assert pd.api.types.is_float_dtype(runs_table["Paper (%)"]) and pd.isna(runs_table.loc["mnist-r2", "Paper (%)"])
+    assert pd.api.types.is_float_dtype(runs_table["Paper (%)"]) and pd.isna(runs_table.loc[OLD_R2, "Paper (%)"])
     assert measured["Final std"].isna().all() and pd.api.types.is_float_dtype(measured["Final std"])
     assert all(table.proto.placeholder == "" for table in app.dataframe)
 

@@ -5,7 +5,7 @@ import pytest
 from capsviz.analysis.results import best_test_error, curve_summary_table, paper_error, paper_table1, run_summary_row, run_summary_table
 from capsviz.store import Run, load_run
 
-from dashboard_fixtures import synthetic_rows
+from dashboard_fixtures import OLD_R2, synthetic_rows
 
 
 def test_best_test_error_is_at_the_argmin_epoch():
@@ -71,11 +71,11 @@ def test_an_imported_keras_history_has_no_setup_and_no_paper_row():
 
 
 def test_a_run_without_a_table1_row_leaves_the_paper_cell_empty_not_none():
-    """The shipped 2-routing run has no Table 1 row: the column stays numeric (NaN, an empty cell), so the
+    """The shipped 7-epoch 2-routing run has no Table 1 row: the column stays numeric (NaN, an empty cell), so the
     home table never shows the text "None"."""
     from capsviz.store import default_runs_root
 
-    shipped = [load_run(default_runs_root() / name) for name in ("mnist-r2", "mnist-r3")]
+    shipped = [load_run(default_runs_root() / name) for name in (OLD_R2, "mnist-r3")]
     table = run_summary_table(shipped).set_index("Run")
     assert pd.api.types.is_float_dtype(table["Paper (%)"])
-    assert pd.isna(table.loc["mnist-r2", "Paper (%)"]) and table.loc["mnist-r3", "Paper (%)"] == 0.25
+    assert pd.isna(table.loc[OLD_R2, "Paper (%)"]) and table.loc["mnist-r3", "Paper (%)"] == 0.25

@@ -10,7 +10,7 @@ from capsviz.model.fast import prepare_model
 from capsviz.store import default_runs_root
 from trainer.loop import TrainConfig, select, validate
 
-SHIPPED = ["mnist-r1", "mnist-r2", "mnist-r3"]
+SHIPPED = ["mnist-r1", "mnist-r3"]  # the like-for-like pair with weights
 WEIGHTS_BUDGET = 45 * 2 ** 20  # all shipped model.pt together
 TREE_BUDGET = 55 * 2 ** 20  # every tracked file: the tree must travel to a GPU machine
 
@@ -35,7 +35,7 @@ def test_shipped_run_is_complete(name):
 
 def test_shipped_runs_share_settings_apart_from_routings():
     configs = [dict(shipped(name).config, routings=None) for name in SHIPPED]
-    assert configs[0] == configs[1] == configs[2]
+    assert configs[0] == configs[1]
 
 
 def test_shipped_weights_fit_the_budget():
