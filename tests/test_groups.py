@@ -51,6 +51,16 @@ def test_a_second_run_with_the_same_seed_stands_alone_rather_than_counting_as_an
     assert [(group.name, group.seeds) for group in groups] == [("a", [0, 1]), ("copy-of-a", [0])]
 
 
+def test_a_repeat_that_comes_first_does_not_take_a_sweep_seeds_place():
+    """The seeds of one sweep stay together whatever order the runs come in: a shipped copy of seed 0
+    (mnist-r3) or a short budget trial of the same setting listed before the sweep stands alone."""
+    groups = group_runs([run("mnist-r3", [0.3], seed=0), run("schedules/budget-seed0", [0.5], seed=0),
+                         run("table1/r3-seed0", [0.3], seed=0), run("table1/r3-seed1", [0.34], seed=1),
+                         run("other-seed2", [0.4], seed=2)])
+    assert [(group.name, group.seeds) for group in groups] == [
+        ("table1/r3-seed0 +2", [0, 1, 2]), ("mnist-r3", [0]), ("schedules/budget-seed0", [0])]
+
+
 def test_group_curve_is_the_mean_and_spread_of_the_seeds_that_reached_each_epoch():
     curve = group_curve([history([1.0, 2.0]), history([3.0, 4.0]), history([5.0])], "test_error")
     assert curve["epoch"].tolist() == [1, 2]

@@ -67,17 +67,30 @@ def group_runs(runs: Sequence[Run]) -> list[RunGroup]:
         by_key.setdefault(experiment_key(run), []).append(run)
     groups = []
     for runs_of_key in by_key.values():
-        # a group holds each seed once: a second run with the same seed (a copy, a rerun) is not another
-        # sample of the setting, so it stands alone rather than shrinking the spread
-        members: list[Run] = []
-        repeats: list[Run] = []
-        for run in runs_of_key:
-            same_seed = any(run.config.get("seed") == member.config.get("seed") for member in members)
-            (repeats if same_seed else members).append(run)
+        members, repeats = seed_members(runs_of_key)
         members = sorted(members, key=lambda run: (run.config.get("seed") is None, run.config.get("seed") or 0))
         groups.append(RunGroup(group_name(members), tuple(members)))
         groups.extend(RunGroup(run.name, (run,)) for run in repeats)
     return groups
+
+
+def seed_members(runs: Sequence[Run]) -> tuple[list[Run], list[Run]]:
+    """Runs of one setting split into the group's members, each seed once, and repeats: a second run with a
+    seed already there (a copy, a rerun, a budget trial of the same setting) is not another sample of the
+    setting, so it stands alone rather than shrinking the spread. The members are first the seeds that share
+    a name up to -seedN (a sweep's, the most seeds among such names), then any run whose seed is new."""
+    by_stem: dict[str, list[Run]] = {}
+    for run in runs:
+        by_stem.setdefault(SEED_SUFFIX.sub("", run.name), []).append(run)
+    sweep = max(by_stem.values(), key=len)  # max keeps the first of equals: the order the runs came in
+    members: list[Run] = list(sweep)
+    repeats: list[Run] = []
+    for run in runs:
+        if any(run is member for member in sweep):  # identity: runs hold DataFrames, which do not compare to a bool
+            continue
+        same_seed = any(run.config.get("seed") == member.config.get("seed") for member in members)
+        (repeats if same_seed else members).append(run)
+    return members, repeats
 
 
 def group_curve(histories: Sequence[pd.DataFrame], column: str) -> pd.DataFrame:
