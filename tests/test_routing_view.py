@@ -153,7 +153,7 @@ def test_training_caption_names_the_epochs_the_error_the_machine_and_the_commit(
     info, environment = run.info, run.info["environment"]
     caption = training_provenance(run)
     assert caption.startswith(f"mnist-r3: {info['epochs_done']} epoch(s), final test error {info['final_test_error']:.2f}%")
-    assert f"trained on {environment['processor']} (cpu, {environment['threads']} threads)" in caption
+    assert f"trained on {environment['cpu']} (cpu, {environment['threads']} threads)" in caption, "the CPU by its name"
     assert caption.endswith(f"commit {environment['git_commit'][:7]}")
     fresh = store.Run(path=None, info={"status": "running", "environment": {}}, history=pd.DataFrame(), name="new")
     assert training_provenance(fresh) == "new: 0 epoch(s), final test error -, trained on unknown machine (?), commit unknown"

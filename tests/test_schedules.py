@@ -196,7 +196,7 @@ def test_bad_schedule_values_are_refused_in_one_line(tmp_path, capsys, argv, mes
 
 
 def test_runs_from_before_schedules_resume_and_compare_as_the_per_epoch_decay_they_used():
-    shipped = store.read_run_json(store.PROJECT_ROOT / "checkpoints" / "mnist-r3")
+    shipped = store.read_run_json(store.PROJECT_ROOT / "checkpoints" / "mnist-x0.9" / "mnist-r3")
     assert shipped["config"]["schedule"] == "exp-epoch" and shipped["config"]["recipe"] == "paper"
     legacy = {key: value for key, value in shipped["config"].items() if key not in store.LEGACY_SETTINGS}
     config = TrainConfig(**{**shipped["config"], "data_dir": None})

@@ -79,9 +79,11 @@ def test_shipped_weights_reproduce_reported_error(name):
     model = prepare_model(run.model, cpu, True, precision="fp32")
     with torch.inference_mode():
         stats = validate(model, config.task(), images, labels, config, cpu, precision="fp32")
-    error = 100 * (1 - stats.acc)
-    # the run measured its fp32 weights; int8 on disk (compact_weights) may flip a digit or two of 10,000
-    assert error == pytest.approx(run.info["final_test_error"], abs=0.02)
+    # the run measured its own weights; int8 on disk (compact_weights) may flip a digit or two of 10,000
+    # (mnist-r3: 30 wrong before, 32 after). Counted in digits: 0.32 - 0.30 is a hair above 0.02 in floats.
+    wrong = round((1 - stats.acc) * len(labels))
+    reported = round(run.info["final_test_error"] / 100 * len(labels))
+    assert abs(wrong - reported) <= 2, f"{wrong} digits wrong of {len(labels)}; run.json reports {reported}"
 
 
 def test_shipped_baseline_history_is_the_papers_cnn_on_full_mnist():

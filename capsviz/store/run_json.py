@@ -69,7 +69,7 @@ def read_run_json(run_dir: Path, *, root: Path | None = None) -> dict:
 
 def upgrade_config(config: dict) -> dict:
     """A config as today's trainer writes it. Runs written before datasets and models had names (the
-    shipped mnist-r1/r2/r3) trained CapsNet on MNIST and kept CapsNet overrides under "model"."""
+    7-epoch runs in checkpoints/mnist-x0.9/) trained CapsNet on MNIST and kept CapsNet overrides under "model"."""
     config = dict(config)
     if isinstance(config.get("model"), dict):
         config["model_options"] = config.pop("model")
