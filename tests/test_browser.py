@@ -11,23 +11,17 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from capsviz.dashboard import server
 from capsviz.dashboard.page_table import PAGE_TABLE
-from capsviz.store import RUNS_ROOT_ENV
+from capsviz.dashboard.server import CHROMIUM, CHROMIUM_ARGS
 
 from conftest import ROOT
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
 PAGES = {page.name: page for page in PAGE_TABLE}  # "curves": its entry in capsviz/dashboard/page_table.py
 TIMEOUT_MS = 60_000  # generous: a cold page loads a model and MNIST on 2 busy cores
 SLOW_TIMEOUT_MS = 240_000  # a fresh server's first page under a load average of 18 on 2 cores took over 60 s
@@ -42,12 +36,6 @@ def require_chromium() -> None:
     pytest.skip(f"{CHROMIUM} is missing (install it with `apt-get install -y chromium`; set CI to make this fail)")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def pair_runs_root(multimnist_run, tmp_path_factory) -> Path:
     """A second runs root, for the MultiMNIST page: conftest's tiny real MultiMNIST run."""
@@ -58,38 +46,15 @@ def pair_runs_root(multimnist_run, tmp_path_factory) -> Path:
 
 @contextlib.contextmanager
 def serve_dashboard(roots: list[Path], log_name: str = "streamlit.log"):
-    """`streamlit run dashboard.py` on a free localhost port over these runs roots; yields its URL."""
+    """`streamlit run dashboard.py` on a free localhost port over these runs roots (capsviz.dashboard.server);
+    yields its URL. Its log lands in test-artifacts/."""
     require_chromium()
-    port = free_port()
-    env = {**os.environ, RUNS_ROOT_ENV: os.pathsep.join(str(root) for root in roots)}
-    log = (ARTIFACTS / log_name)
     ARTIFACTS.mkdir(exist_ok=True)
-    with open(log, "w") as log_file:
-        server = subprocess.Popen(
-            # no --server.address: .streamlit/config.toml's 127.0.0.1 is under test
-            [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
-             "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, f"streamlit exited with {server.returncode}: see {log}"
-            assert time.monotonic() < deadline, f"streamlit did not answer on {url} within 60 s: see {log}"
-            time.sleep(0.3)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        with server.serve_dashboard(roots, log=ARTIFACTS / log_name) as url:
+            yield url
+    except server.ServerError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="module")
@@ -459,3 +424,20 @@ def test_capsule_space_map_in_a_browser_and_its_digit_opens_on_the_routing_page(
     assert page.locator(".st-key-routing_digit_mode").get_by_role("radio", name="By index").is_checked()
     assert not errors, f"JavaScript errors in the page: {errors}"
     page.close()
+
+
+def test_the_readme_screenshot_is_the_home_page_over_the_shipped_runs(tmp_path, capsys):
+    """scripts/screenshot_home.py (how docs/images/dashboard.png is made): a PNG of the asked size, of a page
+    that finished running; a size too small to show the table is refused before any server starts."""
+    require_chromium()
+    import struct
+
+    from scripts.screenshot_home import main as screenshot_main
+
+    assert screenshot_main(["--out", str(tmp_path / "tiny.png"), "--width", "100"]) == 2
+    assert "--width 100" in capsys.readouterr().err and not (tmp_path / "tiny.png").exists()
+    out = tmp_path / "home.png"
+    assert screenshot_main(["--out", str(out), "--width", "900", "--height", "600"]) == 0
+    header = out.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", header[16:24]) == (900, 600), "the viewport's size"
