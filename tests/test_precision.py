@@ -79,6 +79,38 @@ def test_the_trainer_counts_every_epoch_when_it_decides_whether_the_trial_pays(m
     assert trainer(epochs=1, budget={"seconds": 60, "deadline": 0}).precision.trial_ms and len(trials) == 2
 
 
+def test_a_resume_on_the_same_cpu_keeps_its_precision_without_a_trial(monkeypatch, tmp_path):
+    """--resume with auto where the run last trained: state.pt's precision, no trial (its answer would be
+    thrown away); a state.pt from another CPU, or none, has the trial."""
+    from capsviz import store
+    from capsviz.model.fast import precision
+    from trainer import loop
+
+    monkeypatch.setattr(precision, "cpu_features", lambda: AMX)
+    trials = []
+    monkeypatch.setattr(loop, "trial_timings", lambda *args: trials.append(1) or {"bf16": 40.0, "fp32": 90.0})
+    monkeypatch.setattr(loop, "_precision_choices", {})
+    images, labels = torch.zeros(1000, 1, 28, 28, dtype=torch.uint8), torch.zeros(1000, dtype=torch.long)
+    here = describe_machine(CPU)
+    lines = []
+
+    def resumed(run_dir, *, resume=True):
+        config = loop.TrainConfig(routings=1, epochs=TRIAL_MIN_IMAGES)  # long enough for the trial to pay
+        return loop.Trainer(config, run_dir, CPU, (images, labels), (images[:10], labels[:10]), log=lines.append,
+                            resume=resume)
+
+    same = tmp_path / "same"
+    store.write_state(same, {"epoch": 1, "environment": {**here, "precision": "fp32", "precision_reason": "a trial"}})
+    kept = resumed(same).precision
+    assert kept.precision == "fp32" and "kept from the run's last start" in kept.reason and not trials
+    assert lines == [f"precision fp32 (auto): {kept.reason}"], "said once, before training"
+    other = tmp_path / "other"
+    store.write_state(other, {"epoch": 1, "environment": {**here, "cpu": "another CPU", "precision": "fp32"}})
+    assert resumed(other).precision.precision == "bf16" and len(trials) == 1, "another CPU decides afresh"
+    loop._precision_choices.clear()
+    assert resumed(tmp_path / "none").precision.precision == "bf16" and len(trials) == 2, "no state.pt: the trial"
+
+
 @pytest.mark.parametrize("requested", ["bf16", "fp32"])
 def test_forced_precision_is_kept_whatever_the_cpu(requested):
     for features in (NO_BF16, AVX512_BF16):

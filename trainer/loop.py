@@ -322,7 +322,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run_dir: Path, device: torch.device, train_data, test_data, *,
                  log=log_to_stdout, heartbeat_seconds: float = store.HEARTBEAT_SECONDS,
-                 processes: Distributed = SINGLE, budget: dict | None = None):
+                 processes: Distributed = SINGLE, budget: dict | None = None, resume: bool = False):
         self.config, self.run_dir, self.device, self.processes = config, Path(run_dir), device, processes
         self.log = log if processes.is_main else (lambda message: None)  # rank 0 speaks for all
         self.heartbeat_seconds = heartbeat_seconds  # run.json is rewritten at least this often while training
@@ -335,7 +335,11 @@ class Trainer:
         model = config.build_model()
         # the arithmetic, on this machine; a budget plans its epochs later, so its length is unknown here
         training_images = None if budget else len(self.train_images) * config.epochs
-        self.precision = decide_precision(model, device, config, training_images=training_images, log=self.log)
+        # a resume on the kind of CPU the run last trained on keeps its precision: a trial would be thrown away
+        kept = self.precision_kept_on_resume(device) if resume else None
+        if kept is not None and config.fast:
+            self.log(f"precision {kept.precision} ({kept.requested}): {kept.reason}")
+        self.precision = kept or decide_precision(model, device, config, training_images=training_images, log=self.log)
         self.precision = processes.broadcast(self.precision)  # every rank computes as rank 0 decided
         self.model = prepare_model(model, device, config.fast, precision=self.precision.precision)
         # what the training step calls: the model itself, or its DistributedDataParallel wrapper
@@ -478,6 +482,16 @@ class Trainer:
         self.resumes = [*state.get("resumes", []), {**resume, "changes": changes} if changes else resume]
         self.environment = state.get("environment", self.environment)
         self.write_derived_files("running")
+
+    def precision_kept_on_resume(self, device: torch.device) -> PrecisionChoice | None:
+        """The precision state.pt's last start used, where `--precision auto` resumes on the same kind of CPU
+        (kept_on_resume); None otherwise, or where state.pt cannot be read (restore() names the problem)."""
+        try:
+            state = store.read_state(self.run_dir, mmap=True)
+        except store.RunError:
+            return None
+        previous = (state.get("resumes") or [state.get("environment") or {}])[-1]
+        return kept_on_resume(previous, describe_machine(device), self.config.precision)
 
     def keep_precision_on_the_same_cpu(self, state: dict) -> None:
         """With --precision auto on the kind of CPU the run last trained on, go on in the precision it

@@ -278,7 +278,7 @@ def load_dataset(config: TrainConfig, split: str):
 def train_run(config: TrainConfig, run_dir: Path, mode: str, device, train, test,
               processes: distributed.Distributed, *, budget: dict | None = None) -> int:
     try:
-        trainer = Trainer(config, run_dir, device, train, test, processes=processes, budget=budget)
+        trainer = Trainer(config, run_dir, device, train, test, processes=processes, budget=budget, resume=mode == RESUME)
         trainer.start(resume=mode == RESUME)
     except (CliError, DataError, store.RunError) as error:
         print(f"error: {error}", file=sys.stderr)
