@@ -431,13 +431,18 @@ def test_the_readme_screenshot_is_the_home_page_over_the_shipped_runs(tmp_path, 
     that finished running; a size too small to show the table is refused before any server starts."""
     require_chromium()
     import struct
+    import subprocess
+    import sys
 
     from scripts.screenshot_home import main as screenshot_main
 
     assert screenshot_main(["--out", str(tmp_path / "tiny.png"), "--width", "100"]) == 2
     assert "--width 100" in capsys.readouterr().err and not (tmp_path / "tiny.png").exists()
     out = tmp_path / "home.png"
-    assert screenshot_main(["--out", str(out), "--width", "900", "--height", "600"]) == 0
+    # its own process: this module's browser fixture already runs Playwright's event loop here
+    taken = subprocess.run([sys.executable, "scripts/screenshot_home.py", "--out", str(out), "--width", "900", "--height", "600"],
+                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert taken.returncode == 0, taken.stderr
     header = out.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", header[16:24]) == (900, 600), "the viewport's size"
