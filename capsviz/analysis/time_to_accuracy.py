@@ -124,6 +124,7 @@ SHOWCASE = (  # (label, run name, the path whose speed clocks it)
     ("cosine, 75-minute budget, fast path", "schedules/budget75m-cosine-seed0", "fast"),
     ("cosine over 30 epochs, fast path, seed 0", "table1/capsnet-r3-recon-seed0", "fast"),
     ("cosine over 30 epochs, fast path, seed 1", "table1/capsnet-r3-recon-seed1", "fast"),
+    ("cosine over 30 epochs, fast path, seed 2", "table1/capsnet-r3-recon-seed2", "fast"),
     ("x0.99 per epoch, fast path, seed 0", "table1-x0.99/capsnet-r3-recon-seed0", "fast"),
     ("x0.99 per epoch, fast path, seed 1", "table1-x0.99/capsnet-r3-recon-seed1", "fast"),
     ("x0.99 per epoch, fast path, seed 2", "table1-x0.99/capsnet-r3-recon-seed2", "fast"),
