@@ -287,6 +287,11 @@ def decide_precision(model: nn.Module, device: torch.device, config: TrainConfig
     return _precision_choices[key]
 
 
+def kept_at_last_start(state: dict, machine: dict, requested: str) -> PrecisionChoice | None:
+    """kept_on_resume against the run's last start in state.pt: its last resume, else its first start."""
+    return kept_on_resume((state.get("resumes") or [state.get("environment") or {}])[-1], machine, requested)
+
+
 def log_to_stdout(message: str) -> None:
     print(message, flush=True)
 
@@ -490,14 +495,12 @@ class Trainer:
             state = store.read_state(self.run_dir, mmap=True)
         except store.RunError:
             return None
-        previous = (state.get("resumes") or [state.get("environment") or {}])[-1]
-        return kept_on_resume(previous, describe_machine(device), self.config.precision)
+        return kept_at_last_start(state, describe_machine(device), self.config.precision)
 
     def keep_precision_on_the_same_cpu(self, state: dict) -> None:
         """With --precision auto on the kind of CPU the run last trained on, go on in the precision it
         used (a resumed run then continues exactly as it would have); another CPU decides afresh."""
-        previous = (state.get("resumes") or [state.get("environment") or {}])[-1]
-        kept = kept_on_resume(previous, self.environment, self.config.precision)
+        kept = kept_at_last_start(state, self.environment, self.config.precision)
         if kept is None:
             return
         if kept.precision != self.precision.precision:
