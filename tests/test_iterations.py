@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -71,6 +72,21 @@ def test_runs_that_differ_only_in_their_routings_are_one_family(iterations_root)
     assert family.name == "routings/r1-seed0 +3", "no folder in common: the first run and how many more"
     only_routings = routing_families([run for run in family.runs if run.name.startswith("routings/")])
     assert only_routings[0].name == "routings", "the folder they share names them"
+
+
+def test_a_copied_run_is_one_member_and_a_rerun_that_trained_differently_is_two(iterations_root, tmp_path):
+    """routings/ copied whole, plus r3-seed0 copied to the top level (as mnist-r3 ships a copy of a Table 1
+    seed) and a rerun of r1-seed0 whose last epoch came out otherwise."""
+    shutil.copytree(iterations_root / "routings", tmp_path / "routings")
+    shutil.copytree(iterations_root / "routings" / "r3-seed0", tmp_path / "shipped-r3")
+    rerun = shutil.copytree(iterations_root / "routings" / "r1-seed0", tmp_path / "rerun-r1")
+    history = pd.read_csv(rerun / store.HISTORY_CSV)
+    history.loc[history.index[-1], "test_error"] += 0.01
+    history.to_csv(rerun / store.HISTORY_CSV, index=False)
+    [family] = routing_families(load_all(tmp_path))
+    assert [run.name for run in family.runs] == ["rerun-r1", "routings/r1-seed0", "routings/r3-seed0",
+                                                 "routings/r5-seed0"], "the copy in the larger folder stays"
+    assert routing_families([run for run in load_all(tmp_path) if run.name != "rerun-r1"])[0].name == "routings"
 
 
 def test_a_single_routing_count_is_no_family(iterations_root):

@@ -4,7 +4,7 @@ side by side (the paper tried 1, 3, 5, 7 and 10 iterations; section 4's "3 itera
     routing_families   the CapsNet runs grouped by everything but their routings (and their seed and
                        machine settings, as capsviz.groups ignores them; their planned epochs count, since
                        iterations are compared at one training length): each family with two or more
-                       routing counts is one comparison
+                       routing counts is one comparison; a run copied to another folder counts once
     iterations_table   a family's numbers per run: final test error and loss, seconds per epoch, and the
                        last epoch's mean |delta b_ij| of its first and last iteration (routing.csv)
 
@@ -13,6 +13,7 @@ Plain pandas, no Streamlit, no plotting: the Routing page draws these (capsviz.d
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -52,18 +53,42 @@ def budget_planned(run: Run) -> bool:
     return "budget" in run.info or any(isinstance(change, dict) and "budget" in change for change in changes)
 
 
+def folder(run: Run) -> str:
+    return run.name.rsplit("/", 1)[0] if "/" in run.name else ""
+
+
 def family_name(runs: Sequence[Run]) -> str:
     """The folder the runs share ("routings" for routings/r1-seed0 ...), else their names (a few) or the
     first's and how many more."""
-    folders = {run.name.rsplit("/", 1)[0] if "/" in run.name else "" for run in runs}
+    folders = {folder(run) for run in runs}
     if len(folders) == 1 and "" not in folders:
         return folders.pop()
     return ", ".join(run.name for run in runs) if len(runs) <= 3 else f"{runs[0].name} +{len(runs) - 1}"
 
 
+def is_copy(run: Run, other: Run) -> bool:
+    """The same training seen twice: the same routings and seed and the same history, epoch by epoch (a run
+    copied to another folder, as the shipped mnist-r3 is a copy of Table 1's 3-routing seed 0)."""
+    return (run.routings == other.routings and run.config.get("seed") == other.config.get("seed")
+            and run.history.equals(other.history))
+
+
+def without_copies(members: Sequence[Run]) -> list[Run]:
+    """Each training once: of a run and its copies, the one whose folder holds the most of the family stays
+    (a sweep's seed rather than a lone copy elsewhere), then the first by name. A rerun of a seed that
+    trained differently is another sample and stays."""
+    folder_sizes = Counter(folder(run) for run in members)
+    kept: list[Run] = []
+    for run in sorted(members, key=lambda run: (-folder_sizes[folder(run)], run.name)):
+        if not any(is_copy(run, other) for other in kept):
+            kept.append(run)
+    return kept
+
+
 def routing_families(runs: Sequence[Run]) -> list[RoutingFamily]:
     """The families of CapsNet runs (with a config and a history) that differ only in their routings,
-    with at least two routing counts; the largest first (most routing counts, then most runs)."""
+    with at least two routing counts; the largest first (most routing counts, then most runs). A run and
+    its copies are one member (without_copies)."""
     by_key: dict[str, list[Run]] = {}
     for run in runs:
         if run.is_imported or not run.config or not run.has_capsules or run.routings is None or not len(run.history):
@@ -71,7 +96,7 @@ def routing_families(runs: Sequence[Run]) -> list[RoutingFamily]:
         by_key.setdefault(family_key(run), []).append(run)
     families = []
     for members in by_key.values():
-        members = sorted(members, key=lambda run: (run.routings, run.name))
+        members = sorted(without_copies(members), key=lambda run: (run.routings, run.name))
         if len({run.routings for run in members}) >= 2:
             families.append(RoutingFamily(family_name(members), tuple(members)))
     return sorted(families, key=lambda family: (-len(family.routings), -len(family.runs), family.name))
