@@ -99,7 +99,7 @@ for position, (column, (shown_run, _)) in enumerate(zip(columns, shown)):
             st.metric(f"{shown_run.name} · {routing.routings} routing(s)", f"prediction {routing.prediction}{verdict}",
                       f"|v| {routing.lengths[routing.prediction]:.3f}", delta_color="off")
         every = [coupling_maps(routing, t, capsule_type=capsule_type, from_uniform=map_mode == FROM_UNIFORM)
-                 for t in range(routing.iterations)]  # one colour scale for every iteration
+                 for t in range(1, routing.iterations + 1)]  # one colour scale for every iteration
         maps = every[iteration - 1]
         st.plotly_chart(coupling_maps_figure(maps, routing.image, zmax=max(np.abs(m).max() for m in every),
                                              prediction=routing.prediction, label=picked.label),

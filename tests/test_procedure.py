@@ -6,8 +6,9 @@ import torch
 
 from capsviz import load_run
 from capsviz.analysis.digits import load_test_set, to_inputs
-from capsviz.analysis.procedure import capsule_steps, top_contributors, trace_procedure
+from capsviz.analysis.procedure import capsule_steps, top_contributors
 from capsviz.model.capsnet import CapsNet, squash
+from capsviz.model.routing_view import trace_digit
 from capsviz.store import default_runs_root
 
 SHIPPED = {"mnist-r3": 3, "mnist40-capsnet-r3": 3}
@@ -38,7 +39,7 @@ def check_against_forward(model, images: np.ndarray, *, routings: int) -> None:
     with torch.no_grad():
         output = model(to_inputs(images), trace=True, reconstruct=False)
     for number, image in enumerate(images):
-        procedure = trace_procedure(model, image)
+        procedure = trace_digit(model, image)
         assert procedure.iterations == routings == procedure.routings
         # v_j of the last iteration is the model's output, its lengths the class scores
         np.testing.assert_allclose(procedure.v[-1], output.poses[number].numpy(), atol=1e-6)
@@ -74,7 +75,7 @@ def test_one_routing_couples_exactly_a_tenth():
     torch.manual_seed(0)
     model = CapsNet(routings=1).eval()
     image = test_digits(model, 1)[0]
-    procedure = trace_procedure(model, image)
+    procedure = trace_digit(model, image)
     assert procedure.iterations == 1
     assert (procedure.coupling == np.float32(0.1)).all(), "softmax of zeros: exactly 1/10"
     check_against_forward(model, image[None], routings=1)
@@ -83,7 +84,7 @@ def test_one_routing_couples_exactly_a_tenth():
 @pytest.fixture(scope="module")
 def procedure():
     model = shipped_model("mnist-r3")
-    return trace_procedure(model, test_digits(model, 1)[0])
+    return trace_digit(model, test_digits(model, 1)[0])
 
 
 def test_one_capsule_across_the_iterations(procedure):
@@ -127,7 +128,7 @@ def test_the_largest_contributors_to_a_digit_capsule(procedure):
 
 def test_more_iterations_than_the_model_routes_keep_its_output(procedure):
     model = shipped_model("mnist-r3")
-    longer = trace_procedure(model, procedure.image, iterations=5)
+    longer = trace_digit(model, procedure.image, iterations=5)
     assert longer.iterations == 5 and longer.output_iteration == 3
     np.testing.assert_allclose(longer.v[:3], procedure.v, atol=1e-6)
     assert longer.prediction == procedure.prediction

@@ -54,14 +54,14 @@ def test_only_routing_bugs_and_only_the_reference(model):
 def test_coupling_sums_tell_which_axis_the_softmax_ran_over(model, digit):
     paper = trace_digit(model, digit, iterations=3)
     buggy = trace_digit(variants.routed_with_bug("softmax-over-inputs", model), digit, iterations=3)
-    for iteration in range(3):
+    for iteration in (1, 2, 3):
         assert coupling_sums(paper, iteration) == pytest.approx((1.0, 1152 / 10), rel=1e-5)
         assert coupling_sums(buggy, iteration) == pytest.approx((10 / 1152, 1.0), rel=1e-5)
     # iteration 1 is uniform under either rule: nothing has moved from it
-    assert np.abs(coupling_maps(buggy, 0, from_uniform=True)).max() == 0.0
-    assert np.abs(coupling_maps(buggy, 2, from_uniform=True)).max() > 0.0
+    assert np.abs(coupling_maps(buggy, 1, from_uniform=True)).max() == 0.0
+    assert np.abs(coupling_maps(buggy, 3, from_uniform=True)).max() > 0.0
     # the paper's maps from uniform still sum to 0 over the classes at every position
-    np.testing.assert_allclose(coupling_maps(paper, 2, from_uniform=True).sum(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(coupling_maps(paper, 3, from_uniform=True).sum(axis=0), 0.0, atol=1e-5)
 
 
 def test_the_routing_page_shows_the_bug_beside_procedure_1(runs_root, monkeypatch):

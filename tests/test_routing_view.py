@@ -36,9 +36,10 @@ def test_trace_digit_is_the_models_own_routing(model, digit):
     routing = trace_digit(model, digit)
     with torch.no_grad():
         output = model(to_inputs(digit[None]), trace=True, reconstruct=False)
-    assert routing.coupling.shape == (3, 1152, 10) and routing.digit_lengths.shape == (3, 10)
-    np.testing.assert_allclose(routing.coupling, output.coupling[0].numpy(), atol=1e-6)
-    np.testing.assert_allclose(routing.logits, output.logits[0].numpy(), atol=1e-5)
+    # (T, n_out, n_in) as the equations index c_ij; the model's batch trace is (B, T, n_in, n_out)
+    assert routing.coupling.shape == (3, 10, 1152) and routing.digit_lengths.shape == (3, 10)
+    np.testing.assert_allclose(routing.coupling, output.coupling[0].transpose(1, 2).numpy(), atol=1e-6)
+    np.testing.assert_allclose(routing.logits, output.logits[0].transpose(1, 2).numpy(), atol=1e-5)
     np.testing.assert_allclose(routing.lengths, output.lengths[0].numpy(), atol=1e-5)
     assert routing.prediction == int(output.lengths[0].argmax())
     # the agreement of each iteration is what it added to the logits
@@ -48,16 +49,18 @@ def test_trace_digit_is_the_models_own_routing(model, digit):
 def test_coupling_maps_sum_over_classes_to_the_primary_lengths(model, digit):
     routing = trace_digit(model, digit)
     lengths = routing.primary_lengths.reshape(32, 6, 6)
-    for iteration in range(routing.iterations):
+    for iteration in range(1, routing.iterations + 1):
         maps = coupling_maps(routing, iteration)
         assert maps.shape == (10, 6, 6)
         np.testing.assert_allclose(maps.sum(axis=0), lengths.sum(axis=0), rtol=1e-5)
         one_type = coupling_maps(routing, iteration, capsule_type=7)
         np.testing.assert_allclose(one_type.sum(axis=0), lengths[7], rtol=1e-5)
     # 1 iteration: uniform coupling, each class gets a tenth of every capsule
-    np.testing.assert_allclose(coupling_maps(routing, 0, capsule_type=ALL_TYPES), np.broadcast_to(lengths.sum(0) / 10, (10, 6, 6)),
+    np.testing.assert_allclose(coupling_maps(routing, 1, capsule_type=ALL_TYPES), np.broadcast_to(lengths.sum(0) / 10, (10, 6, 6)),
                                rtol=1e-5)
-    assert not np.allclose(coupling_maps(routing, 2)[0], lengths.sum(0) / 10), "later iterations are not uniform"
+    assert not np.allclose(coupling_maps(routing, 3)[0], lengths.sum(0) / 10), "later iterations are not uniform"
+    with pytest.raises(AssertionError, match="iteration must be in 1..3"):
+        coupling_maps(routing, 0)  # iterations count from 1, as the paper's
 
 
 def test_entropy_of_one_iteration_is_log_10_and_routing_sharpens_it(model, digit):
@@ -65,16 +68,16 @@ def test_entropy_of_one_iteration_is_log_10_and_routing_sharpens_it(model, digit
     assert entropy.shape == (3,)
     assert entropy[0] == pytest.approx(math.log(10), abs=1e-5)
     assert entropy[1] < math.log(10) - 1e-6 and entropy[2] < math.log(10) - 1e-6
-    peaked = np.zeros((1, 4, 10))
-    peaked[..., 3] = 1.0
+    peaked = np.zeros((1, 10, 4))  # (T, n_out, n_in): every input sends all to class 3
+    peaked[:, 3] = 1.0
     assert coupling_entropy(peaked) == pytest.approx([0.0])
 
 
 def test_agreement_split_separates_the_winner_from_the_others(model, digit):
     routing = trace_digit(model, digit)
-    winner, others = agreement_split(routing, 1)
+    winner, others = agreement_split(routing, 2)
     assert winner.shape == (1152,) and others.shape == (1152 * 9,)
-    np.testing.assert_array_equal(winner, routing.agreement[1][:, routing.prediction])
+    np.testing.assert_array_equal(winner, routing.agreement[1][routing.prediction])
     assert np.isclose(winner.sum() + others.sum(), routing.agreement[1].sum(), rtol=1e-4)
 
 

@@ -261,8 +261,8 @@ def test_the_routing_page_traces_the_variants_coupling(variant_runs):
     model = load_run(variant_runs["softmax-over-inputs"]).model
     digit = np.asarray(images(1)[0, 0])
     routing = trace_digit(model, digit)
-    np.testing.assert_allclose(routing.coupling.sum(axis=1), 1.0, rtol=1e-4)  # over the inputs i, per class j
-    assert abs(routing.coupling[0].sum(axis=1) - 1).max() > 0.9  # not over the classes j
+    np.testing.assert_allclose(routing.coupling.sum(axis=2), 1.0, rtol=1e-4)  # over the inputs i, per class j
+    assert abs(routing.coupling[0].sum(axis=0) - 1).max() > 0.9  # not over the classes j
 
 
 @pytest.mark.slow

@@ -26,15 +26,15 @@ def routing_bug_section(run: Run, image: np.ndarray, *, iterations: int, iterati
         st.caption(f"{run.name} was trained with the {trained_as} bug: its maps above already route as that bug does.")
         return
     paper = digit_routing(run, image, iterations=iterations)
-    inputs, classes = paper.coupling.shape[1:]  # (T, n_in, n_out)
+    classes, inputs = paper.coupling.shape[1:]  # (T, n_out, n_in)
     routings = {
         f"Procedure 1: c_ij = softmax over the {classes} classes j": paper,
         f"The bug: softmax over the {inputs} inputs i": digit_routing(run, image, iterations=iterations, bug=BUG),
     }
     columns = st.columns(len(routings), gap="large")
     for position, (column, (title, routing)) in enumerate(zip(columns, routings.items())):
-        maps = coupling_maps(routing, iteration - 1, capsule_type=capsule_type, from_uniform=from_uniform)
-        over_classes, over_inputs = coupling_sums(routing, iteration - 1)
+        maps = coupling_maps(routing, iteration, capsule_type=capsule_type, from_uniform=from_uniform)
+        over_classes, over_inputs = coupling_sums(routing, iteration)
         with column:
             verdict = "" if label is None else (" ✓" if routing.prediction == label else " ✗")
             st.markdown(f"**{title}**  \nprediction **{routing.prediction}**{verdict}, "

@@ -17,7 +17,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..analysis.procedure import CapsuleSteps, Contributors, DigitProcedure
+from ..analysis.procedure import CapsuleSteps, Contributors
+from ..model.routing_view import DigitRouting
 from .figures import PALETTE, digit_figure
 from .routing_figures import receptive_field_centres
 
@@ -25,12 +26,12 @@ FOCUS_COLOR, CHOSEN_COLOR, OTHER_COLOR = PALETTE[1], PALETTE[3], "rgba(140,140,1
 PICKER_PIXELS = 240  # the picker's plot area, square: marker sizes are set in pixels from it
 
 
-def capsule_label(procedure: DigitProcedure, index: int) -> str:
+def capsule_label(procedure: DigitRouting, index: int) -> str:
     capsule_type, row, column = procedure.capsule_position(index)
     return f"type {capsule_type} · row {row}, col {column}"
 
 
-def capsule_picker_figure(procedure: DigitProcedure, capsule_type: int, chosen: tuple[int, int] | None) -> go.Figure:
+def capsule_picker_figure(procedure: DigitRouting, capsule_type: int, chosen: tuple[int, int] | None) -> go.Figure:
     """The PrimaryCaps grid as a board of squares, each as orange as that position's capsule of type
     `capsule_type` is long (|u_i|, below 1 by squash), the `chosen` (row, column) framed. One scatter
     point per cell, so that a click (Streamlit's selection) names the cell through its customdata."""
@@ -63,7 +64,7 @@ def capsule_picker_figure(procedure: DigitProcedure, capsule_type: int, chosen: 
     return figure
 
 
-def receptive_field_figure(procedure: DigitProcedure, row: int, column: int, *, height: int = 270) -> go.Figure:
+def receptive_field_figure(procedure: DigitRouting, row: int, column: int, *, height: int = 270) -> go.Figure:
     """The digit with the chosen position's receptive field framed: Conv1 (9x9) then PrimaryCaps (9x9,
     stride 2) see the 17x17 pixels from (2 row, 2 column)."""
     figure = digit_figure(procedure.image, title="What it sees", subtitle=f"17x17 pixels at row {row}, col {column}",
@@ -139,7 +140,7 @@ def coupling_path_figure(steps: CapsuleSteps, *, iteration: int, focus: int, rou
     return figure
 
 
-def digit_capsules_figure(procedure: DigitProcedure, iteration: int, *, focus: int, height: int = 300) -> go.Figure:
+def digit_capsules_figure(procedure: DigitRouting, iteration: int, *, focus: int, height: int = 300) -> go.Figure:
     """|s_j| (the weighted sum) and |v_j| = |squash(s_j)| per class in iteration `iteration`."""
     t = iteration - 1
     classes = procedure.s.shape[1]
@@ -159,7 +160,7 @@ def digit_capsules_figure(procedure: DigitProcedure, iteration: int, *, focus: i
     return figure
 
 
-def contributors_figure(procedure: DigitProcedure, contributors: Contributors, *, digit: int, iteration: int,
+def contributors_figure(procedure: DigitRouting, contributors: Contributors, *, digit: int, iteration: int,
                         chosen: int, height: int = 300) -> go.Figure:
     """The largest terms |c_ij u_hat_{j|i}| of s_j (j = `digit`), largest on top, the chosen capsule in
     its colour; each bar's text is the term's share of s_j along s_j itself."""
@@ -185,7 +186,7 @@ def _vector(values: np.ndarray, shown: int = 4) -> str:
     return r"\begin{pmatrix}" + r"\\".join(entries) + r"\end{pmatrix}"
 
 
-def equations(procedure: DigitProcedure, steps: CapsuleSteps, contributors: Contributors, *, iteration: int,
+def equations(procedure: DigitRouting, steps: CapsuleSteps, contributors: Contributors, *, iteration: int,
               digit: int) -> dict[str, str]:
     """The paper's equations for capsule i and digit capsule j = `digit` in iteration `iteration`, each
     written generally, then with this iteration's numbers. Keys: prediction (eq. 2, u_hat = W u),

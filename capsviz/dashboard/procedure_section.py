@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ..analysis.procedure import DigitProcedure, capsule_steps, top_contributors
+from ..analysis.procedure import capsule_steps, top_contributors
+from ..model.routing_view import DigitRouting
 from ..store import Run
 from .page_helpers import show_table
 from .procedure_figures import (
@@ -26,7 +27,7 @@ from .procedure_figures import (
     receptive_field_figure,
     votes_figure,
 )
-from .state import digit_procedure
+from .state import digit_routing
 
 KEY = "procedure"
 STRONGEST, TOP, CHOSEN = "strongest", "top", "chosen"
@@ -63,7 +64,7 @@ def _clicked() -> None:
     st.session_state[f"{KEY}_mode"] = CHOSEN
 
 
-def _chosen_capsule(procedure: DigitProcedure, where) -> int:
+def _chosen_capsule(procedure: DigitRouting, where) -> int:
     """The capsule index the widgets in `where` (three columns) name. In "the strongest" mode the widgets
     follow the digit's longest u_i, in "top contributor" mode the largest term of the predicted class's s_j
     in the model's last iteration; touching one of them, or clicking the grid, makes the capsule chosen."""
@@ -93,7 +94,7 @@ def _chosen_capsule(procedure: DigitProcedure, where) -> int:
 
 def procedure_section(run: Run, image: np.ndarray, *, iterations: int, label: int | None) -> None:
     """The section for the digit `image` under the run's model, traced for `iterations` of routing."""
-    procedure = digit_procedure(run, image, iterations=iterations)
+    procedure = digit_routing(run, image, iterations=iterations)
     st.subheader("Procedure 1, step by step", help="Sabour, Frosst & Hinton (2017), section 2: every number below is "
                  "the model's own, taken from its PrimaryCaps, its W_ij and the routing function its forward pass runs.")
     st.caption(f"Pick one of the {procedure.capsules:,} primary capsules ({procedure.types} types on a "
@@ -162,7 +163,7 @@ def procedure_section(run: Run, image: np.ndarray, *, iterations: int, label: in
                "iteration 1's coupling, uniform by definition.")
 
 
-def _length_rank(procedure: DigitProcedure, index: int) -> int:
+def _length_rank(procedure: DigitRouting, index: int) -> int:
     lengths = procedure.primary_lengths
     return int((lengths > lengths[index]).sum()) + 1
 

@@ -90,7 +90,7 @@ def lengths_by_iteration_figure(routing: DigitRouting, *, label: int | None = No
     iterations = np.arange(1, routing.iterations + 1)
     figure = go.Figure()
     winner = routing.prediction
-    for j in range(routing.digit_lengths.shape[1]):
+    for j in range(routing.classes):
         highlighted = j in (winner, label)
         figure.add_trace(go.Scatter(
             x=iterations, y=routing.digit_lengths[:, j], mode="lines+markers+text" if highlighted else "lines",
@@ -112,11 +112,11 @@ def entropy_figure(routing: DigitRouting, *, height: int = 280) -> go.Figure:
     the axis zoomed on the values, which a trained model may move by thousandths of a nat only."""
     iterations = np.arange(1, routing.iterations + 1)
     entropy = coupling_entropy(routing.coupling)
-    uniform = math.log(routing.coupling.shape[-1])
+    uniform = math.log(routing.classes)
     margin = max(0.002, 0.15 * (uniform - float(entropy.min())))  # trained routing may move it by thousandths: zoom in
     figure = go.Figure(go.Scatter(x=iterations, y=entropy, mode="lines+markers", name="mean entropy",
                                   hovertemplate="iteration %{x}: %{y:.3f} nats<extra></extra>"))
-    figure.add_hline(y=uniform, line_dash="dot", line_color="gray", annotation_text=f"uniform: log {routing.coupling.shape[-1]}")
+    figure.add_hline(y=uniform, line_dash="dot", line_color="gray", annotation_text=f"uniform: log {routing.classes}")
     figure.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), title="How peaked the coupling is",
                          xaxis=dict(title="routing iteration", dtick=1), yaxis=dict(title="mean entropy of c_i (nats)",
                                                                                      range=[entropy.min() - margin, uniform + margin]))
@@ -129,7 +129,8 @@ def agreement_figure(routing: DigitRouting, *, height: int = 300) -> go.Figure:
     figure = go.Figure()
     winner = routing.prediction
     for name, color, part in ((f"winner ({winner})", MAP_COLOR, 0), ("the other classes", "gray", 1)):
-        stats = [np.percentile(agreement_split(routing, t)[part], [1, 25, 50, 75, 99]) for t in range(routing.iterations)]
+        stats = [np.percentile(agreement_split(routing, t)[part], [1, 25, 50, 75, 99])
+                 for t in range(1, routing.iterations + 1)]
         low, q1, median, q3, high = np.array(stats).T
         figure.add_trace(go.Box(x=np.arange(1, routing.iterations + 1), q1=q1, median=median, q3=q3, lowerfence=low,
                                 upperfence=high, name=name, marker_color=color, boxpoints=False))

@@ -15,7 +15,6 @@ import streamlit as st
 from torch import nn
 
 from ..analysis.digits import DigitCodes, encode_digits, load_test_set
-from ..analysis.procedure import DigitProcedure, trace_procedure
 from ..analysis.robustness_view import paired_table
 from ..model.routing_view import DigitRouting, trace_digit
 from ..model.variants import routed_with_bug
@@ -188,31 +187,20 @@ def scan_codes(run: Run, count: int, *, progress_text: str = "Encoding test digi
     return DigitCodes(np.concatenate([part.lengths for part in parts]), np.concatenate([part.poses for part in parts]))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=32)
 def _routing(path: str, stamp: tuple | None, image: np.ndarray, iterations: int, bug: str | None = None) -> DigitRouting:
     model = _load_model(path, stamp)
     return trace_digit(model if bug is None else routed_with_bug(bug, model), image, iterations=iterations)
 
 
 def digit_routing(run: Run, image: np.ndarray, *, iterations: int, bug: str | None = None) -> DigitRouting:
-    """One digit's routing under the run's model (capsviz.model.routing_view.trace_digit), cached per weights
-    file version, digit and iteration count: moving the iteration slider or a map control re-traces nothing.
+    """One digit's routing with every intermediate number kept (capsviz.model.routing_view.trace_digit) under the
+    run's model, cached per weights file version, digit and iteration count: moving the iteration slider, a map
+    control or Procedure 1's capsule re-traces nothing. About 1-2 MB per entry (u_hat of every primary capsule
+    and each iteration's c_ij, b_ij and agreement), hence 32 entries.
     `bug`: the run's weights routed as that routing bug does (a capsviz.model.variants name; routed_with_bug)."""
     model_for(run)  # raises RunError for broken weights before anything is cached
     return _routing(str(run.path), weights_stamp(run), np.ascontiguousarray(image), int(iterations), bug)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def _procedure(path: str, stamp: tuple | None, image: np.ndarray, iterations: int) -> DigitProcedure:
-    return trace_procedure(_load_model(path, stamp), image, iterations=iterations)
-
-
-def digit_procedure(run: Run, image: np.ndarray, *, iterations: int) -> DigitProcedure:
-    """One digit's routing with every intermediate number kept (capsviz.analysis.procedure.trace_procedure), cached
-    per weights file version, digit and iteration count: picking another capsule or iteration re-traces nothing.
-    A few MB per entry (u_hat of every primary capsule), hence the few entries."""
-    model_for(run)  # raises RunError for broken weights before anything is cached
-    return _procedure(str(run.path), weights_stamp(run), np.ascontiguousarray(image), int(iterations))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
