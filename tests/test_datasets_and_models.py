@@ -85,6 +85,33 @@ def test_baseline_is_the_papers_cnn_with_35_4m_parameters():
     assert pooled(torch.rand(2, 1, 40, 40)).logits.shape == (2, 10)
 
 
+def test_the_baselines_channels_last_weights_compute_what_contiguous_ones_do(tmp_path):
+    """Channels-last convolution weights (for oneDNN's speed) change no value: the same outputs as the
+    contiguous layout, and a state_dict that loads either way round."""
+    torch.manual_seed(0)
+    model = BaselineCNN().eval()
+    assert all(conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+               for conv in model.convs[1:])  # the first has one input channel: both layouts at once
+    images = torch.rand(2, 1, 28, 28)
+    expected = model(images).logits
+    for conv in model.convs:
+        conv.weight.data = conv.weight.data.contiguous()
+    torch.testing.assert_close(model(images).logits, expected, rtol=1e-4, atol=1e-5)
+    torch.save(model.state_dict(), tmp_path / "contiguous.pt")
+    reloaded = BaselineCNN().eval()
+    reloaded.load_state_dict(torch.load(tmp_path / "contiguous.pt", weights_only=True))
+    assert reloaded.convs[1].weight.is_contiguous(memory_format=torch.channels_last), "loading keeps the layout"
+    torch.testing.assert_close(reloaded(images).logits, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_the_baseline_layout_benchmark_prints_both_layouts(capsys):
+    from scripts.bench_baseline_layout import main as bench_layout
+    assert bench_layout(["--precision", "fp32", "--batch-size", "2", "--steps", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "contiguous: median" in printed and "channels-last: median" in printed
+    assert "x the contiguous layout's speed" in printed and "fp32, batch 2" in printed
+
+
 def test_tasks_hand_back_loss_parts_and_correct_answers():
     torch.manual_seed(0)
     inputs, targets = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
